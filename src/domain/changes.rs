@@ -1,0 +1,22 @@
+//! `Changes`: which parts of a product changed since it was loaded, so a store writes only those.
+
+use std::collections::BTreeSet;
+
+/// The parts of a product touched since the last commit. Stores write the *current* state of each
+/// touched part (or delete it when it is gone), so the cost of a commit follows what changed, not the
+/// product's size or history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Batches created since the last commit (their references must be globally unique).
+    pub new_batches: BTreeSet<String>,
+    /// Existing batches whose own fields (quantity) changed.
+    pub changed_batches: BTreeSet<String>,
+    /// Order ids whose allocation in this product was created, moved or removed.
+    pub lines: BTreeSet<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.new_batches.is_empty() && self.changed_batches.is_empty() && self.lines.is_empty()
+    }
+}

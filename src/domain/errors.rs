@@ -1,0 +1,31 @@
+//! Errors raised by the domain's rules.
+
+/// A rule of the domain was broken by the caller's input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0} must not be empty")]
+    EmptyIdentifier(&'static str),
+    #[error("{field} must be at most {max} bytes long")]
+    IdentifierTooLong { field: &'static str, max: usize },
+    #[error("{0} must not contain control characters")]
+    InvalidIdentifier(&'static str),
+    #[error("qty must be greater than zero")]
+    NonPositiveQuantity,
+    #[error("batch {reference} is for sku {batch_sku}, not {product_sku}")]
+    SkuMismatch {
+        reference: String,
+        batch_sku: String,
+        product_sku: String,
+    },
+    #[error("order line for sku {line_sku} cannot be allocated in product {product_sku}")]
+    LineSkuMismatch {
+        line_sku: String,
+        product_sku: String,
+    },
+    #[error("Batch {0} already exists")]
+    DuplicateBatch(String),
+    #[error("order {0} is allocated to more than one batch")]
+    LineAllocatedTwice(String),
+    #[error("Unknown batch {0}")]
+    UnknownBatch(String),
+}

@@ -1,0 +1,62 @@
+//! The store port: what a persistence adapter (in-memory, embedded, DynamoDB) must provide.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::domain::{Changes, EventEnvelope, Product};
+
+/// One product's part of a commit.
+#[derive(Debug)]
+pub struct ProductWrite<'a> {
+    /// The product's current state (its `version_number` is the new version).
+    pub product: &'a Product,
+    /// The version it was loaded at, or `None` for a product that is new to the store.
+    pub expected_version: Option<u64>,
+    /// What changed since it was loaded.
+    pub changes: &'a Changes,
+    /// Events that leave the process through the outbox, in order.
+    pub outbox: &'a [EventEnvelope],
+}
+
+/// One row of the `GET /allocations/{orderid}` read model.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AllocationView {
+    pub sku: String,
+    pub batchref: String,
+}
+
+/// Persistence of products and their outbox. Every adapter passes the contract suite in `tests/contract`.
+pub trait Store: Send + Sync + 'static {
+    /// The product of this SKU, read with strong consistency, or `None`.
+    fn load(&self, sku: &str) -> impl Future<Output = Result<Option<Product>, StoreError>> + Send;
+
+    /// The SKU of the batch with this reference, or `None`.
+    fn sku_of_batch(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Writes all products atomically, each only if its stored version is still `expected_version`
+    /// (else `VersionConflict`), together with their outbox events. All or nothing.
+    fn commit(
+        &self,
+        writes: &[ProductWrite<'_>],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The read model: which batch holds each of this order's lines (may be eventually consistent).
+    fn allocations_for_order(
+        &self,
+        orderid: &str,
+    ) -> impl Future<Output = Result<Vec<AllocationView>, StoreError>> + Send;
+
+    /// Every outbox event recorded for this SKU, in commit order (for tests and operators).
+    fn outbox(&self, sku: &str)
+        -> impl Future<Output = Result<Vec<EventEnvelope>, StoreError>> + Send;
+
+    /// The most order lines one commit may move, if the store limits the size of a commit.
+    fn max_lines_per_commit(&self) -> Option<usize> {
+        None
+    }
+}

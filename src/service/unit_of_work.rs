@@ -1,0 +1,207 @@
+//! The unit of work: tracks the products a handler loads and commits them atomically, or not at all.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use super::{EventWiring, ProductWrite, Store, StoreError};
+use crate::domain::{EventEnvelope, Product};
+
+/// What handlers talk to. Work is rolled back (simply not written) unless `commit` is called.
+pub trait UnitOfWork: Send {
+    /// The product of this SKU, loaded once per unit of work and tracked.
+    fn get(
+        &mut self,
+        sku: &str,
+    ) -> impl Future<Output = Result<Option<&mut Product>, StoreError>> + Send;
+
+    /// The product holding the batch with this reference.
+    fn get_by_batchref(
+        &mut self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<&mut Product>, StoreError>> + Send;
+
+    /// Tracks a product that is new to the store.
+    fn add(&mut self, product: Product) -> &mut Product;
+
+    /// Atomically writes every changed product (with a version check) and its outbox events. The
+    /// unit of work stays usable: later changes are committed by a later call.
+    fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Events committed so far that are not yet collected, in order.
+    fn collect_new_events(&mut self) -> Vec<EventEnvelope>;
+
+    /// The most order lines one commit may move (see `Store::max_lines_per_commit`).
+    fn max_lines_per_commit(&self) -> Option<usize>;
+}
+
+/// Starts units of work; the message bus takes a fresh one per message and per retry.
+pub trait UnitOfWorkFactory: Send + Sync + 'static {
+    type Uow: UnitOfWork;
+
+    /// A new unit of work; its events carry `correlation_id`.
+    fn begin(&self, correlation_id: Option<&str>) -> Self::Uow;
+}
+
+struct Seen {
+    product: Product,
+    /// The stored version when loaded (`None`: not in the store yet).
+    expected_version: Option<u64>,
+}
+
+/// The unit of work over any [`Store`]: the one implementation every adapter shares.
+pub struct StoreUnitOfWork<S: Store> {
+    store: Arc<S>,
+    wiring: EventWiring,
+    correlation_id: Option<String>,
+    seen: HashMap<String, Seen>,
+    committed_events: Vec<EventEnvelope>,
+}
+
+impl<S: Store> StoreUnitOfWork<S> {
+    pub fn new(store: Arc<S>, wiring: EventWiring, correlation_id: Option<&str>) -> Self {
+        Self {
+            store,
+            wiring,
+            correlation_id: correlation_id.map(str::to_owned),
+            seen: HashMap::new(),
+            committed_events: Vec::new(),
+        }
+    }
+}
+
+impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
+    async fn get(&mut self, sku: &str) -> Result<Option<&mut Product>, StoreError> {
+        if !self.seen.contains_key(sku) {
+            let Some(product) = self.store.load(sku).await? else {
+                return Ok(None);
+            };
+            let expected_version = Some(product.version_number());
+            self.seen.insert(
+                sku.to_owned(),
+                Seen {
+                    product,
+                    expected_version,
+                },
+            );
+        }
+        Ok(self.seen.get_mut(sku).map(|seen| &mut seen.product))
+    }
+
+    async fn get_by_batchref(&mut self, reference: &str) -> Result<Option<&mut Product>, StoreError> {
+        let tracked = self
+            .seen
+            .values()
+            .find(|seen| seen.product.batch(reference).is_some())
+            .map(|seen| seen.product.sku().to_owned());
+        let sku = match tracked {
+            Some(sku) => sku,
+            None => match self.store.sku_of_batch(reference).await? {
+                Some(sku) => sku,
+                None => return Ok(None),
+            },
+        };
+        Ok(self
+            .get(&sku)
+            .await?
+            .filter(|product| product.batch(reference).is_some()))
+    }
+
+    fn add(&mut self, product: Product) -> &mut Product {
+        let sku = product.sku().to_owned();
+        let seen = self.seen.entry(sku).or_insert(Seen {
+            product,
+            expected_version: None,
+        });
+        &mut seen.product
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        let mut pending: Vec<(&mut Seen, Vec<EventEnvelope>)> = Vec::new();
+        for seen in self.seen.values_mut() {
+            let version = seen.product.version_number();
+            if seen.expected_version == Some(version) {
+                continue;
+            }
+            let sku = seen.product.sku().to_owned();
+            let envelopes = seen
+                .product
+                .take_events()
+                .into_iter()
+                .enumerate()
+                .map(|(index, event)| EventEnvelope {
+                    id: EventEnvelope::event_id(&sku, version, index),
+                    correlation_id: self.correlation_id.clone(),
+                    event,
+                })
+                .collect();
+            pending.push((seen, envelopes));
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let outboxes: Vec<Vec<EventEnvelope>> = pending
+            .iter()
+            .map(|(_, envelopes)| {
+                envelopes
+                    .iter()
+                    .filter(|e| self.wiring.is_outbound(&e.event))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let writes: Vec<ProductWrite<'_>> = pending
+            .iter()
+            .zip(&outboxes)
+            .map(|((seen, _), outbox)| ProductWrite {
+                product: &seen.product,
+                expected_version: seen.expected_version,
+                changes: seen.product.changes(),
+                outbox,
+            })
+            .collect();
+        self.store.commit(&writes).await?;
+        for (seen, envelopes) in pending {
+            seen.expected_version = Some(seen.product.version_number());
+            seen.product.clear_changes();
+            self.committed_events.extend(envelopes);
+        }
+        Ok(())
+    }
+
+    fn collect_new_events(&mut self) -> Vec<EventEnvelope> {
+        std::mem::take(&mut self.committed_events)
+    }
+
+    fn max_lines_per_commit(&self) -> Option<usize> {
+        self.store.max_lines_per_commit()
+    }
+}
+
+/// Builds [`StoreUnitOfWork`]s over one shared store.
+pub struct StoreUnitOfWorkFactory<S: Store> {
+    store: Arc<S>,
+    wiring: EventWiring,
+}
+
+impl<S: Store> StoreUnitOfWorkFactory<S> {
+    pub fn new(store: Arc<S>, wiring: EventWiring) -> Self {
+        Self { store, wiring }
+    }
+
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    pub fn wiring(&self) -> EventWiring {
+        self.wiring
+    }
+}
+
+impl<S: Store> UnitOfWorkFactory for StoreUnitOfWorkFactory<S> {
+    type Uow = StoreUnitOfWork<S>;
+
+    fn begin(&self, correlation_id: Option<&str>) -> Self::Uow {
+        StoreUnitOfWork::new(Arc::clone(&self.store), self.wiring, correlation_id)
+    }
+}
