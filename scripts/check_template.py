@@ -114,8 +114,12 @@ def lint(path: Path, label: str) -> tuple[int, int]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 2 or (len(argv) == 2 and argv[1] in ("-h", "--help")):
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+    if len(argv) == 2 and argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    if len(argv) > 2 or (len(argv) == 2 and argv[1].startswith("-")):
+        usage = next(line for line in __doc__.splitlines() if line.startswith("usage:"))
+        print(usage, file=sys.stderr)
         return 2
     template_path = Path(argv[1]) if len(argv) == 2 else REPO / "template.yaml"
     if not template_path.is_file():

@@ -1,0 +1,1 @@
+//! The DynamoDB store: single table, conditional TransactWriteItems on the product version.

@@ -1,0 +1,338 @@
+//! The store contract: one suite every `Store` must pass unchanged (in-memory, embedded, DynamoDB).
+//!
+//! Use it with `contract_suite!(async { Arc::new(MyStore::new(...)) })` in a test file that declares
+//! `mod contract;`. Each case uses its own SKUs, batch references and order ids, so one store (or one
+//! moto table) can serve every case, also concurrently.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use allocation::domain::{Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, OrderLine, Product};
+use allocation::service::{
+    EventWiring, MessageBus, NoNotifications, RetryPolicy, ServiceError, Store, StoreError,
+    StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
+};
+use chrono::NaiveDate;
+
+/// A name unique to this test run, so cases never collide in a shared store.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+pub fn bus<S: Store>(store: Arc<S>) -> MessageBus<StoreUnitOfWorkFactory<S>> {
+    let retry = RetryPolicy {
+        max_attempts: 100,
+        ..RetryPolicy::default()
+    };
+    MessageBus::new(
+        StoreUnitOfWorkFactory::new(store, EventWiring::outbox()),
+        EventWiring::outbox(),
+        Arc::new(NoNotifications),
+        retry,
+    )
+}
+
+fn uows<S: Store>(store: &Arc<S>) -> StoreUnitOfWorkFactory<S> {
+    StoreUnitOfWorkFactory::new(Arc::clone(store), EventWiring::outbox())
+}
+
+fn date(y: i32, m: u32, d: u32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(y, m, d)
+}
+
+async fn create_batch<S: Store>(store: &Arc<S>, reference: &str, sku: &str, qty: u32, eta: Option<NaiveDate>) {
+    let cmd = CreateBatch {
+        reference: reference.to_owned(),
+        sku: sku.to_owned(),
+        qty,
+        eta,
+    };
+    bus(Arc::clone(store)).handle(&cmd, None).await.expect("create batch");
+}
+
+pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
+    let sku = unique("RETRO-CLOCK");
+    let (b1, b2) = (unique("b1"), unique("b2"));
+    let order = unique("o1");
+    let mut uow = uows(&store).begin(Some("corr-1"));
+    let product = uow.add(Product::new(&sku).unwrap());
+    product.add_batch(Batch::new(&b1, &sku, 100, None).unwrap()).unwrap();
+    product.add_batch(Batch::new(&b2, &sku, 50, date(2026, 12, 24)).unwrap()).unwrap();
+    let line = OrderLine::new(&order, &sku, 10).unwrap();
+    assert_eq!(product.allocate(&line).unwrap().as_deref(), Some(b1.as_str()));
+    uow.commit().await.unwrap();
+
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku).await.unwrap().expect("product is stored");
+    assert_eq!(product.version_number(), 3);
+    let batches: Vec<_> = product
+        .batches()
+        .iter()
+        .map(|b| (b.reference().to_owned(), b.purchased_quantity(), b.eta(), b.available_quantity()))
+        .collect();
+    assert_eq!(
+        batches,
+        vec![(b1.clone(), 100, None, 90), (b2.clone(), 50, date(2026, 12, 24), 50)]
+    );
+    assert_eq!(product.allocation_of(&order).map(|b| b.reference().to_owned()), Some(b1.clone()));
+    let by_ref = uow.get_by_batchref(&b2).await.unwrap().expect("found by batchref");
+    assert_eq!(by_ref.sku(), sku);
+    assert!(uow.get_by_batchref(&unique("nope")).await.unwrap().is_none());
+    assert!(uow.get(&unique("NO-SKU")).await.unwrap().is_none());
+
+    let views = store.allocations_for_order(&order).await.unwrap();
+    assert_eq!(views.len(), 1);
+    assert_eq!((views[0].sku.as_str(), views[0].batchref.as_str()), (sku.as_str(), b1.as_str()));
+}
+
+pub async fn uncommitted_work_is_rolled_back_by_default<S: Store>(store: Arc<S>) {
+    let sku = unique("SOFA");
+    let batch = unique("b");
+    {
+        let mut uow = uows(&store).begin(None);
+        let product = uow.add(Product::new(&sku).unwrap());
+        product.add_batch(Batch::new(&batch, &sku, 10, None).unwrap()).unwrap();
+        // dropped without commit
+    }
+    let mut uow = uows(&store).begin(None);
+    assert!(uow.get(&sku).await.unwrap().is_none());
+    assert!(store.sku_of_batch(&batch).await.unwrap().is_none());
+    assert!(store.outbox(&sku).await.unwrap().is_empty());
+}
+
+pub async fn work_is_rolled_back_when_the_handler_fails<S: Store>(store: Arc<S>) {
+    let sku = unique("LAMP");
+    let batch = unique("b");
+    create_batch(&store, &batch, &sku, 10, None).await;
+    // The first line allocates in memory, the second is invalid: the handler fails before commit.
+    let mut uow = uows(&store).begin(None);
+    let failure: Result<(), ServiceError> = async {
+        let product = uow.get(&sku).await?.expect("stored");
+        product.allocate(&OrderLine::new(unique("o"), &sku, 5)?)?;
+        product.allocate(&OrderLine::new(unique("o"), &sku, 0)?)?;
+        uow.commit().await?;
+        Ok(())
+    }
+    .await;
+    assert!(failure.is_err());
+    drop(uow);
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku).await.unwrap().unwrap();
+    assert_eq!(product.batch(&batch).unwrap().available_quantity(), 10);
+    assert_eq!(product.version_number(), 1);
+}
+
+pub async fn a_stale_commit_is_a_version_conflict<S: Store>(store: Arc<S>) {
+    let sku = unique("TABLE");
+    let batch = unique("b");
+    create_batch(&store, &batch, &sku, 10, None).await;
+    let (o1, o2) = (unique("o1"), unique("o2"));
+    let mut first = uows(&store).begin(None);
+    let mut second = uows(&store).begin(None);
+    first.get(&sku).await.unwrap().unwrap().allocate(&OrderLine::new(&o1, &sku, 4).unwrap()).unwrap();
+    second.get(&sku).await.unwrap().unwrap().allocate(&OrderLine::new(&o2, &sku, 4).unwrap()).unwrap();
+    first.commit().await.unwrap();
+    let conflict = second.commit().await;
+    assert_eq!(conflict, Err(StoreError::VersionConflict { sku: sku.clone() }));
+
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku).await.unwrap().unwrap();
+    assert_eq!(product.version_number(), 2);
+    assert!(product.allocation_of(&o1).is_some());
+    assert!(product.allocation_of(&o2).is_none(), "the losing commit wrote nothing");
+    assert!(store.allocations_for_order(&o2).await.unwrap().is_empty());
+    let outbox = store.outbox(&sku).await.unwrap();
+    assert_eq!(outbox.len(), 1, "only the winner's event is in the outbox: {outbox:?}");
+}
+
+pub async fn two_new_products_with_one_sku_conflict<S: Store>(store: Arc<S>) {
+    let sku = unique("CHAIR");
+    let mut first = uows(&store).begin(None);
+    let mut second = uows(&store).begin(None);
+    first.add(Product::new(&sku).unwrap()).add_batch(Batch::new(unique("b"), &sku, 1, None).unwrap()).unwrap();
+    second.add(Product::new(&sku).unwrap()).add_batch(Batch::new(unique("b"), &sku, 2, None).unwrap()).unwrap();
+    first.commit().await.unwrap();
+    assert_eq!(second.commit().await, Err(StoreError::VersionConflict { sku }));
+}
+
+pub async fn batch_references_are_unique_across_skus<S: Store>(store: Arc<S>) {
+    let batch = unique("shared-ref");
+    let (sku1, sku2) = (unique("MUG"), unique("CUP"));
+    create_batch(&store, &batch, &sku1, 10, None).await;
+    let mut uow = uows(&store).begin(None);
+    uow.add(Product::new(&sku2).unwrap()).add_batch(Batch::new(&batch, &sku2, 5, None).unwrap()).unwrap();
+    assert_eq!(uow.commit().await, Err(StoreError::DuplicateBatchReference(batch.clone())));
+    let mut uow = uows(&store).begin(None);
+    assert!(uow.get(&sku2).await.unwrap().is_none(), "nothing of the failed commit is stored");
+    assert_eq!(store.sku_of_batch(&batch).await.unwrap(), Some(sku1));
+}
+
+pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: Arc<S>) {
+    let sku = unique("RUG");
+    let batch = unique("b");
+    create_batch(&store, &batch, &sku, 3, None).await;
+    let bus = bus(Arc::clone(&store));
+    let o1 = unique("o");
+    let batchref = bus
+        .handle(&Allocate { orderid: o1.clone(), sku: sku.clone(), qty: 3 }, Some("req-7"))
+        .await
+        .unwrap();
+    assert_eq!(batchref, batch);
+    let out = bus
+        .handle(&Allocate { orderid: unique("o"), sku: sku.clone(), qty: 1 }, None)
+        .await;
+    assert_eq!(out, Err(ServiceError::OutOfStock(sku.clone())));
+
+    let outbox = store.outbox(&sku).await.unwrap();
+    let kinds: Vec<_> = outbox.iter().map(|e| e.event.type_name()).collect();
+    assert_eq!(kinds, ["Allocated", "OutOfStock"]);
+    assert_eq!(outbox[0].id, format!("{sku}:2:0"));
+    assert_eq!(outbox[0].correlation_id.as_deref(), Some("req-7"));
+    assert_eq!(
+        outbox[0].event,
+        Event::Allocated { orderid: o1, sku: sku.clone(), qty: 3, batchref: batch.clone() }
+    );
+    assert_eq!(outbox[1].event, Event::OutOfStock { sku: sku.clone() });
+    let mut uow = uows(&store).begin(None);
+    assert_eq!(uow.get(&sku).await.unwrap().unwrap().version_number(), 3);
+}
+
+pub async fn an_idempotent_allocation_writes_nothing<S: Store>(store: Arc<S>) {
+    let sku = unique("DESK");
+    let batch = unique("b");
+    create_batch(&store, &batch, &sku, 10, None).await;
+    let bus = bus(Arc::clone(&store));
+    let cmd = Allocate { orderid: unique("o"), sku: sku.clone(), qty: 2 };
+    assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
+    assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku).await.unwrap().unwrap();
+    assert_eq!(product.version_number(), 2);
+    assert_eq!(product.batch(&batch).unwrap().available_quantity(), 8);
+    assert_eq!(store.outbox(&sku).await.unwrap().len(), 1);
+}
+
+pub async fn a_quantity_change_persists_the_deallocations<S: Store>(store: Arc<S>) {
+    let sku = unique("BENCH");
+    let batch = unique("b");
+    create_batch(&store, &batch, &sku, 10, None).await;
+    let bus = bus(Arc::clone(&store));
+    let orders: Vec<String> = (0..4).map(|_| unique("o")).collect();
+    for order in &orders {
+        bus.handle(&Allocate { orderid: order.clone(), sku: sku.clone(), qty: 2 }, None).await.unwrap();
+    }
+    bus.handle(&ChangeBatchQuantity { reference: batch.clone(), qty: 5 }, None).await.unwrap();
+
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku).await.unwrap().unwrap();
+    let stored = product.batch(&batch).unwrap();
+    assert_eq!(stored.purchased_quantity(), 5);
+    assert_eq!(stored.allocated_quantity(), 4);
+    let still: Vec<_> = orders.iter().filter(|o| product.allocation_of(o).is_some()).collect();
+    assert_eq!(still.len(), 2);
+    for order in orders.iter().filter(|o| product.allocation_of(o).is_none()) {
+        assert!(store.allocations_for_order(order).await.unwrap().is_empty());
+    }
+    let required = store
+        .outbox(&sku)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.type_name() == "AllocationRequired")
+        .count();
+    assert_eq!(required, 2);
+}
+
+/// A change that deallocates more lines than one commit may hold still ends consistent: every line
+/// deallocated exactly once, the quantity set, one `AllocationRequired` per line.
+pub async fn a_large_deallocation_ends_consistent<S: Store>(store: Arc<S>) {
+    let sku = unique("CRATE");
+    let batch = unique("b");
+    let lines = 120;
+    create_batch(&store, &batch, &sku, lines, None).await;
+    let bus = bus(Arc::clone(&store));
+    for _ in 0..lines {
+        bus.handle(&Allocate { orderid: unique("o"), sku: sku.clone(), qty: 1 }, None).await.unwrap();
+    }
+    bus.handle(&ChangeBatchQuantity { reference: batch.clone(), qty: 0 }, None).await.unwrap();
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku).await.unwrap().unwrap();
+    let stored = product.batch(&batch).unwrap();
+    assert_eq!((stored.purchased_quantity(), stored.allocated_quantity()), (0, 0));
+    let outbox = store.outbox(&sku).await.unwrap();
+    let required = outbox.iter().filter(|e| e.event.type_name() == "AllocationRequired").count();
+    assert_eq!(required, lines as usize);
+    let mut ids: Vec<_> = outbox.iter().map(|e| e.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), outbox.len(), "event ids are unique");
+}
+
+/// Many allocators on one SKU at once: no oversell, and exactly one version step per successful commit.
+pub async fn concurrent_allocators_never_oversell<S: Store>(store: Arc<S>) {
+    let sku = unique("HOT-SKU");
+    let batch = unique("b");
+    let stock = 10;
+    let allocators = 24;
+    create_batch(&store, &batch, &sku, stock, None).await;
+    let bus = Arc::new(bus(Arc::clone(&store)));
+    let tasks: Vec<_> = (0..allocators)
+        .map(|_| {
+            let (bus, sku) = (Arc::clone(&bus), sku.clone());
+            tokio::spawn(async move {
+                bus.handle(&Allocate { orderid: unique("o"), sku, qty: 1 }, None).await
+            })
+        })
+        .collect();
+    let mut allocated = 0;
+    let mut out_of_stock = 0;
+    for task in tasks {
+        match task.await.expect("task ran") {
+            Ok(_) => allocated += 1,
+            Err(ServiceError::OutOfStock(_)) => out_of_stock += 1,
+            Err(other) => panic!("unexpected failure: {other}"),
+        }
+    }
+    assert_eq!((allocated, out_of_stock), (stock, allocators - stock));
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku).await.unwrap().unwrap();
+    assert_eq!(product.batch(&batch).unwrap().allocated_quantity(), u64::from(stock));
+    assert_eq!(product.batch(&batch).unwrap().available_quantity(), 0);
+    // One version for the batch, then one per successful commit (each allocation or OutOfStock).
+    assert_eq!(product.version_number(), 1 + u64::from(allocators));
+    assert_eq!(store.outbox(&sku).await.unwrap().len(), allocators as usize);
+}
+
+/// Generates one `#[tokio::test]` per contract case, each with a store from `$make` (an async expression
+/// giving an `Arc<impl Store>`).
+#[macro_export]
+macro_rules! contract_suite {
+    ($make:expr) => {
+        $crate::contract_suite!(@cases $make;
+            a_committed_product_reads_back_the_same,
+            uncommitted_work_is_rolled_back_by_default,
+            work_is_rolled_back_when_the_handler_fails,
+            a_stale_commit_is_a_version_conflict,
+            two_new_products_with_one_sku_conflict,
+            batch_references_are_unique_across_skus,
+            the_outbox_is_written_with_the_state_it_describes,
+            an_idempotent_allocation_writes_nothing,
+            a_quantity_change_persists_the_deallocations,
+            a_large_deallocation_ends_consistent,
+            concurrent_allocators_never_oversell,
+        );
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = $make.await;
+                $crate::contract::$case(store).await;
+            }
+        )+
+    };
+}
