@@ -5,4 +5,5 @@
 
 pub mod adapters;
 pub mod domain;
+pub mod entrypoints;
 pub mod service;

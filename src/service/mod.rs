@@ -1,5 +1,6 @@
 //! The service layer: handlers for each message, the message bus, the unit of work and the store port.
 
+pub mod bootstrap;
 pub mod errors;
 pub mod handlers;
 pub mod message_bus;
@@ -9,6 +10,7 @@ pub mod store;
 pub mod unit_of_work;
 pub mod wiring;
 
+pub use bootstrap::{outbox_bus, Bus};
 pub use errors::{ServiceError, StoreError};
 pub use message_bus::{BusStats, CommandResult, Message, MessageBus};
 pub use notifications::{out_of_stock_message, NoNotifications, NotificationError, Notifications};

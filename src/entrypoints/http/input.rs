@@ -1,0 +1,158 @@
+//! Input validation of the HTTP API: every malformed request becomes a 400 with a precise message,
+//! before anything reaches the bus.
+
+use chrono::NaiveDate;
+use serde_json::{Map, Value};
+
+use super::{HttpRequest, HttpResponse};
+use crate::domain::{Allocate, ChangeBatchQuantity, CreateBatch, MAX_IDENTIFIER_LEN};
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest quantity accepted (a batch or a line), so sums can never overflow.
+pub const MAX_QUANTITY: u64 = 1_000_000_000;
+
+fn bad(message: impl Into<String>) -> HttpResponse {
+    HttpResponse::message(400, message)
+}
+
+/// The fields of a JSON object body, taken one by one; unknown fields are rejected at the end.
+struct Fields(Map<String, Value>);
+
+impl Fields {
+    fn parse(request: &HttpRequest<'_>, allowed: &[&str]) -> Result<Self, HttpResponse> {
+        let is_json = request
+            .content_type
+            .and_then(|ct| ct.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(bad("Content-Type must be application/json"));
+        }
+        if request.body.len() > MAX_BODY_BYTES {
+            return Err(bad(format!("body must be at most {MAX_BODY_BYTES} bytes")));
+        }
+        let value: Value = serde_json::from_slice(request.body)
+            .map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
+        let Value::Object(map) = value else {
+            return Err(bad("body must be a JSON object"));
+        };
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(bad(format!(
+                "unknown field {unknown:?}; expected only {}",
+                allowed.join(", ")
+            )));
+        }
+        Ok(Self(map))
+    }
+
+    fn identifier(&self, name: &'static str) -> Result<String, HttpResponse> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Err(bad(format!("missing field {name}"))),
+            Some(Value::String(s)) => identifier(name, s),
+            Some(_) => Err(bad(format!("{name} must be a string"))),
+        }
+    }
+
+    /// A whole number in `min..=MAX_QUANTITY`.
+    fn quantity(&self, name: &'static str, min: u64) -> Result<u32, HttpResponse> {
+        let value = self
+            .0
+            .get(name)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| bad(format!("missing field {name}")))?;
+        let Value::Number(number) = value else {
+            return Err(bad(format!("{name} must be a number")));
+        };
+        let range = || bad(format!("{name} must be between {min} and {MAX_QUANTITY}"));
+        let Some(n) = number.as_u64() else {
+            return Err(if number.as_i64().is_some() {
+                range()
+            } else {
+                bad(format!("{name} must be an integer"))
+            });
+        };
+        if n < min || n > MAX_QUANTITY {
+            return Err(range());
+        }
+        u32::try_from(n).map_err(|_| range())
+    }
+
+    /// An optional `YYYY-MM-DD` date (absent or null: none).
+    fn date(&self, name: &'static str) -> Result<Option<NaiveDate>, HttpResponse> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .filter(|_| s.len() == 10)
+                .map(Some)
+                .ok_or_else(|| bad(format!("{name} must be a date as YYYY-MM-DD, or null"))),
+            Some(_) => Err(bad(format!("{name} must be a date as YYYY-MM-DD, or null"))),
+        }
+    }
+}
+
+fn identifier(name: &'static str, value: &str) -> Result<String, HttpResponse> {
+    if value.trim().is_empty() {
+        return Err(bad(format!("{name} must not be empty")));
+    }
+    if value.len() > MAX_IDENTIFIER_LEN {
+        return Err(bad(format!("{name} must be at most {MAX_IDENTIFIER_LEN} bytes long")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(bad(format!("{name} must not contain control characters")));
+    }
+    Ok(value.to_owned())
+}
+
+/// `POST /add_batch {"ref", "sku", "qty" >= 0, "eta"?}`.
+pub fn create_batch(request: &HttpRequest<'_>) -> Result<CreateBatch, HttpResponse> {
+    let fields = Fields::parse(request, &["ref", "sku", "qty", "eta"])?;
+    Ok(CreateBatch {
+        reference: fields.identifier("ref")?,
+        sku: fields.identifier("sku")?,
+        qty: fields.quantity("qty", 0)?,
+        eta: fields.date("eta")?,
+    })
+}
+
+/// `POST /allocate {"orderid", "sku", "qty" > 0}`.
+pub fn allocate(request: &HttpRequest<'_>) -> Result<Allocate, HttpResponse> {
+    let fields = Fields::parse(request, &["orderid", "sku", "qty"])?;
+    Ok(Allocate {
+        orderid: fields.identifier("orderid")?,
+        sku: fields.identifier("sku")?,
+        qty: fields.quantity("qty", 1)?,
+    })
+}
+
+/// `POST /change_batch_quantity {"ref", "qty" >= 0}`.
+pub fn change_batch_quantity(request: &HttpRequest<'_>) -> Result<ChangeBatchQuantity, HttpResponse> {
+    let fields = Fields::parse(request, &["ref", "qty"])?;
+    Ok(ChangeBatchQuantity {
+        reference: fields.identifier("ref")?,
+        qty: fields.quantity("qty", 0)?,
+    })
+}
+
+/// A path segment: percent-decoded (UTF-8), then validated like a body identifier.
+pub fn path_identifier(name: &'static str, raw: &str) -> Result<String, HttpResponse> {
+    let decoded = percent_decode(raw).ok_or_else(|| bad(format!("{name} is not valid percent-encoded UTF-8")))?;
+    identifier(name, &decoded)
+}
+
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}

@@ -1,0 +1,99 @@
+//! The HTTP contract (ARCHITECTURE §4), independent of the server: the Lambda functions and the local
+//! server both turn their requests into an [`HttpRequest`] and answer the [`HttpResponse`] of [`handle`].
+
+mod errors;
+mod input;
+mod routes;
+
+use serde_json::json;
+use tracing::{info, warn};
+
+pub use errors::error_response;
+pub use input::{MAX_BODY_BYTES, MAX_QUANTITY};
+pub use routes::{route, Route};
+
+use crate::service::{Bus, Store};
+
+/// A request, as any HTTP front end received it.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    /// The path without the query string, e.g. `/allocations/order-1`.
+    pub path: &'a str,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+    /// The front end's request id; becomes the correlation id of every event the request causes.
+    pub request_id: Option<&'a str>,
+}
+
+/// A JSON answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Extra headers (e.g. `Allow` on 405). `Content-Type: application/json` is implied.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
+    }
+
+    /// `{"message": ...}`, the shape of every non-data answer.
+    pub fn message(status: u16, message: impl Into<String>) -> Self {
+        Self::json(status, &json!({ "message": message.into() }))
+    }
+}
+
+/// Routes the request, validates its input, runs the command on the bus and maps the outcome.
+pub async fn handle<S: Store>(bus: &Bus<S>, request: &HttpRequest<'_>) -> HttpResponse {
+    let response = match route(request.method, request.path) {
+        Ok(route) => dispatch(bus, route, request).await,
+        Err(response) => response,
+    };
+    if response.status >= 500 {
+        warn!(method = request.method, path = request.path, status = response.status, "request failed");
+    } else {
+        info!(method = request.method, path = request.path, status = response.status, "request");
+    }
+    response
+}
+
+async fn dispatch<S: Store>(bus: &Bus<S>, route: Route, request: &HttpRequest<'_>) -> HttpResponse {
+    let correlation_id = request.request_id;
+    let outcome: Result<HttpResponse, HttpResponse> = async {
+        match route {
+            Route::AddBatch => {
+                let cmd = input::create_batch(request)?;
+                bus.handle(&cmd, correlation_id).await?;
+                Ok(HttpResponse::message(201, "OK"))
+            }
+            Route::Allocate => {
+                let cmd = input::allocate(request)?;
+                let batchref = bus.handle(&cmd, correlation_id).await?;
+                Ok(HttpResponse::json(201, &json!({ "batchref": batchref })))
+            }
+            Route::ChangeBatchQuantity => {
+                let cmd = input::change_batch_quantity(request)?;
+                bus.handle(&cmd, correlation_id).await?;
+                Ok(HttpResponse::message(200, "OK"))
+            }
+            Route::Allocations { orderid } => {
+                let orderid = input::path_identifier("orderid", &orderid)?;
+                let views = bus.uows().store().allocations_for_order(&orderid).await?;
+                if views.is_empty() {
+                    Ok(HttpResponse::message(404, "not found"))
+                } else {
+                    Ok(HttpResponse::json(200, &json!(views)))
+                }
+            }
+        }
+    }
+    .await;
+    outcome.unwrap_or_else(|error| error)
+}

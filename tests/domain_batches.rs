@@ -1,0 +1,83 @@
+//! Batches (book ch. 1/5): available quantity, what can be allocated, idempotent allocation.
+
+use allocation::domain::{Batch, DomainError, OrderLine};
+use chrono::NaiveDate;
+
+fn make_batch_and_line(sku: &str, batch_qty: u32, line_qty: u32) -> (Batch, OrderLine) {
+    (
+        Batch::new("batch-001", sku, batch_qty, NaiveDate::from_ymd_opt(2026, 11, 21)).unwrap(),
+        OrderLine::new("order-123", sku, line_qty).unwrap(),
+    )
+}
+
+#[test]
+fn test_allocating_to_a_batch_reduces_the_available_quantity() {
+    let (mut batch, line) = make_batch_and_line("SMALL-TABLE", 20, 2);
+    assert!(batch.allocate(&line));
+    assert_eq!(batch.available_quantity(), 18);
+}
+
+#[test]
+fn test_can_allocate_if_available_greater_than_required() {
+    let (large_batch, small_line) = make_batch_and_line("ELEGANT-LAMP", 20, 2);
+    assert!(large_batch.can_allocate(&small_line));
+}
+
+#[test]
+fn test_cannot_allocate_if_available_smaller_than_required() {
+    let (small_batch, large_line) = make_batch_and_line("ELEGANT-LAMP", 2, 20);
+    assert!(!small_batch.can_allocate(&large_line));
+}
+
+#[test]
+fn test_can_allocate_if_available_equal_to_required() {
+    let (batch, line) = make_batch_and_line("ELEGANT-LAMP", 2, 2);
+    assert!(batch.can_allocate(&line));
+}
+
+#[test]
+fn test_cannot_allocate_if_skus_do_not_match() {
+    let batch = Batch::new("batch-001", "UNCOMFORTABLE-CHAIR", 100, None).unwrap();
+    let different_sku_line = OrderLine::new("order-123", "EXPENSIVE-TOASTER", 10).unwrap();
+    assert!(!batch.can_allocate(&different_sku_line));
+}
+
+#[test]
+fn test_allocation_is_idempotent() {
+    let (mut batch, line) = make_batch_and_line("ANGULAR-DESK", 20, 2);
+    batch.allocate(&line);
+    batch.allocate(&line);
+    assert_eq!(batch.available_quantity(), 18);
+}
+
+#[test]
+fn test_can_only_deallocate_allocated_lines() {
+    let (mut batch, unallocated_line) = make_batch_and_line("DECORATIVE-TRINKET", 20, 2);
+    assert_eq!(batch.deallocate(unallocated_line.orderid()), None);
+    assert_eq!(batch.available_quantity(), 20);
+}
+
+#[test]
+fn test_deallocate_returns_the_line_and_frees_its_quantity() {
+    let (mut batch, line) = make_batch_and_line("DECORATIVE-TRINKET", 20, 2);
+    batch.allocate(&line);
+    assert_eq!(batch.deallocate(line.orderid()), Some(line));
+    assert_eq!(batch.available_quantity(), 20);
+}
+
+#[test]
+fn test_order_lines_need_a_positive_quantity_and_identifiers() {
+    assert_eq!(OrderLine::new("o1", "SKU", 0), Err(DomainError::NonPositiveQuantity));
+    assert_eq!(OrderLine::new("", "SKU", 1), Err(DomainError::EmptyIdentifier("orderid")));
+    assert_eq!(OrderLine::new("o1", "  ", 1), Err(DomainError::EmptyIdentifier("sku")));
+    assert!(matches!(
+        OrderLine::new("o".repeat(129), "SKU", 1),
+        Err(DomainError::IdentifierTooLong { field: "orderid", .. })
+    ));
+}
+
+#[test]
+fn test_batches_may_hold_zero_but_need_a_reference() {
+    assert!(Batch::new("b1", "SKU", 0, None).is_ok());
+    assert_eq!(Batch::new("", "SKU", 5, None), Err(DomainError::EmptyIdentifier("ref")));
+}
