@@ -31,6 +31,6 @@ if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
     echo "cargo-lambda-venv: ERROR: pip install failed (log above, also in $log)" >&2
     exit 1
 fi
-"$venv/bin/cargo-lambda" --version >/dev/null 2>&1 \
+"$venv/bin/cargo-lambda" lambda --version >/dev/null 2>&1 \
     || { echo "cargo-lambda-venv: ERROR: cargo-lambda installed but does not run" >&2; exit 1; }
 echo "$wanted" >"$stamp"

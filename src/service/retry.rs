@@ -15,9 +15,9 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 10,
+            max_attempts: 16,
             base_delay: Duration::from_millis(2),
-            max_delay: Duration::from_millis(200),
+            max_delay: Duration::from_millis(250),
         }
     }
 }

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use allocation::domain::{Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, OrderLine, Product};
+use allocation::domain::{
+    Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, OrderLine, Product,
+};
 use allocation::service::{
     EventWiring, MessageBus, NoNotifications, RetryPolicy, ServiceError, Store, StoreError,
     StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
@@ -20,7 +22,11 @@ pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{n}-{:08x}", std::process::id(), fastrand::u32(..))
+    format!(
+        "{prefix}-{}-{n}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    )
 }
 
 pub fn bus<S: Store>(store: Arc<S>) -> MessageBus<StoreUnitOfWorkFactory<S>> {
@@ -44,14 +50,23 @@ fn date(y: i32, m: u32, d: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(y, m, d)
 }
 
-async fn create_batch<S: Store>(store: &Arc<S>, reference: &str, sku: &str, qty: u32, eta: Option<NaiveDate>) {
+async fn create_batch<S: Store>(
+    store: &Arc<S>,
+    reference: &str,
+    sku: &str,
+    qty: u32,
+    eta: Option<NaiveDate>,
+) {
     let cmd = CreateBatch {
         reference: reference.to_owned(),
         sku: sku.to_owned(),
         qty,
         eta,
     };
-    bus(Arc::clone(store)).handle(&cmd, None).await.expect("create batch");
+    bus(Arc::clone(store))
+        .handle(&cmd, None)
+        .await
+        .expect("create batch");
 }
 
 pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
@@ -60,10 +75,17 @@ pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
     let order = unique("o1");
     let mut uow = uows(&store).begin(Some("corr-1"));
     let product = uow.add(Product::new(&sku).unwrap());
-    product.add_batch(Batch::new(&b1, &sku, 100, None).unwrap()).unwrap();
-    product.add_batch(Batch::new(&b2, &sku, 50, date(2026, 12, 24)).unwrap()).unwrap();
+    product
+        .add_batch(Batch::new(&b1, &sku, 100, None).unwrap())
+        .unwrap();
+    product
+        .add_batch(Batch::new(&b2, &sku, 50, date(2026, 12, 24)).unwrap())
+        .unwrap();
     let line = OrderLine::new(&order, &sku, 10).unwrap();
-    assert_eq!(product.allocate(&line).unwrap().as_deref(), Some(b1.as_str()));
+    assert_eq!(
+        product.allocate(&line).unwrap().as_deref(),
+        Some(b1.as_str())
+    );
     uow.commit().await.unwrap();
 
     let mut uow = uows(&store).begin(None);
@@ -72,21 +94,47 @@ pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
     let batches: Vec<_> = product
         .batches()
         .iter()
-        .map(|b| (b.reference().to_owned(), b.purchased_quantity(), b.eta(), b.available_quantity()))
+        .map(|b| {
+            (
+                b.reference().to_owned(),
+                b.purchased_quantity(),
+                b.eta(),
+                b.available_quantity(),
+            )
+        })
         .collect();
     assert_eq!(
         batches,
-        vec![(b1.clone(), 100, None, 90), (b2.clone(), 50, date(2026, 12, 24), 50)]
+        vec![
+            (b1.clone(), 100, None, 90),
+            (b2.clone(), 50, date(2026, 12, 24), 50)
+        ]
     );
-    assert_eq!(product.allocation_of(&order).map(|b| b.reference().to_owned()), Some(b1.clone()));
-    let by_ref = uow.get_by_batchref(&b2).await.unwrap().expect("found by batchref");
+    assert_eq!(
+        product
+            .allocation_of(&order)
+            .map(|b| b.reference().to_owned()),
+        Some(b1.clone())
+    );
+    let by_ref = uow
+        .get_by_batchref(&b2)
+        .await
+        .unwrap()
+        .expect("found by batchref");
     assert_eq!(by_ref.sku(), sku);
-    assert!(uow.get_by_batchref(&unique("nope")).await.unwrap().is_none());
+    assert!(uow
+        .get_by_batchref(&unique("nope"))
+        .await
+        .unwrap()
+        .is_none());
     assert!(uow.get(&unique("NO-SKU")).await.unwrap().is_none());
 
     let views = store.allocations_for_order(&order).await.unwrap();
     assert_eq!(views.len(), 1);
-    assert_eq!((views[0].sku.as_str(), views[0].batchref.as_str()), (sku.as_str(), b1.as_str()));
+    assert_eq!(
+        (views[0].sku.as_str(), views[0].batchref.as_str()),
+        (sku.as_str(), b1.as_str())
+    );
 }
 
 pub async fn uncommitted_work_is_rolled_back_by_default<S: Store>(store: Arc<S>) {
@@ -95,7 +143,9 @@ pub async fn uncommitted_work_is_rolled_back_by_default<S: Store>(store: Arc<S>)
     {
         let mut uow = uows(&store).begin(None);
         let product = uow.add(Product::new(&sku).unwrap());
-        product.add_batch(Batch::new(&batch, &sku, 10, None).unwrap()).unwrap();
+        product
+            .add_batch(Batch::new(&batch, &sku, 10, None).unwrap())
+            .unwrap();
         // dropped without commit
     }
     let mut uow = uows(&store).begin(None);
@@ -133,30 +183,61 @@ pub async fn a_stale_commit_is_a_version_conflict<S: Store>(store: Arc<S>) {
     let (o1, o2) = (unique("o1"), unique("o2"));
     let mut first = uows(&store).begin(None);
     let mut second = uows(&store).begin(None);
-    first.get(&sku).await.unwrap().unwrap().allocate(&OrderLine::new(&o1, &sku, 4).unwrap()).unwrap();
-    second.get(&sku).await.unwrap().unwrap().allocate(&OrderLine::new(&o2, &sku, 4).unwrap()).unwrap();
+    first
+        .get(&sku)
+        .await
+        .unwrap()
+        .unwrap()
+        .allocate(&OrderLine::new(&o1, &sku, 4).unwrap())
+        .unwrap();
+    second
+        .get(&sku)
+        .await
+        .unwrap()
+        .unwrap()
+        .allocate(&OrderLine::new(&o2, &sku, 4).unwrap())
+        .unwrap();
     first.commit().await.unwrap();
     let conflict = second.commit().await;
-    assert_eq!(conflict, Err(StoreError::VersionConflict { sku: sku.clone() }));
+    assert_eq!(
+        conflict,
+        Err(StoreError::VersionConflict { sku: sku.clone() })
+    );
 
     let mut uow = uows(&store).begin(None);
     let product = uow.get(&sku).await.unwrap().unwrap();
     assert_eq!(product.version_number(), 2);
     assert!(product.allocation_of(&o1).is_some());
-    assert!(product.allocation_of(&o2).is_none(), "the losing commit wrote nothing");
+    assert!(
+        product.allocation_of(&o2).is_none(),
+        "the losing commit wrote nothing"
+    );
     assert!(store.allocations_for_order(&o2).await.unwrap().is_empty());
     let outbox = store.outbox(&sku).await.unwrap();
-    assert_eq!(outbox.len(), 1, "only the winner's event is in the outbox: {outbox:?}");
+    assert_eq!(
+        outbox.len(),
+        1,
+        "only the winner's event is in the outbox: {outbox:?}"
+    );
 }
 
 pub async fn two_new_products_with_one_sku_conflict<S: Store>(store: Arc<S>) {
     let sku = unique("CHAIR");
     let mut first = uows(&store).begin(None);
     let mut second = uows(&store).begin(None);
-    first.add(Product::new(&sku).unwrap()).add_batch(Batch::new(unique("b"), &sku, 1, None).unwrap()).unwrap();
-    second.add(Product::new(&sku).unwrap()).add_batch(Batch::new(unique("b"), &sku, 2, None).unwrap()).unwrap();
+    first
+        .add(Product::new(&sku).unwrap())
+        .add_batch(Batch::new(unique("b"), &sku, 1, None).unwrap())
+        .unwrap();
+    second
+        .add(Product::new(&sku).unwrap())
+        .add_batch(Batch::new(unique("b"), &sku, 2, None).unwrap())
+        .unwrap();
     first.commit().await.unwrap();
-    assert_eq!(second.commit().await, Err(StoreError::VersionConflict { sku }));
+    assert_eq!(
+        second.commit().await,
+        Err(StoreError::VersionConflict { sku })
+    );
 }
 
 pub async fn batch_references_are_unique_across_skus<S: Store>(store: Arc<S>) {
@@ -164,10 +245,18 @@ pub async fn batch_references_are_unique_across_skus<S: Store>(store: Arc<S>) {
     let (sku1, sku2) = (unique("MUG"), unique("CUP"));
     create_batch(&store, &batch, &sku1, 10, None).await;
     let mut uow = uows(&store).begin(None);
-    uow.add(Product::new(&sku2).unwrap()).add_batch(Batch::new(&batch, &sku2, 5, None).unwrap()).unwrap();
-    assert_eq!(uow.commit().await, Err(StoreError::DuplicateBatchReference(batch.clone())));
+    uow.add(Product::new(&sku2).unwrap())
+        .add_batch(Batch::new(&batch, &sku2, 5, None).unwrap())
+        .unwrap();
+    assert_eq!(
+        uow.commit().await,
+        Err(StoreError::DuplicateBatchReference(batch.clone()))
+    );
     let mut uow = uows(&store).begin(None);
-    assert!(uow.get(&sku2).await.unwrap().is_none(), "nothing of the failed commit is stored");
+    assert!(
+        uow.get(&sku2).await.unwrap().is_none(),
+        "nothing of the failed commit is stored"
+    );
     assert_eq!(store.sku_of_batch(&batch).await.unwrap(), Some(sku1));
 }
 
@@ -178,12 +267,26 @@ pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: 
     let bus = bus(Arc::clone(&store));
     let o1 = unique("o");
     let batchref = bus
-        .handle(&Allocate { orderid: o1.clone(), sku: sku.clone(), qty: 3 }, Some("req-7"))
+        .handle(
+            &Allocate {
+                orderid: o1.clone(),
+                sku: sku.clone(),
+                qty: 3,
+            },
+            Some("req-7"),
+        )
         .await
         .unwrap();
     assert_eq!(batchref, batch);
     let out = bus
-        .handle(&Allocate { orderid: unique("o"), sku: sku.clone(), qty: 1 }, None)
+        .handle(
+            &Allocate {
+                orderid: unique("o"),
+                sku: sku.clone(),
+                qty: 1,
+            },
+            None,
+        )
         .await;
     assert_eq!(out, Err(ServiceError::OutOfStock(sku.clone())));
 
@@ -194,7 +297,12 @@ pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: 
     assert_eq!(outbox[0].correlation_id.as_deref(), Some("req-7"));
     assert_eq!(
         outbox[0].event,
-        Event::Allocated { orderid: o1, sku: sku.clone(), qty: 3, batchref: batch.clone() }
+        Event::Allocated {
+            orderid: o1,
+            sku: sku.clone(),
+            qty: 3,
+            batchref: batch.clone()
+        }
     );
     assert_eq!(outbox[1].event, Event::OutOfStock { sku: sku.clone() });
     let mut uow = uows(&store).begin(None);
@@ -206,7 +314,11 @@ pub async fn an_idempotent_allocation_writes_nothing<S: Store>(store: Arc<S>) {
     let batch = unique("b");
     create_batch(&store, &batch, &sku, 10, None).await;
     let bus = bus(Arc::clone(&store));
-    let cmd = Allocate { orderid: unique("o"), sku: sku.clone(), qty: 2 };
+    let cmd = Allocate {
+        orderid: unique("o"),
+        sku: sku.clone(),
+        qty: 2,
+    };
     assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
     assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
     let mut uow = uows(&store).begin(None);
@@ -223,16 +335,36 @@ pub async fn a_quantity_change_persists_the_deallocations<S: Store>(store: Arc<S
     let bus = bus(Arc::clone(&store));
     let orders: Vec<String> = (0..4).map(|_| unique("o")).collect();
     for order in &orders {
-        bus.handle(&Allocate { orderid: order.clone(), sku: sku.clone(), qty: 2 }, None).await.unwrap();
+        bus.handle(
+            &Allocate {
+                orderid: order.clone(),
+                sku: sku.clone(),
+                qty: 2,
+            },
+            None,
+        )
+        .await
+        .unwrap();
     }
-    bus.handle(&ChangeBatchQuantity { reference: batch.clone(), qty: 5 }, None).await.unwrap();
+    bus.handle(
+        &ChangeBatchQuantity {
+            reference: batch.clone(),
+            qty: 5,
+        },
+        None,
+    )
+    .await
+    .unwrap();
 
     let mut uow = uows(&store).begin(None);
     let product = uow.get(&sku).await.unwrap().unwrap();
     let stored = product.batch(&batch).unwrap();
     assert_eq!(stored.purchased_quantity(), 5);
     assert_eq!(stored.allocated_quantity(), 4);
-    let still: Vec<_> = orders.iter().filter(|o| product.allocation_of(o).is_some()).collect();
+    let still: Vec<_> = orders
+        .iter()
+        .filter(|o| product.allocation_of(o).is_some())
+        .collect();
     assert_eq!(still.len(), 2);
     for order in orders.iter().filter(|o| product.allocation_of(o).is_none()) {
         assert!(store.allocations_for_order(order).await.unwrap().is_empty());
@@ -256,15 +388,38 @@ pub async fn a_large_deallocation_ends_consistent<S: Store>(store: Arc<S>) {
     create_batch(&store, &batch, &sku, lines, None).await;
     let bus = bus(Arc::clone(&store));
     for _ in 0..lines {
-        bus.handle(&Allocate { orderid: unique("o"), sku: sku.clone(), qty: 1 }, None).await.unwrap();
+        bus.handle(
+            &Allocate {
+                orderid: unique("o"),
+                sku: sku.clone(),
+                qty: 1,
+            },
+            None,
+        )
+        .await
+        .unwrap();
     }
-    bus.handle(&ChangeBatchQuantity { reference: batch.clone(), qty: 0 }, None).await.unwrap();
+    bus.handle(
+        &ChangeBatchQuantity {
+            reference: batch.clone(),
+            qty: 0,
+        },
+        None,
+    )
+    .await
+    .unwrap();
     let mut uow = uows(&store).begin(None);
     let product = uow.get(&sku).await.unwrap().unwrap();
     let stored = product.batch(&batch).unwrap();
-    assert_eq!((stored.purchased_quantity(), stored.allocated_quantity()), (0, 0));
+    assert_eq!(
+        (stored.purchased_quantity(), stored.allocated_quantity()),
+        (0, 0)
+    );
     let outbox = store.outbox(&sku).await.unwrap();
-    let required = outbox.iter().filter(|e| e.event.type_name() == "AllocationRequired").count();
+    let required = outbox
+        .iter()
+        .filter(|e| e.event.type_name() == "AllocationRequired")
+        .count();
     assert_eq!(required, lines as usize);
     let mut ids: Vec<_> = outbox.iter().map(|e| e.id.clone()).collect();
     ids.sort();
@@ -284,7 +439,15 @@ pub async fn concurrent_allocators_never_oversell<S: Store>(store: Arc<S>) {
         .map(|_| {
             let (bus, sku) = (Arc::clone(&bus), sku.clone());
             tokio::spawn(async move {
-                bus.handle(&Allocate { orderid: unique("o"), sku, qty: 1 }, None).await
+                bus.handle(
+                    &Allocate {
+                        orderid: unique("o"),
+                        sku,
+                        qty: 1,
+                    },
+                    None,
+                )
+                .await
             })
         })
         .collect();
@@ -300,7 +463,10 @@ pub async fn concurrent_allocators_never_oversell<S: Store>(store: Arc<S>) {
     assert_eq!((allocated, out_of_stock), (stock, allocators - stock));
     let mut uow = uows(&store).begin(None);
     let product = uow.get(&sku).await.unwrap().unwrap();
-    assert_eq!(product.batch(&batch).unwrap().allocated_quantity(), u64::from(stock));
+    assert_eq!(
+        product.batch(&batch).unwrap().allocated_quantity(),
+        u64::from(stock)
+    );
     assert_eq!(product.batch(&batch).unwrap().available_quantity(), 0);
     // One version for the batch, then one per successful commit (each allocation or OutOfStock).
     assert_eq!(product.version_number(), 1 + u64::from(allocators));
