@@ -6,5 +6,7 @@ pub mod dynamodb;
 pub mod embedded;
 pub mod memory;
 pub mod records;
+#[cfg(feature = "aws")]
+pub mod sns;
 
 pub use memory::InMemoryStore;

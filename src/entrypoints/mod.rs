@@ -1,4 +1,6 @@
 //! Entrypoints: the edges that turn requests and messages into commands for the bus.
 
 pub mod http;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod logging;

@@ -1,0 +1,1 @@
+//! The SNS relay: publishes outbox events to the events topic.

@@ -1,0 +1,1 @@
+//! Lambda entrypoints: adapters from Lambda events (API Gateway, SQS, DynamoDB Streams) to the bus.
