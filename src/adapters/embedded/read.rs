@@ -1,0 +1,209 @@
+//! The read side: each read is one redb read transaction (a consistent snapshot of the last durable
+//! commit), so reads run concurrently with each other and with the writer thread.
+
+use std::collections::BTreeSet;
+
+use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition};
+
+use super::relay::{DeadLetter, OutboxCheck, StoredDeadLetter};
+use super::tables::{
+    decode, unavailable, ALLOCATIONS, BATCHES, BATCH_REFS, DEAD_LETTERS, META, META_NEXT_SEQ,
+    ORDERS, OUTBOX, PENDING, PRODUCTS,
+};
+use crate::adapters::records::{
+    restore_product, AllocationRecord, BatchRecord, OutboxRecord, ProductRecord,
+};
+use crate::domain::{EventEnvelope, Product};
+use crate::service::{AllocationView, StoreError};
+
+fn begin(db: &Database) -> Result<ReadTransaction, StoreError> {
+    db.begin_read().map_err(|e| unavailable("begin read", e))
+}
+
+fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    definition: TableDefinition<K, V>,
+) -> Result<ReadOnlyTable<K, V>, StoreError> {
+    txn.open_table(definition)
+        .map_err(|e| unavailable("open table", e))
+}
+
+fn storage(error: redb::StorageError) -> StoreError {
+    unavailable("read", error)
+}
+
+/// The product of this SKU, rebuilt by the shared mapping from its product, batch and line records.
+pub(super) fn load(db: &Database, sku: &str) -> Result<Option<Product>, StoreError> {
+    let txn = begin(db)?;
+    let products = table(&txn, PRODUCTS)?;
+    let Some(value) = products.get(sku).map_err(storage)? else {
+        return Ok(None);
+    };
+    let record: ProductRecord = decode("products", sku, value.value())?;
+
+    let mut batches = Vec::new();
+    for entry in table(&txn, BATCHES)?.range((sku, "")..).map_err(storage)? {
+        let (key, value) = entry.map_err(storage)?;
+        let key = key.value();
+        if key.0 != sku {
+            break;
+        }
+        batches.push(decode::<BatchRecord>("batches", key, value.value())?);
+    }
+
+    let mut allocations = Vec::new();
+    for entry in table(&txn, ALLOCATIONS)?
+        .range((sku, "")..)
+        .map_err(storage)?
+    {
+        let (key, value) = entry.map_err(storage)?;
+        let key = key.value();
+        if key.0 != sku {
+            break;
+        }
+        allocations.push(decode::<AllocationRecord>(
+            "allocations",
+            key,
+            value.value(),
+        )?);
+    }
+    restore_product(record, batches, allocations).map(Some)
+}
+
+pub(super) fn sku_of_batch(db: &Database, reference: &str) -> Result<Option<String>, StoreError> {
+    let txn = begin(db)?;
+    let refs = table(&txn, BATCH_REFS)?;
+    let sku = refs.get(reference).map_err(storage)?;
+    Ok(sku.map(|sku| sku.value().to_owned()))
+}
+
+pub(super) fn allocations_for_order(
+    db: &Database,
+    orderid: &str,
+) -> Result<Vec<AllocationView>, StoreError> {
+    let txn = begin(db)?;
+    let mut views = Vec::new();
+    for entry in table(&txn, ORDERS)?
+        .range((orderid, "")..)
+        .map_err(storage)?
+    {
+        let (key, batchref) = entry.map_err(storage)?;
+        let (order, sku) = key.value();
+        if order != orderid {
+            break;
+        }
+        views.push(AllocationView {
+            sku: sku.to_owned(),
+            batchref: batchref.value().to_owned(),
+        });
+    }
+    Ok(views)
+}
+
+fn outbox_record(key: (&str, u64, u32), bytes: &[u8]) -> Result<OutboxRecord, StoreError> {
+    decode("outbox", key, bytes)
+}
+
+/// Every outbox event of this SKU (delivered or not), in commit (version, index) order.
+pub(super) fn outbox(db: &Database, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
+    let txn = begin(db)?;
+    let mut events = Vec::new();
+    for entry in table(&txn, OUTBOX)?
+        .range((sku, 0, 0)..=(sku, u64::MAX, u32::MAX))
+        .map_err(storage)?
+    {
+        let (key, value) = entry.map_err(storage)?;
+        let (_seq, bytes) = value.value();
+        events.push(outbox_record(key.value(), bytes)?.envelope);
+    }
+    Ok(events)
+}
+
+/// Up to `limit` undelivered events, oldest first, with their global sequence numbers.
+pub(super) fn pending_outbox(
+    db: &Database,
+    limit: usize,
+) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {
+    let txn = begin(db)?;
+    let outbox = table(&txn, OUTBOX)?;
+    let mut events = Vec::new();
+    for entry in table(&txn, PENDING)?.iter().map_err(storage)?.take(limit) {
+        let (seq, key) = entry.map_err(storage)?;
+        let (seq, key) = (seq.value(), key.value());
+        let value = outbox.get(key).map_err(storage)?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "embedded store: pending event {seq} points to missing outbox {key:?}"
+            ))
+        })?;
+        let (_, bytes) = value.value();
+        events.push((seq, outbox_record(key, bytes)?.envelope));
+    }
+    Ok(events)
+}
+
+pub(super) fn dead_letters(db: &Database) -> Result<Vec<DeadLetter>, StoreError> {
+    let txn = begin(db)?;
+    let mut letters = Vec::new();
+    for entry in table(&txn, DEAD_LETTERS)?.iter().map_err(storage)? {
+        let (id, value) = entry.map_err(storage)?;
+        let id = id.value();
+        let stored: StoredDeadLetter = decode("dead_letters", id, value.value())?;
+        letters.push(stored.with_id(id));
+    }
+    Ok(letters)
+}
+
+/// Walks the whole outbox and its pending index and checks they agree (see [`OutboxCheck`]).
+pub(super) fn check_outbox(db: &Database) -> Result<OutboxCheck, StoreError> {
+    let txn = begin(db)?;
+    let next_seq = table(&txn, META)?
+        .get(META_NEXT_SEQ)
+        .map_err(storage)?
+        .map_or(1, |v| v.value());
+    let corrupt = |what: String| StoreError::Corrupt(format!("embedded store: outbox: {what}"));
+    let outbox = table(&txn, OUTBOX)?;
+    let mut seqs = BTreeSet::new();
+    let mut events = 0u64;
+    for entry in outbox.iter().map_err(storage)? {
+        let (key, value) = entry.map_err(storage)?;
+        let (seq, bytes) = value.value();
+        let record = outbox_record(key.value(), bytes)?;
+        let (sku, version, sequence) = key.value();
+        if (record.sku.as_str(), record.version_number, record.sequence) != (sku, version, sequence)
+        {
+            return Err(corrupt(format!(
+                "record under {:?} is {}",
+                key.value(),
+                record.envelope.id
+            )));
+        }
+        if seq == 0 || seq >= next_seq {
+            return Err(corrupt(format!(
+                "{:?} has sequence {seq}, next is {next_seq}",
+                key.value()
+            )));
+        }
+        if !seqs.insert(seq) {
+            return Err(corrupt(format!("sequence {seq} used twice")));
+        }
+        events += 1;
+    }
+    let mut pending = 0u64;
+    for entry in table(&txn, PENDING)?.iter().map_err(storage)? {
+        let (seq, key) = entry.map_err(storage)?;
+        let (seq, key) = (seq.value(), key.value());
+        let stored_seq = outbox.get(key).map_err(storage)?.map(|v| v.value().0);
+        if stored_seq != Some(seq) {
+            return Err(corrupt(format!(
+                "pending {seq} points to {key:?}, which has sequence {stored_seq:?}"
+            )));
+        }
+        pending += 1;
+    }
+    Ok(OutboxCheck {
+        events,
+        pending,
+        delivered: events - pending,
+        next_seq,
+    })
+}

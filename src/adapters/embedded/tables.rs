@@ -1,0 +1,138 @@
+//! The embedded store's tables (keyed like the DynamoDB layout) and the encoding of their values.
+
+use std::fmt::Display;
+
+use redb::TableDefinition;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::adapters::records::RecordWrite;
+use crate::service::StoreError;
+
+/// Name of the database file inside the store's directory.
+pub const DATABASE_FILE: &str = "allocation.redb";
+
+/// Layout version written in [`META`]; a store refuses a file with another one.
+pub(super) const SCHEMA_VERSION: u64 = 1;
+
+/// sku → `ProductRecord` (JSON).
+pub(super) const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("products");
+/// (sku, batch reference) → `BatchRecord` (JSON).
+pub(super) const BATCHES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("batches");
+/// (sku, order id) → `AllocationRecord` (JSON).
+pub(super) const ALLOCATIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("allocations");
+/// batch reference → sku: makes references unique across SKUs and serves `sku_of_batch`.
+pub(super) const BATCH_REFS: TableDefinition<&str, &str> = TableDefinition::new("batch_refs");
+/// (order id, sku) → batch reference: the `allocations_for_order` read model.
+pub(super) const ORDERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("orders");
+/// (sku, version, sequence) → (global outbox sequence number, `OutboxRecord` JSON). Kept after delivery.
+pub(super) const OUTBOX: TableDefinition<(&str, u64, u32), (u64, &[u8])> =
+    TableDefinition::new("outbox");
+/// global outbox sequence number → outbox key, for events not yet delivered, in commit order.
+pub(super) const PENDING: TableDefinition<u64, (&str, u64, u32)> =
+    TableDefinition::new("outbox_pending");
+/// dead-letter id → dead letter (JSON), in the order they were added.
+pub(super) const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
+/// Counters: [`META_SCHEMA`], [`META_NEXT_SEQ`], [`META_NEXT_DEAD_LETTER`].
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+pub(super) const META_SCHEMA: &str = "schema_version";
+pub(super) const META_NEXT_SEQ: &str = "next_outbox_seq";
+pub(super) const META_NEXT_DEAD_LETTER: &str = "next_dead_letter_id";
+
+/// A backend failure (I/O, redb) as the service layer sees it.
+pub(super) fn unavailable(context: &str, error: impl Display) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {context}: {error}"))
+}
+
+pub(super) fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| unavailable(&format!("cannot encode {what}"), e))
+}
+
+/// Decodes a stored value; what does not decode is `Corrupt`, naming the table and key.
+pub(super) fn decode<T: DeserializeOwned>(
+    table: &str,
+    key: impl std::fmt::Debug,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("embedded store: {table} {key:?}: {e}")))
+}
+
+/// One [`RecordWrite`] with its keys split out and its value already encoded, so the writer thread
+/// only checks and inserts (encoding runs on the callers' tasks, in parallel).
+#[derive(Debug)]
+pub(super) enum Op {
+    Product {
+        sku: String,
+        expected_version: Option<u64>,
+        value: Vec<u8>,
+    },
+    /// A new batch: its reference must be unused in every SKU.
+    NewBatch {
+        sku: String,
+        reference: String,
+        value: Vec<u8>,
+    },
+    UpdateBatch {
+        sku: String,
+        reference: String,
+        value: Vec<u8>,
+    },
+    PutAllocation {
+        sku: String,
+        orderid: String,
+        batchref: String,
+        value: Vec<u8>,
+    },
+    DeleteAllocation {
+        sku: String,
+        orderid: String,
+    },
+    Outbox {
+        sku: String,
+        version_number: u64,
+        sequence: u32,
+        value: Vec<u8>,
+    },
+}
+
+impl Op {
+    /// Encodes one record write of the shared mapping (`records::record_writes`).
+    pub(super) fn encode(write: RecordWrite) -> Result<Op, StoreError> {
+        Ok(match write {
+            RecordWrite::Product {
+                record,
+                expected_version,
+            } => Op::Product {
+                value: encode("product", &record)?,
+                sku: record.sku,
+                expected_version,
+            },
+            RecordWrite::NewBatch(batch) => Op::NewBatch {
+                value: encode("batch", &batch)?,
+                sku: batch.sku,
+                reference: batch.reference,
+            },
+            RecordWrite::UpdateBatch(batch) => Op::UpdateBatch {
+                value: encode("batch", &batch)?,
+                sku: batch.sku,
+                reference: batch.reference,
+            },
+            RecordWrite::PutAllocation(line) => Op::PutAllocation {
+                value: encode("allocation", &line)?,
+                sku: line.sku,
+                orderid: line.orderid,
+                batchref: line.batchref,
+            },
+            RecordWrite::DeleteAllocation { sku, orderid } => Op::DeleteAllocation { sku, orderid },
+            RecordWrite::Outbox(record) => Op::Outbox {
+                value: encode("outbox record", &record)?,
+                sku: record.sku,
+                version_number: record.version_number,
+                sequence: record.sequence,
+            },
+        })
+    }
+}

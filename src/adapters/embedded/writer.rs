@@ -1,0 +1,355 @@
+//! The writer thread: owns the write side and group-commits every waiting request in one fsync.
+//!
+//! Callers send a [`Request`] with a oneshot reply. The thread takes the first waiting request, drains
+//! all others that are waiting (up to [`MAX_GROUP`]), and applies them in ONE redb write transaction:
+//! each commit's conditions are checked against the state including the earlier requests of the group,
+//! and only a commit whose checks all pass writes anything. Then the transaction is committed once
+//! (one fsync, `Durability::Immediate`) and every request is answered. Nothing is answered before its
+//! group is on disk; if the group's transaction fails, every request of the group gets `Unavailable`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use tokio::sync::{oneshot, watch};
+
+use super::tables::{
+    decode, unavailable, Op, ALLOCATIONS, BATCHES, BATCH_REFS, DEAD_LETTERS, META,
+    META_NEXT_DEAD_LETTER, META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS,
+};
+use crate::adapters::records::ProductRecord;
+use crate::service::StoreError;
+
+/// The most requests applied in one transaction (bounds a group's latency).
+pub(super) const MAX_GROUP: usize = 512;
+
+/// The answer to a request: a number whose meaning depends on the request.
+pub(super) type Reply = oneshot::Sender<Result<u64, StoreError>>;
+
+/// What the writer thread does for callers.
+pub(super) enum Request {
+    /// Check and write one commit's operations (answers 0).
+    Commit { ops: Vec<Op>, reply: Reply },
+    /// Remove these sequence numbers from the pending outbox (answers how many were pending).
+    MarkDelivered { seqs: Vec<u64>, reply: Reply },
+    /// Store a dead letter, already encoded (answers its id).
+    DeadLetter { value: Vec<u8>, reply: Reply },
+    /// Finish the current group, then stop (answers 0). Later requests answer `Unavailable`.
+    Shutdown { reply: Reply },
+}
+
+impl Request {
+    fn into_reply(self) -> Reply {
+        match self {
+            Request::Commit { reply, .. }
+            | Request::MarkDelivered { reply, .. }
+            | Request::DeadLetter { reply, .. }
+            | Request::Shutdown { reply } => reply,
+        }
+    }
+}
+
+/// Counters shared by the writer thread and the store's handle.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub group_commits: AtomicU64,
+    pub requests: AtomicU64,
+    pub commits: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed_groups: AtomicU64,
+    pub largest_group: AtomicU64,
+}
+
+/// State shared with the store's handle: counters, and the commit signal for relays.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub counters: Counters,
+    /// The sequence number of the newest durable outbox event (0: none yet).
+    pub outbox_head: watch::Sender<u64>,
+}
+
+pub(super) struct Writer {
+    pub db: Arc<Database>,
+    pub requests: Receiver<Request>,
+    pub shared: Arc<Shared>,
+    /// The next global outbox sequence number (as committed).
+    pub next_seq: u64,
+    pub next_dead_letter: u64,
+}
+
+/// What one group's transaction did, once it is durable.
+struct Applied {
+    outcomes: Vec<Result<u64, StoreError>>,
+    next_seq: u64,
+    next_dead_letter: u64,
+}
+
+impl Writer {
+    /// Serves requests until every sender is gone or a `Shutdown` arrives.
+    pub fn run(mut self) {
+        while let Ok(first) = self.requests.recv() {
+            let mut stop = matches!(first, Request::Shutdown { .. });
+            let mut group = vec![first];
+            while !stop && group.len() < MAX_GROUP {
+                match self.requests.try_recv() {
+                    Ok(request) => {
+                        stop = matches!(request, Request::Shutdown { .. });
+                        group.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let counters = &self.shared.counters;
+        let size = group.len() as u64;
+        counters.requests.fetch_add(size, Ordering::Relaxed);
+        counters.largest_group.fetch_max(size, Ordering::Relaxed);
+        match self.apply(&group) {
+            Ok(applied) => {
+                counters.group_commits.fetch_add(1, Ordering::Relaxed);
+                if applied.next_seq != self.next_seq {
+                    self.shared.outbox_head.send_replace(applied.next_seq - 1);
+                }
+                self.next_seq = applied.next_seq;
+                self.next_dead_letter = applied.next_dead_letter;
+                for (request, outcome) in group.into_iter().zip(applied.outcomes) {
+                    match (&request, &outcome) {
+                        (Request::Commit { .. }, Ok(_)) => {
+                            counters.commits.fetch_add(1, Ordering::Relaxed);
+                        }
+                        (Request::Commit { .. }, Err(_)) => {
+                            counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                    // The caller may have stopped waiting; its commit stands all the same.
+                    let _ = request.into_reply().send(outcome);
+                }
+            }
+            Err(error) => {
+                counters.failed_groups.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, requests = size, "embedded store: group commit failed");
+                for request in group {
+                    let _ = request.into_reply().send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Applies the group in one write transaction and commits it durably. An `Err` means nothing of
+    /// the group is written (the transaction is aborted when dropped).
+    fn apply(&self, group: &[Request]) -> Result<Applied, StoreError> {
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| unavailable("begin write", e))?;
+        txn.set_durability(Durability::Immediate);
+        let mut next_seq = self.next_seq;
+        let mut next_dead_letter = self.next_dead_letter;
+        let outcomes = {
+            let mut tables = Tables::open(&txn)?;
+            let mut outcomes = Vec::with_capacity(group.len());
+            for request in group {
+                outcomes.push(match request {
+                    Request::Commit { ops, .. } => match tables.check(ops) {
+                        Ok(()) => {
+                            tables.write(ops, &mut next_seq)?;
+                            Ok(0)
+                        }
+                        Err(StoreError::Unavailable(detail)) => {
+                            return Err(StoreError::Unavailable(detail))
+                        }
+                        Err(rejected) => Err(rejected),
+                    },
+                    Request::MarkDelivered { seqs, .. } => Ok(tables.mark_delivered(seqs)?),
+                    Request::DeadLetter { value, .. } => {
+                        let id = next_dead_letter;
+                        tables
+                            .dead_letters
+                            .insert(id, value.as_slice())
+                            .map_err(storage)?;
+                        next_dead_letter += 1;
+                        Ok(id)
+                    }
+                    Request::Shutdown { .. } => Ok(0),
+                });
+            }
+            if next_seq != self.next_seq {
+                tables
+                    .meta
+                    .insert(META_NEXT_SEQ, next_seq)
+                    .map_err(storage)?;
+            }
+            if next_dead_letter != self.next_dead_letter {
+                tables
+                    .meta
+                    .insert(META_NEXT_DEAD_LETTER, next_dead_letter)
+                    .map_err(storage)?;
+            }
+            outcomes
+        };
+        txn.commit().map_err(|e| unavailable("commit", e))?;
+        Ok(Applied {
+            outcomes,
+            next_seq,
+            next_dead_letter,
+        })
+    }
+}
+
+fn storage(error: redb::StorageError) -> StoreError {
+    unavailable("write", error)
+}
+
+/// The tables of one write transaction, opened once per group.
+struct Tables<'txn> {
+    products: Table<'txn, &'static str, &'static [u8]>,
+    batches: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    allocations: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    batch_refs: Table<'txn, &'static str, &'static str>,
+    orders: Table<'txn, (&'static str, &'static str), &'static str>,
+    outbox: Table<'txn, (&'static str, u64, u32), (u64, &'static [u8])>,
+    pending: Table<'txn, u64, (&'static str, u64, u32)>,
+    dead_letters: Table<'txn, u64, &'static [u8]>,
+    meta: Table<'txn, &'static str, u64>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        let open = |e: redb::TableError| unavailable("open table", e);
+        Ok(Self {
+            products: txn.open_table(PRODUCTS).map_err(open)?,
+            batches: txn.open_table(BATCHES).map_err(open)?,
+            allocations: txn.open_table(ALLOCATIONS).map_err(open)?,
+            batch_refs: txn.open_table(BATCH_REFS).map_err(open)?,
+            orders: txn.open_table(ORDERS).map_err(open)?,
+            outbox: txn.open_table(OUTBOX).map_err(open)?,
+            pending: txn.open_table(PENDING).map_err(open)?,
+            dead_letters: txn.open_table(DEAD_LETTERS).map_err(open)?,
+            meta: txn.open_table(META).map_err(open)?,
+        })
+    }
+
+    /// Every condition of one commit, against the state so far (earlier requests of the group
+    /// included), before it writes anything: the first failure, in record order, is its answer.
+    fn check(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let mut new_references: Vec<&str> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Product {
+                    sku,
+                    expected_version,
+                    ..
+                } => {
+                    let stored = match self.products.get(sku.as_str()).map_err(storage)? {
+                        Some(value) => Some(
+                            decode::<ProductRecord>("products", sku, value.value())?.version_number,
+                        ),
+                        None => None,
+                    };
+                    if stored != *expected_version {
+                        return Err(StoreError::VersionConflict { sku: sku.clone() });
+                    }
+                }
+                Op::NewBatch { reference, .. } => {
+                    let taken = new_references.contains(&reference.as_str())
+                        || self
+                            .batch_refs
+                            .get(reference.as_str())
+                            .map_err(storage)?
+                            .is_some();
+                    if taken {
+                        return Err(StoreError::DuplicateBatchReference(reference.clone()));
+                    }
+                    new_references.push(reference);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one (checked) commit; each outbox event gets the next global sequence number.
+    fn write(&mut self, ops: &[Op], next_seq: &mut u64) -> Result<(), StoreError> {
+        for op in ops {
+            match op {
+                Op::Product { sku, value, .. } => {
+                    self.products
+                        .insert(sku.as_str(), value.as_slice())
+                        .map_err(storage)?;
+                }
+                Op::NewBatch {
+                    sku,
+                    reference,
+                    value,
+                }
+                | Op::UpdateBatch {
+                    sku,
+                    reference,
+                    value,
+                } => {
+                    self.batches
+                        .insert((sku.as_str(), reference.as_str()), value.as_slice())
+                        .map_err(storage)?;
+                    self.batch_refs
+                        .insert(reference.as_str(), sku.as_str())
+                        .map_err(storage)?;
+                }
+                Op::PutAllocation {
+                    sku,
+                    orderid,
+                    batchref,
+                    value,
+                } => {
+                    self.allocations
+                        .insert((sku.as_str(), orderid.as_str()), value.as_slice())
+                        .map_err(storage)?;
+                    self.orders
+                        .insert((orderid.as_str(), sku.as_str()), batchref.as_str())
+                        .map_err(storage)?;
+                }
+                Op::DeleteAllocation { sku, orderid } => {
+                    self.allocations
+                        .remove((sku.as_str(), orderid.as_str()))
+                        .map_err(storage)?;
+                    self.orders
+                        .remove((orderid.as_str(), sku.as_str()))
+                        .map_err(storage)?;
+                }
+                Op::Outbox {
+                    sku,
+                    version_number,
+                    sequence,
+                    value,
+                } => {
+                    let seq = *next_seq;
+                    let key = (sku.as_str(), *version_number, *sequence);
+                    self.outbox
+                        .insert(key, (seq, value.as_slice()))
+                        .map_err(storage)?;
+                    self.pending.insert(seq, key).map_err(storage)?;
+                    *next_seq += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_delivered(&mut self, seqs: &[u64]) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for seq in seqs {
+            if self.pending.remove(*seq).map_err(storage)?.is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

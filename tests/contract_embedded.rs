@@ -1,0 +1,54 @@
+//! The store contract, run against the embedded (redb) store, each case in a fresh temporary directory.
+
+mod contract;
+
+use std::sync::Arc;
+
+use allocation::adapters::embedded::EmbeddedStore;
+use allocation::domain::{EventEnvelope, Product};
+use allocation::service::{AllocationView, ProductWrite, Store, StoreError};
+use tempfile::TempDir;
+
+/// An embedded store that owns its temporary directory: the store is closed first (fields drop in
+/// order), then the directory is removed.
+struct TempStore {
+    store: EmbeddedStore,
+    _dir: TempDir,
+}
+
+async fn fresh_store() -> Arc<TempStore> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = EmbeddedStore::open(&dir.path().join("data")).expect("open embedded store");
+    Arc::new(TempStore { store, _dir: dir })
+}
+
+impl Store for TempStore {
+    async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
+        self.store.load(sku).await
+    }
+
+    async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
+        self.store.sku_of_batch(reference).await
+    }
+
+    async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
+        self.store.commit(writes).await
+    }
+
+    async fn allocations_for_order(
+        &self,
+        orderid: &str,
+    ) -> Result<Vec<AllocationView>, StoreError> {
+        self.store.allocations_for_order(orderid).await
+    }
+
+    async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.store.outbox(sku).await
+    }
+
+    fn max_lines_per_commit(&self) -> Option<usize> {
+        self.store.max_lines_per_commit()
+    }
+}
+
+contract_suite!(fresh_store());
