@@ -4,3 +4,5 @@ pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod logging;
+#[cfg(feature = "local")]
+pub mod local;

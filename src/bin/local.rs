@@ -1,0 +1,150 @@
+//! `local`: the whole allocation service on one machine, no cloud account needed.
+//!
+//! Parses the configuration, opens the embedded store, builds the bus, starts the event flow and
+//! serves the HTTP API. See `docs/local.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use allocation::adapters::embedded::{EmbeddedStore, DATABASE_FILE};
+use allocation::entrypoints::local::{self, DeliveryPolicy, FlowConfig};
+use allocation::entrypoints::logging::{self, LogFormat};
+use allocation::service::outbox_bus;
+
+/// The allocation service, locally: the HTTP API on an embedded durable store, with the event flow
+/// (outbox relay, reallocation queue with retries and dead letters, out-of-stock emails to a mailbox
+/// file) in the same process. Logs go to stderr (filter with RUST_LOG, e.g. RUST_LOG=debug).
+#[derive(Debug, Parser)]
+#[command(name = "local", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Address to listen on, HOST:PORT (port 0 picks a free port; the URL is printed on start).
+    #[arg(
+        long,
+        env = "ALLOCATION_ADDR",
+        default_value = "127.0.0.1:5005",
+        global = true
+    )]
+    addr: String,
+
+    /// Directory of the embedded store (created if missing); data survives restarts.
+    #[arg(
+        long,
+        env = "ALLOCATION_DATA_DIR",
+        default_value = "./local-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+
+    /// File that out-of-stock emails are appended to [default: <DATA_DIR>/mailbox.txt].
+    #[arg(long, env = "ALLOCATION_MAILBOX", global = true)]
+    mailbox: Option<PathBuf>,
+
+    /// Delivery attempts of an event before it goes to the dead-letter store.
+    #[arg(long, env = "ALLOCATION_MAX_ATTEMPTS", default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    max_attempts: u32,
+
+    /// Wait after a failed delivery, in milliseconds; doubles after each failure (up to 10 s).
+    #[arg(
+        long,
+        env = "ALLOCATION_RETRY_BASE_MS",
+        default_value_t = 100,
+        global = true
+    )]
+    retry_base_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run the event flow (the default).
+    Serve,
+    /// Print the dead letters of the store in DATA_DIR as JSON lines, oldest first. The server must be
+    /// stopped (it holds the store); while it runs, use `GET /admin/dead-letters` instead.
+    DeadLetters,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if std::env::var_os("RUST_LOG").is_none() {
+        // The local server logs each request itself (with latency and request id): keep the shared
+        // contract's own request line for failures only.
+        std::env::set_var("RUST_LOG", "info,allocation::entrypoints::http=warn");
+    }
+    logging::init(LogFormat::Text);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Command::DeadLetters) => dead_letters(&cli.data_dir).await,
+            Some(Command::Serve) | None => serve(&cli).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("local: {message}");
+    ExitCode::FAILURE
+}
+
+async fn serve(cli: &Cli) -> Result<(), String> {
+    let store = EmbeddedStore::open(&cli.data_dir).map_err(|e| e.to_string())?;
+    let store = Arc::new(store);
+    let bus = Arc::new(outbox_bus(Arc::clone(&store)));
+    let mut flow = FlowConfig::new(
+        cli.mailbox
+            .clone()
+            .unwrap_or_else(|| cli.data_dir.join("mailbox.txt")),
+    );
+    flow.delivery = DeliveryPolicy {
+        max_attempts: cli.max_attempts,
+        base_delay: Duration::from_millis(cli.retry_base_ms),
+        ..DeliveryPolicy::default()
+    };
+    let listener = tokio::net::TcpListener::bind(&cli.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cli.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(data_dir = %cli.data_dir.display(), mailbox = %flow.mailbox.display(),
+        "store opened");
+    println!("listening on {}", local::url(addr));
+    local::serve(bus, listener, &flow, local::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    store.shutdown().await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn dead_letters(data_dir: &Path) -> Result<(), String> {
+    if !data_dir.join(DATABASE_FILE).exists() {
+        eprintln!(
+            "local: no store in {} (no dead letters)",
+            data_dir.display()
+        );
+        return Ok(());
+    }
+    let store = EmbeddedStore::open(data_dir).map_err(|e| {
+        format!("{e}\n(is the server running? then use: curl http://ADDR/admin/dead-letters)")
+    })?;
+    let letters = store.dead_letters().await.map_err(|e| e.to_string())?;
+    for letter in letters {
+        println!(
+            "{}",
+            serde_json::to_string(&letter).map_err(|e| e.to_string())?
+        );
+    }
+    Ok(())
+}

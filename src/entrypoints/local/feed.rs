@@ -1,0 +1,209 @@
+//! What the local event flow needs from a store besides [`Store`]: the outbox as a feed (pending events
+//! in commit order, delivery marks, a commit signal) and the dead-letter store.
+//!
+//! The embedded store provides it; [`MemoryFeedStore`] provides it in memory for tests.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::adapters::embedded::{DeadLetter, EmbeddedStore};
+use crate::adapters::InMemoryStore;
+use crate::domain::{EventEnvelope, Product};
+use crate::service::{AllocationView, ProductWrite, Store, StoreError};
+
+/// The outbox seen by a relay, and the dead letters of its consumers.
+pub trait OutboxFeed: Send + Sync + 'static {
+    /// Up to `limit` undelivered events in commit order, each with its sequence number.
+    fn pending_outbox(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(u64, EventEnvelope)>, StoreError>> + Send;
+
+    /// Removes these events from the pending ones (durably).
+    fn mark_delivered(&self, seqs: &[u64]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Keeps an event a consumer gave up on after `attempts` attempts (durably); answers its id.
+    fn add_dead_letter(
+        &self,
+        envelope: &EventEnvelope,
+        reason: &str,
+        attempts: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Every dead letter, oldest first.
+    fn dead_letters(&self) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+
+    /// Changes after every commit that added outbox events (the value is the newest sequence number).
+    fn subscribe_commits(&self) -> watch::Receiver<u64>;
+}
+
+impl OutboxFeed for EmbeddedStore {
+    async fn pending_outbox(&self, limit: usize) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {
+        EmbeddedStore::pending_outbox(self, limit).await
+    }
+
+    async fn mark_delivered(&self, seqs: &[u64]) -> Result<u64, StoreError> {
+        EmbeddedStore::mark_delivered(self, seqs).await
+    }
+
+    async fn add_dead_letter(
+        &self,
+        envelope: &EventEnvelope,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<u64, StoreError> {
+        EmbeddedStore::add_dead_letter(self, envelope, reason, attempts).await
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        EmbeddedStore::dead_letters(self).await
+    }
+
+    fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        EmbeddedStore::subscribe_commits(self)
+    }
+}
+
+#[derive(Debug, Default)]
+struct FeedState {
+    next_seq: u64,
+    pending: BTreeMap<u64, EventEnvelope>,
+    dead_letters: Vec<DeadLetter>,
+    delivered: u64,
+}
+
+/// An [`InMemoryStore`] with an outbox feed and dead letters, all in memory: for tests of the event
+/// flow without a file. Not durable.
+#[derive(Debug)]
+pub struct MemoryFeedStore {
+    inner: InMemoryStore,
+    state: Mutex<FeedState>,
+    head: watch::Sender<u64>,
+}
+
+impl Default for MemoryFeedStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryFeedStore {
+    pub fn new() -> Self {
+        Self {
+            inner: InMemoryStore::new(),
+            state: Mutex::new(FeedState {
+                next_seq: 1,
+                ..FeedState::default()
+            }),
+            head: watch::channel(0).0,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, FeedState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many events are still pending.
+    pub fn pending_count(&self) -> usize {
+        self.state().pending.len()
+    }
+
+    /// How many events were marked delivered.
+    pub fn delivered_count(&self) -> u64 {
+        self.state().delivered
+    }
+}
+
+impl Store for MemoryFeedStore {
+    async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
+        self.inner.load(sku).await
+    }
+
+    async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
+        self.inner.sku_of_batch(reference).await
+    }
+
+    async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
+        self.inner.commit(writes).await?;
+        let head = {
+            let mut state = self.state();
+            for envelope in writes.iter().flat_map(|w| w.outbox.iter()) {
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                state.pending.insert(seq, envelope.clone());
+            }
+            state.next_seq - 1
+        };
+        if writes.iter().any(|w| !w.outbox.is_empty()) {
+            self.head.send_replace(head);
+        }
+        Ok(())
+    }
+
+    async fn allocations_for_order(
+        &self,
+        orderid: &str,
+    ) -> Result<Vec<AllocationView>, StoreError> {
+        self.inner.allocations_for_order(orderid).await
+    }
+
+    async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.inner.outbox(sku).await
+    }
+}
+
+impl OutboxFeed for MemoryFeedStore {
+    async fn pending_outbox(&self, limit: usize) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {
+        Ok(self
+            .state()
+            .pending
+            .iter()
+            .take(limit)
+            .map(|(seq, envelope)| (*seq, envelope.clone()))
+            .collect())
+    }
+
+    async fn mark_delivered(&self, seqs: &[u64]) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let mut removed = 0;
+        for seq in seqs {
+            if state.pending.remove(seq).is_some() {
+                removed += 1;
+            }
+        }
+        state.delivered += removed;
+        Ok(removed)
+    }
+
+    async fn add_dead_letter(
+        &self,
+        envelope: &EventEnvelope,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let id = state.dead_letters.len() as u64 + 1;
+        state.dead_letters.push(DeadLetter {
+            id,
+            envelope: envelope.clone(),
+            reason: reason.to_owned(),
+            failed_at: Utc::now(),
+            attempts,
+        });
+        Ok(id)
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self.state().dead_letters.clone())
+    }
+
+    fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}

@@ -1,0 +1,175 @@
+//! The local HTTP server: axum adapted to the shared HTTP contract (`entrypoints::http::handle`).
+//!
+//! Every request, whatever its method, path, headers or body, goes to ONE fallback handler, which reads
+//! the body (at most one byte past the contract's limit, so the contract itself answers "too large"),
+//! picks or makes the request id, and hands the request to the shared contract; axum has no route of its
+//! own and no extractor that could reject a request, so every answer is the contract's JSON. The only
+//! local-only route is `GET /admin/dead-letters`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
+use axum::http::header::{HeaderValue, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use tracing::{info, warn, Instrument};
+
+use super::feed::OutboxFeed;
+use crate::entrypoints::http::{self, HttpRequest, HttpResponse, MAX_BODY_BYTES};
+use crate::service::{Bus, Store};
+
+/// The local-only admin route listing the dead letters.
+pub const DEAD_LETTERS_PATH: &str = "/admin/dead-letters";
+/// The request id header: taken from the request if valid, else generated; echoed in the answer.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest request id taken from a client.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// What the handler needs.
+pub struct App<S: Store> {
+    pub bus: Arc<Bus<S>>,
+}
+
+/// The router: everything goes to [`handle`].
+pub fn router<S: Store + OutboxFeed>(app: Arc<App<S>>) -> Router {
+    Router::new().fallback(handle::<S>).with_state(app)
+}
+
+/// The client's `x-request-id` if it is 1 to 128 visible ASCII characters, else a new random one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:032x}", fastrand::u128(..)))
+}
+
+/// Reads the body, stopping once it is longer than `limit` (the prefix read so far is returned: enough
+/// for the contract to answer that it is too large). `Err` if the body could not be read at all.
+async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, axum::Error> {
+    let mut bytes = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        if let Ok(data) = frame?.into_data() {
+            bytes.extend_from_slice(&data);
+            if bytes.len() > limit {
+                break;
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+async fn handle<S: Store + OutboxFeed>(
+    State(app): State<Arc<App<S>>>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let request_id = request_id(&parts.headers);
+    let method = parts.method.as_str();
+    let path = parts.uri.path();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let response = async {
+        let body = match read_body(body, MAX_BODY_BYTES).await {
+            Ok(body) => body,
+            Err(error) => {
+                warn!(%error, "cannot read the request body");
+                return HttpResponse::message(
+                    400,
+                    format!("cannot read the request body: {error}"),
+                );
+            }
+        };
+        if path == DEAD_LETTERS_PATH {
+            return dead_letters(&app, method).await;
+        }
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok());
+        let request = HttpRequest {
+            method,
+            path,
+            content_type,
+            body: &body,
+            request_id: Some(&request_id),
+        };
+        http::handle(&app.bus, &request).await
+    }
+    .instrument(span)
+    .await;
+    info!(request_id = %request_id, method, path, status = response.status,
+        latency_us = started.elapsed().as_micros() as u64, "request");
+    into_axum(response, &request_id)
+}
+
+/// `GET /admin/dead-letters`: every dead letter, oldest first, as a JSON array.
+async fn dead_letters<S: Store + OutboxFeed>(app: &App<S>, method: &str) -> HttpResponse {
+    if method != "GET" {
+        let mut response = HttpResponse::message(
+            405,
+            format!("method {method} not allowed on {DEAD_LETTERS_PATH}; use GET"),
+        );
+        response.headers.push(("allow", "GET".to_owned()));
+        return response;
+    }
+    match app.bus.uows().store().dead_letters().await {
+        Ok(letters) => HttpResponse::json(200, &serde_json::json!(letters)),
+        Err(error) => http::error_response(&error.into()),
+    }
+}
+
+fn into_axum(response: HttpResponse, request_id: &str) -> Response {
+    let mut answer = Response::new(Body::from(response.body));
+    *answer.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = answer.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID_HEADER, id);
+    }
+    for (name, value) in response.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_client_request_id_is_kept_and_a_bad_one_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&headers), "abc-123");
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("has space"));
+        let generated = request_id(&headers);
+        assert_eq!(generated.len(), 32);
+        assert!(generated.bytes().all(|b| b.is_ascii_hexdigit()));
+        let long = "x".repeat(MAX_REQUEST_ID_LEN + 1);
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(&long).unwrap());
+        assert_ne!(request_id(&headers), long);
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_up_to_one_chunk_past_the_limit() {
+        let body = Body::from(vec![b'a'; 10]);
+        assert_eq!(read_body(body, 100).await.unwrap().len(), 10);
+        let body = Body::from(vec![b'a'; 1000]);
+        assert!(read_body(body, 100).await.unwrap().len() > 100);
+    }
+}
