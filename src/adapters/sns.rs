@@ -1,1 +1,186 @@
 //! The SNS relay: publishes outbox events to the events topic.
+//!
+//! One `Publish` per event with `MessageStructure=json`: `default` and `sqs` carry the event envelope
+//! JSON (what the reallocation queue receives with raw delivery), `email` a text a person can read
+//! (for `OutOfStock`: [`out_of_stock_message`]); the `event_type` message attribute is what the
+//! subscriptions' filter policies match; `Subject` is the email's subject line.
+
+use aws_sdk_sns::error::DisplayErrorContext;
+use aws_sdk_sns::types::MessageAttributeValue;
+use aws_sdk_sns::Client;
+use serde_json::json;
+
+use crate::domain::{Event, EventEnvelope};
+use crate::service::out_of_stock_message;
+
+/// The message attribute the subscriptions filter on.
+pub const EVENT_TYPE_ATTRIBUTE: &str = "event_type";
+
+/// SNS rejects subjects of 100 characters or more.
+const MAX_SUBJECT_CHARS: usize = 99;
+
+/// An event could not be published; `detail` keeps the SDK's whole error chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("publishing event {event_id} to SNS failed: {detail}")]
+pub struct PublishError {
+    pub event_id: String,
+    pub detail: String,
+}
+
+/// What one `Publish` sends for an event (built without I/O, so it can be checked in unit tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsMessage {
+    /// The `MessageStructure=json` document: `{"default": ..., "sqs": ..., "email": ...}`.
+    pub message: String,
+    pub subject: String,
+    /// The value of the `event_type` message attribute (a `String`).
+    pub event_type: &'static str,
+}
+
+impl SnsMessage {
+    pub fn for_event(envelope: &EventEnvelope) -> Result<Self, serde_json::Error> {
+        let event_json = serde_json::to_string(envelope)?;
+        let (email, subject) = match &envelope.event {
+            Event::OutOfStock { sku } => (
+                out_of_stock_message(sku),
+                format!("Out of stock for SKU {sku}"),
+            ),
+            other => (
+                event_json.clone(),
+                format!("{} for SKU {}", other.type_name(), other.sku()),
+            ),
+        };
+        let message = json!({ "default": event_json, "sqs": event_json, "email": email });
+        Ok(Self {
+            message: message.to_string(),
+            subject: subject_line(&subject),
+            event_type: envelope.event.type_name(),
+        })
+    }
+}
+
+/// A valid SNS subject: printable ASCII (anything else becomes `?`), under 100 characters. A SKU may
+/// hold any non-control character; an invalid subject would make every retry of the publish fail.
+fn subject_line(text: &str) -> String {
+    let mut subject: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if subject.chars().count() > MAX_SUBJECT_CHARS {
+        subject.truncate(MAX_SUBJECT_CHARS - 3);
+        subject.push_str("...");
+    }
+    subject
+}
+
+/// Publishes events to one topic. Cheap to clone (the SDK client is).
+#[derive(Debug, Clone)]
+pub struct SnsPublisher {
+    client: Client,
+    topic_arn: String,
+}
+
+impl SnsPublisher {
+    pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
+        Self {
+            client,
+            topic_arn: topic_arn.into(),
+        }
+    }
+
+    pub fn topic_arn(&self) -> &str {
+        &self.topic_arn
+    }
+
+    /// Publishes the event; answers SNS's message id.
+    pub async fn publish(&self, envelope: &EventEnvelope) -> Result<String, PublishError> {
+        let failed = |detail: String| PublishError {
+            event_id: envelope.id.clone(),
+            detail,
+        };
+        let message = SnsMessage::for_event(envelope).map_err(|e| failed(e.to_string()))?;
+        let event_type = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(message.event_type)
+            .build()
+            .map_err(|e| failed(e.to_string()))?;
+        let output = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message_structure("json")
+            .message(message.message)
+            .subject(message.subject)
+            .message_attributes(EVENT_TYPE_ATTRIBUTE, event_type)
+            .send()
+            .await
+            .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?;
+        Ok(output.message_id().unwrap_or_default().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(event: Event) -> EventEnvelope {
+        EventEnvelope {
+            id: "SKU-1:4:0".into(),
+            correlation_id: Some("req-1".into()),
+            event,
+        }
+    }
+
+    fn parts(message: &SnsMessage) -> serde_json::Value {
+        serde_json::from_str(&message.message).unwrap()
+    }
+
+    #[test]
+    fn out_of_stock_has_readable_email_and_json_for_machines() {
+        let env = envelope(Event::OutOfStock {
+            sku: "SKU-1".into(),
+        });
+        let message = SnsMessage::for_event(&env).unwrap();
+        let parts = parts(&message);
+        let json = serde_json::to_string(&env).unwrap();
+        assert_eq!(parts["default"], json.as_str());
+        assert_eq!(parts["sqs"], json.as_str());
+        assert_eq!(parts["email"], out_of_stock_message("SKU-1").as_str());
+        assert_eq!(message.subject, "Out of stock for SKU SKU-1");
+        assert_eq!(message.event_type, "OutOfStock");
+    }
+
+    #[test]
+    fn other_events_send_their_json_to_email_too() {
+        let env = envelope(Event::AllocationRequired {
+            orderid: "o1".into(),
+            sku: "SKU-1".into(),
+            qty: 3,
+        });
+        let message = SnsMessage::for_event(&env).unwrap();
+        let parts = parts(&message);
+        assert_eq!(parts["email"], parts["default"]);
+        let decoded: EventEnvelope = serde_json::from_str(parts["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(decoded, env);
+        assert_eq!(message.event_type, "AllocationRequired");
+        assert_eq!(message.subject, "AllocationRequired for SKU SKU-1");
+    }
+
+    #[test]
+    fn subject_is_ascii_and_short_whatever_the_sku() {
+        let sku = "T\u{e9}l\u{e9}\u{1F600}".to_owned() + &"x".repeat(200);
+        let message = SnsMessage::for_event(&envelope(Event::OutOfStock { sku })).unwrap();
+        assert!(message.subject.starts_with("Out of stock for SKU T?l??xx"));
+        assert!(message.subject.len() < 100);
+        assert!(message
+            .subject
+            .chars()
+            .all(|c| c.is_ascii() && !c.is_control()));
+    }
+}

@@ -1,0 +1,106 @@
+//! API Gateway HTTP API (payload 2.0, through `lambda_http`) ⇄ the HTTP contract of [`crate::entrypoints::http`].
+//!
+//! Only adaptation happens here: routing, validation and error mapping are `http::handle`'s. The API
+//! Gateway request id becomes the correlation id of the events the request causes; the Lambda request
+//! id and it are fields of the invocation's tracing span.
+
+use std::convert::Infallible;
+
+use lambda_http::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use lambda_http::http::StatusCode;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use tracing::{info_span, warn, Instrument};
+
+use crate::entrypoints::http::{self as contract, HttpRequest, HttpResponse};
+use crate::service::{Bus, Store};
+
+/// Answers one API Gateway request: the function every HTTP binary runs under `lambda_http::run`.
+pub async fn handle<S: Store>(
+    bus: &Bus<S>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
+    let lambda_request_id = request
+        .lambda_context_ref()
+        .map(|context| context.request_id.clone())
+        .unwrap_or_default();
+    let context = request.request_context_ref();
+    let api_request_id = context.and_then(api_request_id).map(str::to_owned);
+    // Without an API Gateway request id (a direct invoke), the Lambda request id correlates.
+    let correlation_id =
+        api_request_id.or_else(|| Some(lambda_request_id.clone()).filter(|id| !id.is_empty()));
+    let path = path_without_stage(&request, context);
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let http_request = HttpRequest {
+        method: request.method().as_str(),
+        path: &path,
+        content_type,
+        // lambda_http has already decoded a base64 body (`isBase64Encoded`).
+        body: request.body().as_ref(),
+        request_id: correlation_id.as_deref(),
+    };
+    let span = info_span!(
+        "http",
+        request_id = %lambda_request_id,
+        correlation_id = correlation_id.as_deref().unwrap_or_default(),
+    );
+    let response = contract::handle(bus, &http_request).instrument(span).await;
+    Ok(to_lambda_response(response))
+}
+
+fn api_request_id(context: &RequestContext) -> Option<&str> {
+    match context {
+        RequestContext::ApiGatewayV2(context) => context.request_id.as_deref(),
+        #[allow(unreachable_patterns)] // more variants with more lambda_http features
+        _ => None,
+    }
+}
+
+/// The request's path as the routes know it. HTTP API puts the stage in `rawPath` unless it is
+/// `$default` (the template's); without a raw path (not an API Gateway event), the URI's path.
+fn path_without_stage(request: &Request, context: Option<&RequestContext>) -> String {
+    let raw = request.raw_http_path();
+    let path = if raw.is_empty() {
+        request.uri().path()
+    } else {
+        raw
+    };
+    let stage = match context {
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.as_deref(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    match stage {
+        Some(stage) if stage != "$default" && !stage.is_empty() => path
+            .strip_prefix('/')
+            .and_then(|rest| rest.strip_prefix(stage))
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path)
+            .to_owned(),
+        _ => path.to_owned(),
+    }
+}
+
+/// The contract's answer as a `lambda_http` response: status, JSON content type, extra headers.
+pub fn to_lambda_response(response: HttpResponse) -> Response<Body> {
+    let mut lambda_response = Response::new(Body::Text(response.body));
+    *lambda_response.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = lambda_response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in response.headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => warn!(header = name, value = %value, "dropping an invalid response header"),
+        }
+    }
+    lambda_response
+}

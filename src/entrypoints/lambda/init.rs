@@ -1,0 +1,73 @@
+//! Cold start of every function: settings from the environment, the AWS configuration and clients,
+//! the store and bus or the SNS publisher, each built once per execution environment.
+//!
+//! Settings are read before anything else, so a missing variable fails the start with a clear message
+//! (never a panic inside a request). The AWS configuration makes no network call here: Lambda sets the
+//! region and credentials in the environment, which the default chains read first (no IMDS lookup).
+
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use tracing::error;
+
+use crate::adapters::dynamodb::DynamoDbStore;
+use crate::adapters::sns::SnsPublisher;
+use crate::service::{outbox_bus, Bus};
+
+/// The table of products, batches, allocations and outbox (template.yaml: `!Ref Table`).
+pub const TABLE_NAME: &str = "TABLE_NAME";
+/// The events topic (template.yaml: `!Ref EventsTopic`).
+pub const TOPIC_ARN: &str = "TOPIC_ARN";
+
+/// A function cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InitError {
+    #[error("environment variable {0} is not set (template.yaml sets it for every function)")]
+    Missing(&'static str),
+    #[error("environment variable {0} is empty")]
+    Empty(&'static str),
+    #[error("environment variable {0} is not valid Unicode")]
+    NotUnicode(&'static str),
+}
+
+/// A required, non-empty environment variable.
+pub fn required_env(name: &'static str) -> Result<String, InitError> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Err(InitError::Empty(name)),
+        Ok(value) => Ok(value),
+        Err(std::env::VarError::NotPresent) => Err(InitError::Missing(name)),
+        Err(std::env::VarError::NotUnicode(_)) => Err(InitError::NotUnicode(name)),
+    }
+}
+
+/// The AWS configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`...).
+pub async fn aws_config() -> SdkConfig {
+    aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+/// The bus over the DynamoDB table named by `TABLE_NAME` (every function but `publish_events`).
+pub async fn bus_from_env() -> Result<Bus<DynamoDbStore>, InitError> {
+    let table_name = required_env(TABLE_NAME).inspect_err(log_init_error)?;
+    let config = aws_config().await;
+    Ok(bus_over(&config, table_name))
+}
+
+/// The bus over this table, with a DynamoDB client of this configuration.
+pub fn bus_over(config: &SdkConfig, table_name: impl Into<String>) -> Bus<DynamoDbStore> {
+    let client = aws_sdk_dynamodb::Client::new(config);
+    outbox_bus(Arc::new(DynamoDbStore::new(client, table_name)))
+}
+
+/// The SNS publisher to the topic named by `TOPIC_ARN` (`publish_events`).
+pub async fn publisher_from_env() -> Result<SnsPublisher, InitError> {
+    let topic_arn = required_env(TOPIC_ARN).inspect_err(log_init_error)?;
+    let config = aws_config().await;
+    Ok(SnsPublisher::new(
+        aws_sdk_sns::Client::new(&config),
+        topic_arn,
+    ))
+}
+
+fn log_init_error(error: &InitError) {
+    error!(%error, "the function cannot start");
+}

@@ -1,0 +1,153 @@
+//! DynamoDB Streams (outbox inserts) → the SNS relay, with partial batch responses.
+//!
+//! For each `INSERT` of an outbox item (`entity = "outbox"`), the item's `payload` (an [`EventEnvelope`]
+//! JSON) is published. Records are published in stream order; at the first failure the handler stops
+//! and reports that record's `SequenceNumber`: Lambda retries the shard from it (later records of the
+//! batch are retried with it, so none is lost and order is kept), and after the event source mapping's
+//! retries sends the batch to its failure queue. An outbox item whose payload cannot be read is such a
+//! failure too. Records that are not outbox inserts are skipped and logged: the event source mapping's
+//! filter should not let them through.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_runtime::{Error, LambdaEvent};
+use serde::Serialize;
+use tracing::{error, field, info, info_span, warn, Instrument, Span};
+
+use crate::adapters::sns::{PublishError, SnsPublisher};
+use crate::domain::EventEnvelope;
+
+/// Where outbox events go (SNS in production; tests may substitute a failing one).
+pub trait EventPublisher: Send + Sync {
+    fn publish(
+        &self,
+        envelope: &EventEnvelope,
+    ) -> impl Future<Output = Result<String, PublishError>> + Send;
+}
+
+impl EventPublisher for SnsPublisher {
+    fn publish(
+        &self,
+        envelope: &EventEnvelope,
+    ) -> impl Future<Output = Result<String, PublishError>> + Send {
+        SnsPublisher::publish(self, envelope)
+    }
+}
+
+/// Why a record failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("the outbox item has no string attribute payload")]
+    NoPayload,
+    #[error("the outbox payload is not an event envelope: {0}")]
+    BadPayload(serde_json::Error),
+    #[error(transparent)]
+    Publish(PublishError),
+}
+
+/// What was done with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Published; SNS's message id.
+    Published(String),
+    /// Not an outbox insert.
+    Skipped,
+}
+
+/// Relays a batch: the function the `publish_events` binary runs under `lambda_runtime::run`.
+pub async fn handle<P: EventPublisher>(
+    publisher: &P,
+    event: LambdaEvent<DynamoDbEvent>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let (event, context) = event.into_parts();
+    let mut response = DynamoDbEventResponse::default();
+    for record in &event.records {
+        let sequence_number = record.change.sequence_number.as_deref();
+        let span = info_span!(
+            "stream_record",
+            request_id = %context.request_id,
+            sequence_number = sequence_number.unwrap_or_default(),
+            event_id = field::Empty,
+            event_type = field::Empty,
+            correlation_id = field::Empty,
+        );
+        let outcome = handle_record(publisher, record)
+            .instrument(span.clone())
+            .await;
+        let failed = span.in_scope(|| match outcome {
+            Ok(Outcome::Published(message_id)) => {
+                info!(sns_message_id = %message_id, "event published");
+                false
+            }
+            Ok(Outcome::Skipped) => false,
+            Err(failure) => {
+                error!(error = %failure, "event not published; the stream will retry from this record");
+                true
+            }
+        });
+        if failed {
+            let Some(sequence_number) = sequence_number else {
+                // Cannot be reported alone: fail the whole batch (the relay is at-least-once anyway).
+                return Err("a failed stream record has no SequenceNumber".into());
+            };
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence_number.to_owned());
+            response.batch_item_failures.push(failure);
+            break;
+        }
+    }
+    Ok(response)
+}
+
+/// Publishes one record's event if it is an outbox insert.
+pub async fn handle_record<P: EventPublisher>(
+    publisher: &P,
+    record: &EventRecord,
+) -> Result<Outcome, RecordError> {
+    let image = &*record.change.new_image;
+    let entity = string_attribute(image, "entity");
+    if record.event_name != "INSERT" || entity.as_deref() != Some("outbox") {
+        warn!(
+            event_name = %record.event_name,
+            entity = entity.as_deref().unwrap_or_default(),
+            "skipping a stream record that is not an outbox insert (check the stream filter)"
+        );
+        return Ok(Outcome::Skipped);
+    }
+    let payload = string_attribute(image, "payload").ok_or(RecordError::NoPayload)?;
+    let envelope: EventEnvelope =
+        serde_json::from_str(&payload).map_err(RecordError::BadPayload)?;
+    let span = Span::current();
+    span.record("event_id", envelope.id.as_str());
+    span.record("event_type", envelope.event.type_name());
+    if let Some(correlation_id) = &envelope.correlation_id {
+        span.record("correlation_id", correlation_id.as_str());
+    }
+    let item_type = string_attribute(image, "event_type");
+    if item_type.as_deref() != Some(envelope.event.type_name()) {
+        warn!(
+            item_event_type = item_type.as_deref().unwrap_or_default(),
+            "the outbox item's event_type differs from its payload's; publishing the payload's"
+        );
+    }
+    publisher
+        .publish(&envelope)
+        .await
+        .map(Outcome::Published)
+        .map_err(RecordError::Publish)
+}
+
+/// The value of a string (`S`) attribute of a stream image.
+fn string_attribute<V: Serialize>(image: &HashMap<String, V>, name: &str) -> Option<String> {
+    let value = serde_json::to_value(image.get(name)?).ok()?;
+    match value {
+        serde_json::Value::Object(mut typed) => match typed.remove("S")? {
+            serde_json::Value::String(s) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
