@@ -145,7 +145,10 @@ async fn errors_of_the_contract_pass_through_with_their_headers() {
 #[tokio::test]
 async fn the_api_gateway_request_id_becomes_the_events_correlation_id() {
     let (store, bus) = bus();
-    assert_eq!(call_http(&bus, &add_batch("b1", "LAMP", 1)).await.status, 201);
+    assert_eq!(
+        call_http(&bus, &add_batch("b1", "LAMP", 1)).await.status,
+        201
+    );
     let mut event = allocate("o1", "LAMP", 5);
     event["requestContext"]["requestId"] = json!("api-request-7");
     assert_eq!(call_http(&bus, &event).await.status, 409);
@@ -154,13 +157,19 @@ async fn the_api_gateway_request_id_becomes_the_events_correlation_id() {
         .iter()
         .find(|e| matches!(e.event, Event::OutOfStock { .. }))
         .expect("an OutOfStock event");
-    assert_eq!(out_of_stock.correlation_id.as_deref(), Some("api-request-7"));
+    assert_eq!(
+        out_of_stock.correlation_id.as_deref(),
+        Some("api-request-7")
+    );
 }
 
 #[tokio::test]
 async fn without_an_api_gateway_request_id_the_lambda_request_id_correlates() {
     let (store, bus) = bus();
-    assert_eq!(call_http(&bus, &add_batch("b1", "LAMP", 1)).await.status, 201);
+    assert_eq!(
+        call_http(&bus, &add_batch("b1", "LAMP", 1)).await.status,
+        201
+    );
     let mut event = allocate("o1", "LAMP", 5);
     event["requestContext"]
         .as_object_mut()
@@ -220,7 +229,10 @@ fn failures(response: &Value) -> Vec<String> {
 #[tokio::test]
 async fn one_failing_message_does_not_fail_the_others() {
     let (store, bus) = bus();
-    assert_eq!(call_http(&bus, &add_batch("b1", "LAMP", 10)).await.status, 201);
+    assert_eq!(
+        call_http(&bus, &add_batch("b1", "LAMP", 10)).await.status,
+        201
+    );
     let good = allocation_required("LAMP:9:0", "o1", "LAMP", 2);
     let unknown_sku = allocation_required("NOPE:9:0", "o2", "NOPE", 2);
     let event = sqs_event(&[
@@ -240,10 +252,15 @@ async fn one_failing_message_does_not_fail_the_others() {
 #[tokio::test]
 async fn a_redelivered_message_changes_nothing() {
     let (store, bus) = bus();
-    assert_eq!(call_http(&bus, &add_batch("b1", "LAMP", 10)).await.status, 201);
+    assert_eq!(
+        call_http(&bus, &add_batch("b1", "LAMP", 10)).await.status,
+        201
+    );
     let message = allocation_required("LAMP:9:0", "o1", "LAMP", 4);
     for _ in 0..2 {
-        let response = sqs::handle(&bus, sqs_event(&[Some(&message)])).await.unwrap();
+        let response = sqs::handle(&bus, sqs_event(&[Some(&message)]))
+            .await
+            .unwrap();
         assert!(response.batch_item_failures.is_empty());
     }
     let product = store.load("LAMP").await.unwrap().unwrap();
@@ -367,10 +384,7 @@ async fn an_unreadable_outbox_payload_is_a_failure_not_a_silent_drop() {
     let response = streams::handle(&publisher, stream_event(vec![no_payload]))
         .await
         .unwrap();
-    assert_eq!(
-        failures(&serde_json::to_value(response).unwrap()),
-        ["302"]
-    );
+    assert_eq!(failures(&serde_json::to_value(response).unwrap()), ["302"]);
     assert!(published_ids(&publisher).is_empty());
 }
 
@@ -390,13 +404,16 @@ async fn the_sample_stream_event_publishes_its_event() {
 
 /// Standard base64 (no dependency needed for one test).
 mod base64_body {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn encode(bytes: &[u8]) -> String {
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {

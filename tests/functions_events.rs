@@ -1,0 +1,521 @@
+//! Every file of `events/` fed to its function's handler (the very function its binary runs), against
+//! DynamoDB, SNS and SQS on moto, checking the answer and the state that `events/README.md` documents.
+//!
+//! The README's table is the list: a file it does not list, a row whose file is missing, a row naming
+//! an unknown function, or a file this test has no check for, fails the test.
+
+#![cfg(feature = "aws")]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use allocation::adapters::dynamodb::DynamoDbStore;
+use allocation::adapters::sns::SnsPublisher;
+use allocation::domain::{Event, EventEnvelope, Product};
+use allocation::entrypoints::lambda::{http, init, sqs, streams};
+use allocation::service::{out_of_stock_message, Bus, Store};
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_sqs::types::QueueAttributeName;
+use lambda_http::Body;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+use support::moto::{moto, unique_name, Moto};
+
+const SKU: &str = "SMALL-TABLE";
+/// The stream record's `SequenceNumber` in `publish_events.json`.
+const SEQUENCE_NUMBER: &str = "4421584500000000017450439091";
+
+/// One row of the README's table.
+#[derive(Debug, Clone)]
+struct Row {
+    file: String,
+    function: String,
+}
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("events")
+}
+
+/// The rows of `events/README.md`'s table, in order; fails on a malformed row.
+fn table() -> Vec<Row> {
+    let readme = std::fs::read_to_string(events_dir().join("README.md")).unwrap();
+    let mut rows = Vec::new();
+    for line in readme.lines().filter(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        if cells[0].parse::<u32>().is_err() {
+            continue; // header or separator
+        }
+        assert!(
+            cells.len() >= 6,
+            "README row with fewer than 6 cells: {line}"
+        );
+        let unquote = |cell: &str| cell.trim_matches('`').to_owned();
+        rows.push(Row {
+            file: unquote(cells[1]),
+            function: unquote(cells[2]),
+        });
+    }
+    assert!(!rows.is_empty(), "no rows in the table of events/README.md");
+    rows
+}
+
+/// Fails unless the table and the directory list the same files.
+fn check_table_matches_files(rows: &[Row]) {
+    let files: BTreeSet<String> = std::fs::read_dir(events_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "README.md")
+        .collect();
+    let listed: BTreeSet<String> = rows.iter().map(|row| row.file.clone()).collect();
+    assert_eq!(
+        listed.len(),
+        rows.len(),
+        "a file appears twice in the table"
+    );
+    let unlisted: Vec<_> = files.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "events/ files not in the README table (nobody checks them): {unlisted:?}"
+    );
+    let missing: Vec<_> = listed.difference(&files).collect();
+    assert!(
+        missing.is_empty(),
+        "README rows whose file is missing: {missing:?}"
+    );
+}
+
+/// What a function answered.
+#[derive(Debug)]
+enum Answer {
+    Http {
+        status: u16,
+        body: Value,
+    },
+    /// A partial batch response (`{"batchItemFailures": [...]}`).
+    Batch(Value),
+}
+
+/// The functions, wired to moto as their binaries wire them to AWS.
+struct Functions {
+    bus: Bus<DynamoDbStore>,
+    publisher: SnsPublisher,
+    /// A raw-delivery queue subscribed to the topic, filtered to `OutOfStock`.
+    out_of_stock_queue: String,
+}
+
+impl Functions {
+    async fn new(moto: &Moto, prefix: &str) -> Self {
+        let table = moto.create_table(prefix).await;
+        let sns = aws_sdk_sns::Client::new(moto.sdk_config());
+        let topic = sns
+            .create_topic()
+            .name(unique_name(prefix))
+            .send()
+            .await
+            .unwrap();
+        let topic_arn = topic.topic_arn().unwrap().to_owned();
+        let out_of_stock_queue = subscribe_queue(moto, &topic_arn, "OutOfStock").await;
+        Self {
+            bus: init::bus_over(moto.sdk_config(), table),
+            publisher: SnsPublisher::new(sns, topic_arn),
+            out_of_stock_queue,
+        }
+    }
+
+    fn store(&self) -> &DynamoDbStore {
+        self.bus.uows().store()
+    }
+
+    /// Feeds the event to its function's handler.
+    async fn feed(&self, function: &str, event: &str, request_id: &str) -> Answer {
+        let mut context = Context::default();
+        context.request_id = request_id.to_owned();
+        match function {
+            "add_batch" | "allocate" | "change_batch_quantity" | "allocations" => {
+                let request = lambda_http::request::from_str(event).expect("an API Gateway event");
+                let response = http::handle(&self.bus, request).await.unwrap();
+                assert_eq!(response.headers()["content-type"], "application/json");
+                let body = match response.body() {
+                    Body::Text(text) => serde_json::from_str(text).expect("a JSON body"),
+                    other => panic!("{function}: not a text body: {other:?}"),
+                };
+                Answer::Http {
+                    status: response.status().as_u16(),
+                    body,
+                }
+            }
+            "reallocate" => {
+                let event: SqsEvent = serde_json::from_str(event).expect("an SQS event");
+                let response = sqs::handle(&self.bus, LambdaEvent::new(event, context))
+                    .await
+                    .unwrap();
+                Answer::Batch(serde_json::to_value(response).unwrap())
+            }
+            "publish_events" => {
+                let event: DynamoDbEvent = serde_json::from_str(event).expect("a stream event");
+                let response = streams::handle(&self.publisher, LambdaEvent::new(event, context))
+                    .await
+                    .unwrap();
+                Answer::Batch(serde_json::to_value(response).unwrap())
+            }
+            other => panic!("events/README.md names an unknown function {other:?}"),
+        }
+    }
+
+    async fn product(&self) -> Option<Product> {
+        self.store().load(SKU).await.unwrap()
+    }
+
+    async fn available(&self, reference: &str) -> i64 {
+        let product = self.product().await.expect("the product exists");
+        product
+            .batch(reference)
+            .unwrap_or_else(|| panic!("no batch {reference}"))
+            .available_quantity()
+    }
+
+    /// How many batches hold a line of this order.
+    async fn times_allocated(&self, orderid: &str) -> usize {
+        let Some(product) = self.product().await else {
+            return 0;
+        };
+        product
+            .batches()
+            .iter()
+            .flat_map(|batch| batch.allocations())
+            .filter(|(order, _)| *order == orderid)
+            .count()
+    }
+}
+
+/// Creates a queue subscribed to the topic with raw delivery, filtered on `event_type`; answers its URL.
+async fn subscribe_queue(moto: &Moto, topic_arn: &str, event_type: &str) -> String {
+    let sqs = aws_sdk_sqs::Client::new(moto.sdk_config());
+    let url = sqs
+        .create_queue()
+        .queue_name(unique_name(event_type))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let queue_arn = attributes.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
+    aws_sdk_sns::Client::new(moto.sdk_config())
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .attributes(
+            "FilterPolicy",
+            json!({ "event_type": [event_type] }).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    url
+}
+
+/// Every message waiting in the queue (moto delivers synchronously), deleted.
+async fn drain(moto: &Moto, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let sqs = aws_sdk_sqs::Client::new(moto.sdk_config());
+    let mut messages = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let batch = received.messages().to_vec();
+        if batch.is_empty() {
+            return messages;
+        }
+        for message in &batch {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        messages.extend(batch);
+    }
+}
+
+/// What SNS was asked to publish to this topic: moto's record of each `Publish` (its internal API,
+/// `/moto-api/data.json`): `(message, subject)`, the message being the `MessageStructure=json` document.
+fn published_to(moto: &Moto, topic_arn: &str) -> Vec<(Value, String)> {
+    let url = format!("{}/moto-api/data.json", moto.endpoint());
+    let data: Value = serde_json::from_str(
+        &ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let topics = data["sns"]["Topic"]
+        .as_array()
+        .expect("moto's data.json lists SNS topics (internal API: check the moto version)");
+    let topic = topics
+        .iter()
+        .find(|topic| topic["arn"] == topic_arn)
+        .expect("the topic in moto's data.json");
+    topic["sent_notifications"]
+        .as_array()
+        .expect("sent_notifications")
+        .iter()
+        .map(|sent| {
+            let document = serde_json::from_str(sent[1].as_str().unwrap()).unwrap();
+            (document, sent[2].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+fn failures(answer: &Answer) -> Vec<String> {
+    let Answer::Batch(response) = answer else {
+        panic!("expected a batch response, got {answer:?}");
+    };
+    response["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures")
+        .iter()
+        .map(|failure| failure["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn http_answer(answer: &Answer) -> (u16, &Value) {
+    let Answer::Http { status, body } = answer else {
+        panic!("expected an HTTP answer, got {answer:?}");
+    };
+    (*status, body)
+}
+
+fn message_of(body: &Value) -> &str {
+    body["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {{\"message\": ...}} in {body}"))
+}
+
+/// Checks a file's documented answer and state. `in_sequence`: fed in the table's order to one
+/// table ("expected answer" column), or alone to an empty one ("on an empty store" column).
+async fn check(
+    moto: &Moto,
+    functions: &Functions,
+    file: &str,
+    event: &str,
+    answer: &Answer,
+    in_sequence: bool,
+) {
+    let context = format!(
+        "{file} ({})",
+        if in_sequence { "in sequence" } else { "alone" }
+    );
+    match file {
+        "add_batch.json" => {
+            assert_eq!(http_answer(answer).0, 201, "{context}");
+            assert_eq!(functions.available("batch-001").await, 20, "{context}");
+        }
+        "add_batch_bad_input.json" => {
+            let (status, body) = http_answer(answer);
+            assert_eq!(status, 400, "{context}");
+            assert!(message_of(body).contains("qty"), "{context}: {body}");
+            let sku = functions.store().sku_of_batch("batch-002").await.unwrap();
+            assert_eq!(sku, None, "{context}: batch-002 must not exist");
+        }
+        "allocate_bad_input.json" => {
+            let (status, body) = http_answer(answer);
+            assert_eq!(status, 400, "{context}");
+            message_of(body);
+            assert_eq!(functions.times_allocated("order-001").await, 0, "{context}");
+        }
+        "allocate.json" => {
+            let (status, body) = http_answer(answer);
+            if in_sequence {
+                assert_eq!(status, 201, "{context}: {body}");
+                assert_eq!(body, &json!({"batchref": "batch-001"}), "{context}");
+                assert_eq!(functions.available("batch-001").await, 17, "{context}");
+            } else {
+                assert_eq!(status, 400, "{context}");
+                assert_eq!(
+                    body,
+                    &json!({"message": "Invalid sku SMALL-TABLE"}),
+                    "{context}"
+                );
+            }
+        }
+        "change_batch_quantity.json" => {
+            let (status, body) = http_answer(answer);
+            if in_sequence {
+                assert_eq!(status, 200, "{context}: {body}");
+                assert_eq!(functions.available("batch-001").await, 7, "{context}");
+                let outbox = functions.store().outbox(SKU).await.unwrap();
+                assert!(
+                    !outbox
+                        .iter()
+                        .any(|e| matches!(e.event, Event::AllocationRequired { .. })),
+                    "{context}: no line may be deallocated: {outbox:?}"
+                );
+            } else {
+                assert_eq!(status, 404, "{context}");
+                message_of(body);
+            }
+        }
+        "allocations.json" => {
+            let (status, body) = http_answer(answer);
+            if in_sequence {
+                assert_eq!(status, 200, "{context}");
+                assert_eq!(
+                    body,
+                    &json!([{"sku": "SMALL-TABLE", "batchref": "batch-001"}]),
+                    "{context}"
+                );
+            } else {
+                assert_eq!(status, 404, "{context}");
+                assert_eq!(body, &json!({"message": "not found"}), "{context}");
+            }
+        }
+        "reallocate.json" => {
+            if in_sequence {
+                assert_eq!(failures(answer), Vec::<String>::new(), "{context}");
+                let product = functions.product().await.unwrap();
+                let batch = product.allocation_of("order-002").map(|b| b.reference());
+                assert_eq!(batch, Some("batch-001"), "{context}");
+                assert_eq!(functions.available("batch-001").await, 5, "{context}");
+                assert_eq!(functions.times_allocated("order-001").await, 1, "{context}");
+            } else {
+                assert_eq!(
+                    failures(answer),
+                    [
+                        "059f36b4-87a3-44ab-83d2-661975830a7d",
+                        "2e1424d4-f796-459a-8184-9c92662be6da"
+                    ],
+                    "{context}"
+                );
+            }
+        }
+        "publish_events.json" => {
+            assert_eq!(failures(answer), Vec::<String>::new(), "{context}");
+            let payload: Value = {
+                let event: Value = serde_json::from_str(event).unwrap();
+                let text = event["Records"][0]["dynamodb"]["NewImage"]["payload"]["S"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                serde_json::from_str(&text).unwrap()
+            };
+            // What reached the raw-delivery queue filtered to OutOfStock.
+            let messages = drain(moto, &functions.out_of_stock_queue).await;
+            assert_eq!(messages.len(), 1, "{context}: one message on the queue");
+            let body: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+            assert_eq!(body, payload, "{context}: the queue gets the payload");
+            let attribute = &messages[0].message_attributes().unwrap()["event_type"];
+            assert_eq!(attribute.data_type(), "String", "{context}");
+            assert_eq!(attribute.string_value(), Some("OutOfStock"), "{context}");
+            // What the topic was asked to publish: one message, one document per protocol.
+            let published = published_to(moto, functions.publisher.topic_arn());
+            assert_eq!(published.len(), 1, "{context}: one Publish");
+            let (document, subject) = &published[0];
+            for protocol in ["default", "sqs"] {
+                let text = document[protocol].as_str().unwrap();
+                let json: Value = serde_json::from_str(text).unwrap();
+                assert_eq!(json, payload, "{context}: {protocol}");
+            }
+            assert_eq!(
+                document["email"],
+                out_of_stock_message(SKU).as_str(),
+                "{context}"
+            );
+            assert!(
+                document["email"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Out of stock for SKU SMALL-TABLE"),
+                "{context}"
+            );
+            assert_eq!(subject, "Out of stock for SKU SMALL-TABLE", "{context}");
+        }
+        other => panic!("events/{other} is in the README table but this test has no check for it"),
+    }
+}
+
+#[tokio::test]
+async fn every_event_file_in_the_order_of_the_table_on_one_table() {
+    let rows = table();
+    check_table_matches_files(&rows);
+    let moto = moto().await;
+    let functions = Functions::new(moto, "events-seq").await;
+    for (i, row) in rows.iter().enumerate() {
+        let event = std::fs::read_to_string(events_dir().join(&row.file)).unwrap();
+        let answer = functions
+            .feed(&row.function, &event, &format!("invocation-{i}"))
+            .await;
+        check(moto, &functions, &row.file, &event, &answer, true).await;
+    }
+}
+
+#[tokio::test]
+async fn every_event_file_alone_on_an_empty_table() {
+    let rows = table();
+    check_table_matches_files(&rows);
+    let moto = moto().await;
+    for row in &rows {
+        let functions = Functions::new(moto, "events-alone").await;
+        let event = std::fs::read_to_string(events_dir().join(&row.file)).unwrap();
+        let answer = functions.feed(&row.function, &event, "alone").await;
+        check(moto, &functions, &row.file, &event, &answer, false).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_publish_reports_the_records_sequence_number() {
+    let moto = moto().await;
+    let sns = aws_sdk_sns::Client::new(moto.sdk_config());
+    let missing_topic = "arn:aws:sns:us-east-1:123456789012:no-such-topic";
+    let publisher = SnsPublisher::new(sns, missing_topic);
+    let event: DynamoDbEvent = serde_json::from_str(
+        &std::fs::read_to_string(events_dir().join("publish_events.json")).unwrap(),
+    )
+    .unwrap();
+    let response = streams::handle(&publisher, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(response).unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": SEQUENCE_NUMBER}]})
+    );
+}
+
+#[tokio::test]
+async fn the_publish_error_keeps_the_sdk_detail() {
+    let moto = moto().await;
+    let sns = aws_sdk_sns::Client::new(moto.sdk_config());
+    let publisher = SnsPublisher::new(sns, "arn:aws:sns:us-east-1:123456789012:no-such-topic");
+    let envelope = EventEnvelope {
+        id: "SKU:1:0".into(),
+        correlation_id: None,
+        event: Event::OutOfStock { sku: "SKU".into() },
+    };
+    let error = publisher.publish(&envelope).await.unwrap_err();
+    assert_eq!(error.event_id, "SKU:1:0");
+    assert!(
+        error.detail.contains("NotFound") || error.detail.contains("not exist"),
+        "the SDK's detail, not just \"service error\": {}",
+        error.detail
+    );
+}
