@@ -96,7 +96,9 @@ fn identifier(name: &'static str, value: &str) -> Result<String, HttpResponse> {
         return Err(bad(format!("{name} must not be empty")));
     }
     if value.len() > MAX_IDENTIFIER_LEN {
-        return Err(bad(format!("{name} must be at most {MAX_IDENTIFIER_LEN} bytes long")));
+        return Err(bad(format!(
+            "{name} must be at most {MAX_IDENTIFIER_LEN} bytes long"
+        )));
     }
     if value.chars().any(char::is_control) {
         return Err(bad(format!("{name} must not contain control characters")));
@@ -126,7 +128,9 @@ pub fn allocate(request: &HttpRequest<'_>) -> Result<Allocate, HttpResponse> {
 }
 
 /// `POST /change_batch_quantity {"ref", "qty" >= 0}`.
-pub fn change_batch_quantity(request: &HttpRequest<'_>) -> Result<ChangeBatchQuantity, HttpResponse> {
+pub fn change_batch_quantity(
+    request: &HttpRequest<'_>,
+) -> Result<ChangeBatchQuantity, HttpResponse> {
     let fields = Fields::parse(request, &["ref", "qty"])?;
     Ok(ChangeBatchQuantity {
         reference: fields.identifier("ref")?,
@@ -136,7 +140,8 @@ pub fn change_batch_quantity(request: &HttpRequest<'_>) -> Result<ChangeBatchQua
 
 /// A path segment: percent-decoded (UTF-8), then validated like a body identifier.
 pub fn path_identifier(name: &'static str, raw: &str) -> Result<String, HttpResponse> {
-    let decoded = percent_decode(raw).ok_or_else(|| bad(format!("{name} is not valid percent-encoded UTF-8")))?;
+    let decoded = percent_decode(raw)
+        .ok_or_else(|| bad(format!("{name} is not valid percent-encoded UTF-8")))?;
     identifier(name, &decoded)
 }
 
@@ -146,8 +151,12 @@ fn percent_decode(raw: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            // Exactly two hex digits (`from_str_radix` alone would also take a sign, as in "%+1").
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -155,4 +164,37 @@ fn percent_decode(raw: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_takes_exactly_two_hex_digits() {
+        assert_eq!(percent_decode("a%2Fb%C3%A9").as_deref(), Some("a/bé"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%4", "%ZZ", "%+1", "%-1", "% 1", "%C3", "%é1", "%FF"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_identifier_is_decoded_then_validated_like_a_body_identifier() {
+        assert_eq!(
+            path_identifier("orderid", "order%201"),
+            Ok("order 1".to_owned())
+        );
+        for bad in ["%+41", "%20%20", "%00", "%0A", "", "%ZZ"] {
+            let answer = path_identifier("orderid", bad).expect_err(bad);
+            assert_eq!(answer.status, 400, "{bad:?}");
+        }
+        let long = "a".repeat(MAX_IDENTIFIER_LEN + 1);
+        assert_eq!(
+            path_identifier("orderid", &long).map_err(|r| r.status),
+            Err(400)
+        );
+        let longest = "a".repeat(MAX_IDENTIFIER_LEN);
+        assert_eq!(path_identifier("orderid", &longest), Ok(longest.clone()));
+    }
 }

@@ -57,9 +57,19 @@ pub async fn handle<S: Store>(bus: &Bus<S>, request: &HttpRequest<'_>) -> HttpRe
         Err(response) => response,
     };
     if response.status >= 500 {
-        warn!(method = request.method, path = request.path, status = response.status, "request failed");
+        warn!(
+            method = request.method,
+            path = request.path,
+            status = response.status,
+            "request failed"
+        );
     } else {
-        info!(method = request.method, path = request.path, status = response.status, "request");
+        info!(
+            method = request.method,
+            path = request.path,
+            status = response.status,
+            "request"
+        );
     }
     response
 }

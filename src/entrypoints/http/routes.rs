@@ -9,7 +9,9 @@ pub enum Route {
     Allocate,
     ChangeBatchQuantity,
     /// `orderid` is still percent-encoded as it appeared in the path.
-    Allocations { orderid: String },
+    Allocations {
+        orderid: String,
+    },
 }
 
 /// Maps a request line to its route, or answers 404 (unknown path) / 405 (known path, other method).
@@ -30,8 +32,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, HttpResponse> {
     if method.eq_ignore_ascii_case(allowed) {
         Ok(route)
     } else {
-        let mut response =
-            HttpResponse::message(405, format!("method {method} not allowed on {path}; use {allowed}"));
+        let mut response = HttpResponse::message(
+            405,
+            format!("method {method} not allowed on {path}; use {allowed}"),
+        );
         response.headers.push(("allow", allowed.to_owned()));
         Err(response)
     }
