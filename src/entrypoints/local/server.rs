@@ -52,16 +52,26 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| format!("{:032x}", fastrand::u128(..)))
 }
 
-/// Reads the body, stopping once it is longer than `limit` (the prefix read so far is returned: enough
-/// for the contract to answer that it is too large). `Err` if the body could not be read at all.
+/// Bodies over the contract's limit are still read (and dropped) up to this size before answering, so
+/// that an ordinary client, still sending, gets the 400 instead of a reset connection. Past it the
+/// connection is closed after the answer.
+pub const MAX_DRAINED_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Reads the body, keeping at most `limit + 1` bytes (enough for the contract to answer that it is too
+/// large) and draining the rest up to [`MAX_DRAINED_BODY_BYTES`]. `Err` if it could not be read.
 async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, axum::Error> {
     let mut bytes = Vec::new();
+    let mut seen = 0usize;
     while let Some(frame) =
         std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
     {
         if let Ok(data) = frame?.into_data() {
-            bytes.extend_from_slice(&data);
-            if bytes.len() > limit {
+            seen = seen.saturating_add(data.len());
+            if bytes.len() <= limit {
+                let keep = (limit + 1 - bytes.len()).min(data.len());
+                bytes.extend_from_slice(&data[..keep]);
+            }
+            if seen > MAX_DRAINED_BODY_BYTES {
                 break;
             }
         }
@@ -166,10 +176,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_is_read_up_to_one_chunk_past_the_limit() {
+    async fn a_body_is_kept_up_to_one_byte_past_the_limit() {
         let body = Body::from(vec![b'a'; 10]);
         assert_eq!(read_body(body, 100).await.unwrap().len(), 10);
         let body = Body::from(vec![b'a'; 1000]);
-        assert!(read_body(body, 100).await.unwrap().len() > 100);
+        assert_eq!(read_body(body, 100).await.unwrap().len(), 101);
+        let body = Body::from(vec![b'a'; MAX_DRAINED_BODY_BYTES + 10]);
+        assert_eq!(read_body(body, 100).await.unwrap().len(), 101);
     }
 }
