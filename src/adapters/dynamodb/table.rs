@@ -1,0 +1,107 @@
+//! Creates the table as `template.yaml` declares it (for tests and local setup; production uses SAM).
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
+    TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::errors::unavailable;
+use super::keys::{BY_ORDER_INDEX, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK};
+use crate::service::StoreError;
+
+/// How long `create_table` waits for the table to become ACTIVE.
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Creates the table: on demand, `pk`/`sk` strings, GSI `by_order` on `gsi1pk`/`gsi1sk` projecting
+/// all attributes, a NEW_IMAGE stream, TTL on `expires_at`; waits until it is ACTIVE. (The template
+/// also enables point-in-time recovery and deletion protection, which tests do not want.)
+pub async fn create_table(client: &Client, table_name: &str) -> Result<(), StoreError> {
+    let invalid = |e: aws_sdk_dynamodb::error::BuildError| {
+        StoreError::Unavailable(format!("cannot build the CreateTable request: {e}"))
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(invalid)
+    };
+    let key = |name: &str, key_type: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .map_err(invalid)
+    };
+    let by_order = GlobalSecondaryIndex::builder()
+        .index_name(BY_ORDER_INDEX)
+        .key_schema(key(GSI1PK, KeyType::Hash)?)
+        .key_schema(key(GSI1SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(invalid)?;
+    let stream = StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewImage)
+        .build()
+        .map_err(invalid)?;
+    client
+        .create_table()
+        .table_name(table_name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(PK)?)
+        .attribute_definitions(attribute(SK)?)
+        .attribute_definitions(attribute(GSI1PK)?)
+        .attribute_definitions(attribute(GSI1SK)?)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .global_secondary_indexes(by_order)
+        .stream_specification(stream)
+        .send()
+        .await
+        .map_err(|e| unavailable("CreateTable", &e))?;
+    wait_until_active(client, table_name).await?;
+    let ttl = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(EXPIRES_AT)
+        .build()
+        .map_err(invalid)?;
+    client
+        .update_time_to_live()
+        .table_name(table_name)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .map_err(|e| unavailable("UpdateTimeToLive", &e))?;
+    Ok(())
+}
+
+async fn wait_until_active(client: &Client, table_name: &str) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + ACTIVE_TIMEOUT;
+    loop {
+        let described = client
+            .describe_table()
+            .table_name(table_name)
+            .send()
+            .await
+            .map_err(|e| unavailable("DescribeTable", &e))?;
+        let status = described.table().and_then(|t| t.table_status());
+        if status == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "table {table_name} is not ACTIVE after {ACTIVE_TIMEOUT:?} (status {status:?})"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
