@@ -1,4 +1,5 @@
 //! The store contract, run against the embedded (redb) store, each case in a fresh temporary directory.
+#![cfg(feature = "local")]
 
 mod contract;
 

@@ -1,0 +1,542 @@
+//! The embedded store's durability and relay support: data survives reopening and kill -9 (a child
+//! process, this very test binary re-executed, is SIGKILLed mid-stream), the pending outbox is in
+//! commit order, delivery marks and dead letters round-trip, and failures answer instead of hanging.
+#![cfg(feature = "local")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use allocation::adapters::embedded::{EmbeddedStore, DATABASE_FILE};
+use allocation::domain::{Allocate, CreateBatch, Event, EventEnvelope};
+use allocation::service::{
+    EventWiring, MessageBus, NoNotifications, RetryPolicy, Store, StoreError,
+    StoreUnitOfWorkFactory,
+};
+
+type Bus = MessageBus<StoreUnitOfWorkFactory<EmbeddedStore>>;
+
+/// Set in the re-executed child: the directory of its store.
+const CHILD_DIR: &str = "EMBEDDED_DURABILITY_CHILD_DIR";
+const CHILD_SKUS: usize = 6;
+
+fn bus(store: &Arc<EmbeddedStore>) -> Bus {
+    let retry = RetryPolicy {
+        max_attempts: 100,
+        ..RetryPolicy::default()
+    };
+    MessageBus::new(
+        StoreUnitOfWorkFactory::new(Arc::clone(store), EventWiring::outbox()),
+        EventWiring::outbox(),
+        Arc::new(NoNotifications),
+        retry,
+    )
+}
+
+async fn create_batch(bus: &Bus, reference: &str, sku: &str, qty: u32) {
+    let cmd = CreateBatch {
+        reference: reference.to_owned(),
+        sku: sku.to_owned(),
+        qty,
+        eta: None,
+    };
+    bus.handle(&cmd, None).await.expect("create batch");
+}
+
+async fn allocate(bus: &Bus, orderid: &str, sku: &str) -> String {
+    let cmd = Allocate {
+        orderid: orderid.to_owned(),
+        sku: sku.to_owned(),
+        qty: 1,
+    };
+    bus.handle(&cmd, None).await.expect("allocate")
+}
+
+fn open(dir: &Path) -> Arc<EmbeddedStore> {
+    Arc::new(EmbeddedStore::open(dir).expect("open embedded store"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let bus = bus(&store);
+        create_batch(&bus, "b-1", "LAMP", 10).await;
+        assert_eq!(allocate(&bus, "o-1", "LAMP").await, "b-1");
+        assert_eq!(allocate(&bus, "o-2", "LAMP").await, "b-1");
+    }
+    assert!(dir.path().join(DATABASE_FILE).is_file());
+    let store = open(dir.path());
+    let product = store.load("LAMP").await.unwrap().expect("stored");
+    assert_eq!(product.version_number(), 3);
+    assert_eq!(product.batch("b-1").unwrap().available_quantity(), 8);
+    assert_eq!(
+        store.sku_of_batch("b-1").await.unwrap().as_deref(),
+        Some("LAMP")
+    );
+    let views = store.allocations_for_order("o-2").await.unwrap();
+    assert_eq!(
+        views
+            .iter()
+            .map(|v| (v.sku.as_str(), v.batchref.as_str()))
+            .collect::<Vec<_>>(),
+        [("LAMP", "b-1")]
+    );
+    let pending = store.pending_outbox(10).await.unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|(seq, e)| (*seq, e.id.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "LAMP:2:0"), (2, "LAMP:3:0")]
+    );
+    // The sequence continues after a reopen; it never reuses a number.
+    assert_eq!(allocate(&bus(&store), "o-3", "LAMP").await, "b-1");
+    let pending = store.pending_outbox(10).await.unwrap();
+    assert_eq!(pending.last().map(|(seq, _)| *seq), Some(3));
+}
+
+/// The child: allocates on several SKUs concurrently, forever, printing each acknowledged allocation;
+/// a relay task marks events delivered and prints each acknowledged mark. Does nothing in a normal run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_process_entry() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let store = open(Path::new(&dir));
+    let bus = Arc::new(bus(&store));
+    for n in 0..CHILD_SKUS {
+        create_batch(
+            &bus,
+            &format!("batch-{n}"),
+            &format!("SKU-{n}"),
+            1_000_000_000,
+        )
+        .await;
+    }
+    println!("READY");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for n in 0..CHILD_SKUS {
+        let bus = Arc::clone(&bus);
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let (orderid, sku) = (format!("order-{n}-{i}"), format!("SKU-{n}"));
+                let batchref = allocate(&bus, &orderid, &sku).await;
+                println!("ACK {orderid} {sku} {batchref}");
+            }
+        }));
+    }
+    let relay = Arc::clone(&store);
+    tasks.push(tokio::spawn(async move {
+        while Instant::now() < deadline {
+            let pending = relay.pending_outbox(7).await.expect("pending");
+            let seqs: Vec<u64> = pending.iter().map(|(seq, _)| *seq).collect();
+            relay.mark_delivered(&seqs).await.expect("mark delivered");
+            for seq in seqs {
+                println!("DELIVERED {seq}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }));
+    for task in tasks {
+        task.await.expect("child task");
+    }
+}
+
+/// Reads one line of the child's output.
+fn record(
+    line: &str,
+    acked: &mut BTreeMap<String, (String, String)>,
+    delivered: &mut BTreeSet<u64>,
+) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["ACK", order, sku, batch] => {
+            acked.insert(order.to_string(), (sku.to_string(), batch.to_string()));
+        }
+        ["DELIVERED", seq] => {
+            delivered.insert(seq.parse().expect("sequence number"));
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn acknowledged_commits_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("re-execute the test binary");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut lines = BufReader::new(stdout).lines();
+
+    let mut acked: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut delivered: BTreeSet<u64> = BTreeSet::new();
+    let started = Instant::now();
+    let mut ready = false;
+    let target = 400 + fastrand::usize(..200);
+    for line in lines.by_ref() {
+        let line = line.expect("child output");
+        ready |= line.ends_with("READY"); // libtest may prefix the first line
+        record(&line, &mut acked, &mut delivered);
+        if acked.len() >= target || started.elapsed() > Duration::from_secs(50) {
+            break;
+        }
+    }
+    assert!(ready, "the child started");
+    child.kill().expect("SIGKILL the child");
+    // Lines already written before the kill are acknowledged commits too.
+    for line in lines {
+        match line {
+            Ok(line) => record(&line, &mut acked, &mut delivered),
+            Err(_) => break,
+        }
+    }
+    let status = child.wait().expect("child exit");
+    assert!(!status.success(), "the child was killed mid-stream");
+    assert!(
+        acked.len() >= 100,
+        "only {} acknowledged allocations",
+        acked.len()
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = open(dir.path());
+        for (order, (sku, batch)) in &acked {
+            let views = store.allocations_for_order(order).await.unwrap();
+            assert_eq!(views.len(), 1, "acknowledged order {order} is stored");
+            assert_eq!((&views[0].sku, &views[0].batchref), (sku, batch));
+        }
+        let check = store
+            .check_outbox()
+            .await
+            .expect("outbox and pending index agree");
+        assert_eq!(check.pending + check.delivered, check.events);
+        let pending: BTreeSet<u64> = store
+            .pending_outbox(usize::MAX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(pending.len() as u64, check.pending);
+        assert!(
+            pending.is_disjoint(&delivered),
+            "an event acknowledged as delivered is pending again"
+        );
+
+        let mut events = 0u64;
+        for n in 0..CHILD_SKUS {
+            let sku = format!("SKU-{n}");
+            let product = store.load(&sku).await.unwrap().expect("product");
+            let lines: BTreeSet<String> = product
+                .batches()
+                .iter()
+                .flat_map(|b| b.allocations().map(|(order, _)| order.to_owned()))
+                .collect();
+            // One version for the batch, one per committed allocation; one event per allocation.
+            assert_eq!(product.version_number(), 1 + lines.len() as u64);
+            let outbox = store.outbox(&sku).await.unwrap();
+            let allocated: BTreeSet<String> = outbox
+                .iter()
+                .map(|e| match &e.event {
+                    Event::Allocated { orderid, .. } => orderid.clone(),
+                    other => panic!("unexpected event {other:?}"),
+                })
+                .collect();
+            assert_eq!(allocated, lines, "the outbox of {sku} matches its state");
+            events += outbox.len() as u64;
+            for order in acked.iter().filter(|(_, (s, _))| *s == sku).map(|(o, _)| o) {
+                assert!(lines.contains(order), "acknowledged {order} is in {sku}");
+            }
+        }
+        assert_eq!(events, check.events);
+        eprintln!(
+            "kill -9: {} acknowledged, {} committed, {} delivered marks acknowledged, {} pending",
+            acked.len(),
+            events,
+            delivered.len(),
+            check.pending
+        );
+        assert!(events >= acked.len() as u64);
+
+        // The reopened store goes on working, and numbering goes on after the last event.
+        let bus = bus(&store);
+        allocate(&bus, "after-restart", "SKU-0").await;
+        let last = store.pending_outbox(usize::MAX).await.unwrap();
+        assert_eq!(last.last().map(|(seq, _)| *seq), Some(check.next_seq));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pending_outbox_is_in_commit_order_and_delivery_marks_remove_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let bus = bus(&store);
+    let mut commits = store.subscribe_commits();
+    assert_eq!(*commits.borrow_and_update(), 0);
+    create_batch(&bus, "mug-1", "MUG", 10).await;
+    create_batch(&bus, "cup-1", "CUP", 10).await;
+    assert!(!commits.has_changed().unwrap(), "no event, no signal");
+    for (order, sku) in [
+        ("o1", "MUG"),
+        ("o2", "CUP"),
+        ("o3", "MUG"),
+        ("o4", "CUP"),
+        ("o5", "MUG"),
+    ] {
+        allocate(&bus, order, sku).await;
+    }
+    assert!(commits.has_changed().unwrap());
+    assert_eq!(*commits.borrow_and_update(), 5);
+
+    let orders = |events: &[(u64, EventEnvelope)]| -> Vec<(u64, String)> {
+        events
+            .iter()
+            .map(|(seq, e)| match &e.event {
+                Event::Allocated { orderid, .. } => (*seq, orderid.clone()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    };
+    let first = store.pending_outbox(3).await.unwrap();
+    assert_eq!(
+        orders(&first),
+        [(1, "o1".into()), (2, "o2".into()), (3, "o3".into())]
+    );
+    assert_eq!(store.mark_delivered(&[1, 3]).await.unwrap(), 2);
+    assert_eq!(
+        store.mark_delivered(&[1, 3, 99]).await.unwrap(),
+        0,
+        "idempotent"
+    );
+    let rest = store.pending_outbox(100).await.unwrap();
+    assert_eq!(
+        orders(&rest),
+        [(2, "o2".into()), (4, "o4".into()), (5, "o5".into())]
+    );
+    // The outbox keeps delivered events.
+    assert_eq!(store.outbox("MUG").await.unwrap().len(), 3);
+    let check = store.check_outbox().await.unwrap();
+    assert_eq!((check.events, check.pending, check.delivered), (5, 3, 2));
+
+    // A waiting relay wakes when the next event commits.
+    let waiter = {
+        let mut commits = store.subscribe_commits();
+        tokio::spawn(async move {
+            commits.changed().await.expect("signal");
+            *commits.borrow()
+        })
+    };
+    allocate(&bus, "o6", "CUP").await;
+    let head = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("woken")
+        .unwrap();
+    assert_eq!(head, 6);
+    assert_eq!(store.mark_delivered(&[2, 4, 5, 6]).await.unwrap(), 4);
+    assert!(store.pending_outbox(10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_round_trip_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let envelope = |n: u64| EventEnvelope {
+        id: format!("RUG:{n}:0"),
+        correlation_id: Some(format!("req-{n}")),
+        event: Event::AllocationRequired {
+            orderid: format!("o{n}"),
+            sku: "RUG".into(),
+            qty: 2,
+        },
+    };
+    let before = chrono::Utc::now();
+    {
+        let store = open(dir.path());
+        assert!(store.dead_letters().await.unwrap().is_empty());
+        assert_eq!(
+            store
+                .add_dead_letter(&envelope(1), "handler failed: boom", 5)
+                .await,
+            Ok(1)
+        );
+        assert_eq!(
+            store
+                .add_dead_letter(&envelope(2), "store unavailable", 3)
+                .await,
+            Ok(2)
+        );
+    }
+    let store = open(dir.path());
+    let letters = store.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 2);
+    assert_eq!(
+        (
+            letters[0].id,
+            &letters[0].envelope,
+            letters[0].reason.as_str(),
+            letters[0].attempts
+        ),
+        (1, &envelope(1), "handler failed: boom", 5)
+    );
+    assert_eq!((letters[1].id, letters[1].attempts), (2, 3));
+    let now = chrono::Utc::now();
+    assert!(letters
+        .iter()
+        .all(|l| l.failed_at >= before - chrono::Duration::seconds(1) && l.failed_at <= now));
+    // failed_at travels as RFC 3339.
+    let json = serde_json::to_value(&letters[0]).unwrap();
+    let failed_at = json["failed_at"].as_str().expect("a string");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(failed_at).is_ok(),
+        "{failed_at}"
+    );
+    assert_eq!(store.add_dead_letter(&envelope(3), "again", 1).await, Ok(3));
+}
+
+#[tokio::test]
+async fn a_directory_in_use_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path());
+    match EmbeddedStore::open(dir.path()) {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("already in use"), "{message}");
+            assert!(message.contains(DATABASE_FILE), "{message}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_path_that_cannot_be_a_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    match EmbeddedStore::open(&file.join("data")) {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("cannot create directory"), "{message}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_shutdown_writes_are_unavailable_and_reads_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let bus = bus(&store);
+    create_batch(&bus, "b-1", "SOFA", 10).await;
+    store.shutdown().await.unwrap();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        bus.handle(
+            &Allocate {
+                orderid: "o-1".into(),
+                sku: "SOFA".into(),
+                qty: 1,
+            },
+            None,
+        ),
+    )
+    .await
+    .expect("answers, never hangs");
+    assert!(
+        matches!(&refused, Err(allocation::service::ServiceError::Store(StoreError::Unavailable(m))) if m.contains("writer")),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        store.mark_delivered(&[1]).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(store.load("SOFA").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let bus = Arc::new(bus(&store));
+    for n in 0..32 {
+        create_batch(&bus, &format!("b-{n}"), &format!("SKU-{n}"), 100).await;
+    }
+    let before = store.stats();
+    let tasks: Vec<_> = (0..32)
+        .map(|n| {
+            let bus = Arc::clone(&bus);
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    allocate(&bus, &format!("o-{n}-{i}"), &format!("SKU-{n}")).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let after = store.stats();
+    let commits = after.commits - before.commits;
+    let fsyncs = after.group_commits - before.group_commits;
+    assert_eq!(commits, 320);
+    assert_eq!(after.rejected, 0);
+    assert!(fsyncs < commits, "{fsyncs} fsyncs for {commits} commits");
+    assert!(after.largest_group > 1);
+}
+
+#[tokio::test]
+async fn undecodable_stored_data_is_corrupt_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        create_batch(&bus(&store), "b-1", "DESK", 10).await;
+    }
+    {
+        // Damage the batch record behind the store's back.
+        let db = redb::Database::create(dir.path().join(DATABASE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let batches: redb::TableDefinition<(&str, &str), &[u8]> =
+                redb::TableDefinition::new("batches");
+            let mut table = txn.open_table(batches).unwrap();
+            table
+                .insert(("DESK", "b-1"), b"{not json".as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = open(dir.path());
+    match store.load("DESK").await {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains("batches"), "{message}");
+            assert!(message.contains("b-1"), "{message}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Other data is still served.
+    assert_eq!(
+        store.sku_of_batch("b-1").await.unwrap().as_deref(),
+        Some("DESK")
+    );
+}
