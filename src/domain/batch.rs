@@ -1,6 +1,7 @@
 //! `Batch`: a quantity of one SKU in stock or on its way, and the order lines allocated to it.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
@@ -15,7 +16,8 @@ pub struct Batch {
     eta: Option<NaiveDate>,
     purchased_quantity: u32,
     /// Allocated lines by order id (one product holds one SKU, so the order id identifies the line).
-    allocations: BTreeMap<String, u32>,
+    /// A hash map: allocating costs the same however many lines the batch already holds.
+    allocations: HashMap<String, u32>,
     allocated_quantity: u64,
 }
 
@@ -35,7 +37,7 @@ impl Batch {
             sku,
             eta,
             purchased_quantity: qty,
-            allocations: BTreeMap::new(),
+            allocations: HashMap::new(),
             allocated_quantity: 0,
         })
     }
@@ -86,15 +88,24 @@ impl Batch {
             && self.available_quantity() >= i64::from(line.qty())
     }
 
+    /// Same SKU and enough available, whether or not the line is already here.
+    pub fn has_room_for(&self, line: &OrderLine) -> bool {
+        self.sku == line.sku() && self.available_quantity() >= i64::from(line.qty())
+    }
+
     /// Allocates the line if it fits; returns whether it did. Allocating the same line twice changes nothing.
     pub fn allocate(&mut self, line: &OrderLine) -> bool {
-        if !self.can_allocate(line) {
+        if !self.has_room_for(line) {
             return false;
         }
-        self.allocations
-            .insert(line.orderid().to_owned(), line.qty());
-        self.allocated_quantity += u64::from(line.qty());
-        true
+        match self.allocations.entry(line.orderid().to_owned()) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(line.qty());
+                self.allocated_quantity += u64::from(line.qty());
+                true
+            }
+        }
     }
 
     /// Removes the line of this order, if this batch holds it.
@@ -104,16 +115,18 @@ impl Batch {
         Some(self.line(orderid.to_owned(), qty))
     }
 
-    /// Removes one line (the one with the greatest order id: deterministic), if any.
-    pub fn deallocate_one(&mut self) -> Option<OrderLine> {
-        let (orderid, qty) = self.allocations.pop_last()?;
-        self.allocated_quantity -= u64::from(qty);
-        Some(self.line(orderid, qty))
+    /// The allocated lines as (order id, quantity), in no particular order.
+    pub fn allocations(&self) -> impl ExactSizeIterator<Item = (&str, u32)> {
+        self.allocations.iter().map(|(o, q)| (o.as_str(), *q))
     }
 
-    /// The allocated lines as (order id, quantity), in order id order.
-    pub fn allocations(&self) -> impl ExactSizeIterator<Item = (&str, u32)> + DoubleEndedIterator {
-        self.allocations.iter().map(|(o, q)| (o.as_str(), *q))
+    /// The order in which lines are deallocated when the batch shrinks: greatest order id first, so the
+    /// outcome is the same in every process. Sorting costs O(n log n) in the batch's lines, paid only by
+    /// a quantity change (rare), never by an allocation.
+    pub fn deallocation_order(&self) -> Vec<(&str, u32)> {
+        let mut lines: Vec<(&str, u32)> = self.allocations().collect();
+        lines.sort_unstable_by(|a, b| b.0.cmp(a.0));
+        lines
     }
 
     pub(crate) fn set_purchased_quantity(&mut self, qty: u32) {

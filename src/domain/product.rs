@@ -112,7 +112,8 @@ impl Product {
         if let Some(reference) = self.allocated_to.get(line.orderid()) {
             return Ok(Some(reference.clone()));
         }
-        let Some(batch) = self.batches.iter_mut().find(|b| b.can_allocate(line)) else {
+        // The line is in no batch (checked above), so room is all a batch needs.
+        let Some(batch) = self.batches.iter_mut().find(|b| b.has_room_for(line)) else {
             self.events.push(Event::OutOfStock {
                 sku: self.sku.clone(),
             });
@@ -162,13 +163,13 @@ impl Product {
             .ok_or_else(|| DomainError::UnknownBatch(reference.to_owned()))?;
         let batch = &self.batches[index];
         let excess = batch.allocated_quantity().saturating_sub(u64::from(qty));
-        let needed = lines_to_free(batch, excess);
-        if needed == 0 && batch.purchased_quantity() == qty {
+        let to_free = lines_to_free(batch, excess);
+        if to_free.is_empty() && batch.purchased_quantity() == qty {
             return Ok(true);
         }
-        let complete = needed <= max_deallocations;
-        for _ in 0..needed.min(max_deallocations) {
-            self.deallocate_one_from(index);
+        let complete = to_free.len() <= max_deallocations;
+        for orderid in to_free.into_iter().take(max_deallocations) {
+            self.deallocate_from(index, &orderid);
         }
         if complete {
             self.batches[index].set_purchased_quantity(qty);
@@ -178,8 +179,8 @@ impl Product {
         Ok(complete)
     }
 
-    fn deallocate_one_from(&mut self, index: usize) {
-        if let Some(line) = self.batches[index].deallocate_one() {
+    fn deallocate_from(&mut self, index: usize, orderid: &str) {
+        if let Some(line) = self.batches[index].deallocate(orderid) {
             self.allocated_to.remove(line.orderid());
             self.changes.lines.insert(line.orderid().to_owned());
             self.events.push(Event::AllocationRequired {
@@ -218,16 +219,16 @@ impl Product {
     }
 }
 
-/// How many lines `Batch::deallocate_one` must remove to free at least `excess` units.
-fn lines_to_free(batch: &Batch, excess: u64) -> usize {
+/// The order ids to deallocate, in `Batch::deallocation_order`, to free at least `excess` units.
+fn lines_to_free(batch: &Batch, excess: u64) -> Vec<String> {
     let mut freed = 0u64;
-    let mut count = 0usize;
-    for (_, qty) in batch.allocations().rev() {
+    let mut lines = Vec::new();
+    for (orderid, qty) in batch.deallocation_order() {
         if freed >= excess {
             break;
         }
         freed += u64::from(qty);
-        count += 1;
+        lines.push(orderid.to_owned());
     }
-    count
+    lines
 }
