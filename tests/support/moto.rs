@@ -1,11 +1,11 @@
 //! A moto server (offline AWS) for tests: one per test binary, started on first use, stopped when the
 //! test process exits, even after a panic or a kill.
 //!
-//! `moto().await` installs the tools venv (`scripts/tools-venv.sh`, a no-op when up to date), starts
-//! moto's server (`moto_server -H 127.0.0.1 -p <free port>`, with DynamoDB requests serialized: see
-//! [`SERVE`]) behind a tiny shell watchdog whose stdin is a pipe
-//! held by this process: when the process ends, for any reason, the pipe closes and the watchdog stops
-//! the server. The server's output goes to `target/tmp/moto-<test binary>.log`.
+//! `moto().await` installs the tools venv (`scripts/tools-venv.sh`, a no-op when up to date), then
+//! starts moto's server on a free 127.0.0.1 port (what `moto_server -H 127.0.0.1 -p PORT` runs, with
+//! DynamoDB requests serialized: see [`SERVE`]) behind a tiny shell watchdog whose stdin is a pipe held
+//! by this process: when the process ends, for any reason, the pipe closes and the watchdog kills the
+//! server. The server's output goes to `target/tmp/moto-<test binary>.log`.
 //!
 //! Clients are configured explicitly (endpoint, static test credentials, us-east-1): no process-wide
 //! environment variables. Build clients per test (`Moto::dynamodb()`): an SDK client's connection pool
@@ -27,12 +27,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const ATTEMPTS: usize = 3;
 
 /// Stops the server when this process's copy of the pipe closes (at exit, whatever the cause), and
-/// exits when the server does. `$0` is the server program, `$@` its arguments.
+/// exits when the server does. `$0` is the server program, `$@` its arguments. SIGKILL: moto keeps
+/// nothing worth a clean shutdown, and on SIGTERM its interpreter took about 4 s to exit.
 const WATCHDOG: &str = r#"
 exec 3<&0
 "$0" "$@" </dev/null &
 server=$!
-{ cat <&3 >/dev/null; kill "$server" 2>/dev/null; } &
+{ cat <&3 >/dev/null; kill -KILL "$server" 2>/dev/null; } &
 wait "$server"
 "#;
 

@@ -46,3 +46,78 @@ pub fn commit_error<R: std::fmt::Debug>(
     }
     unavailable("TransactWriteItems", &error)
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+    use aws_sdk_dynamodb::types::CancellationReason;
+
+    use super::*;
+
+    fn cancelled(codes: &[&str]) -> SdkError<TransactWriteItemsError, ()> {
+        let mut exception =
+            TransactionCanceledException::builder().message("Transaction cancelled");
+        for code in codes {
+            exception =
+                exception.cancellation_reasons(CancellationReason::builder().code(*code).build());
+        }
+        SdkError::service_error(
+            TransactWriteItemsError::TransactionCanceledException(exception.build()),
+            (),
+        )
+    }
+
+    fn targets() -> Vec<Target> {
+        vec![
+            Target::Product { sku: "LAMP".into() },
+            Target::Other { sku: "LAMP".into() },
+            Target::BatchRef {
+                reference: "b1".into(),
+                sku: "LAMP".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn cancellation_reasons_map_in_item_order() {
+        let conflict = StoreError::VersionConflict { sku: "LAMP".into() };
+        let cases = [
+            (
+                vec!["ConditionalCheckFailed", "None", "None"],
+                conflict.clone(),
+            ),
+            (
+                vec!["None", "None", "ConditionalCheckFailed"],
+                StoreError::DuplicateBatchReference("b1".into()),
+            ),
+            (
+                vec!["ConditionalCheckFailed", "None", "ConditionalCheckFailed"],
+                conflict.clone(),
+            ),
+            (vec!["None", "TransactionConflict", "None"], conflict),
+        ];
+        for (codes, expected) in cases {
+            assert_eq!(
+                commit_error(cancelled(&codes), &targets()),
+                expected,
+                "{codes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_failures_keep_their_detail() {
+        let error = commit_error(cancelled(&["None", "ThrottlingError", "None"]), &targets());
+        assert!(
+            matches!(&error, StoreError::Unavailable(m) if m.contains("Transaction cancelled")),
+            "{error:?}"
+        );
+        let timeout: SdkError<TransactWriteItemsError, ()> =
+            SdkError::timeout_error("no answer within 3.1 s");
+        let error = commit_error(timeout, &targets());
+        assert!(
+            matches!(&error, StoreError::Unavailable(m) if m.contains("no answer within 3.1 s")),
+            "{error:?}"
+        );
+    }
+}
