@@ -123,6 +123,15 @@ async fn serve(cli: &Cli) -> Result<(), String> {
     local::serve(bus, listener, &flow, local::shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
+    let stats = store.stats();
+    tracing::info!(
+        commits = stats.commits,
+        group_commits = stats.group_commits,
+        requests = stats.requests,
+        largest_group = stats.largest_group,
+        rejected = stats.rejected,
+        "store statistics (each group commit is one fsync)"
+    );
     store.shutdown().await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
