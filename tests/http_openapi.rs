@@ -114,20 +114,16 @@ fn validate(spec: &Value, schema: &Value, value: &Value, at: &str, errors: &mut 
         {
             fail("too long".into());
         }
-        match schema.get("format").and_then(Value::as_str) {
+        let valid_format = match schema.get("format").and_then(Value::as_str) {
             Some("date") => {
-                if text.len() != 10 || chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_err()
-                {
-                    fail("not a date".into());
-                }
+                text.len() == 10 && chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok()
             }
-            Some("date-time") => {
-                if chrono::DateTime::parse_from_rfc3339(text).is_err() {
-                    fail("not a date-time".into());
-                }
-            }
+            Some("date-time") => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
             Some(other) => panic!("unsupported format {other}"),
-            None => {}
+            None => true,
+        };
+        if !valid_format {
+            fail("not in its format".into());
         }
     }
     if value.is_number() {
