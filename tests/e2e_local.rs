@@ -115,10 +115,12 @@ fn out_of_stock_is_a_409_and_an_email_in_the_mailbox() {
         text.contains("Correlation-Id: req-out-of-stock-1\n"),
         "the request id is the correlation id: {text}"
     );
-    assert!(
-        server.log_text().contains("email: Out of stock for SKU"),
-        "the email is logged"
-    );
+    eventually("the email's log line", EVENT_TIMEOUT, || {
+        server
+            .log_text()
+            .contains("email: Out of stock for SKU")
+            .then_some(())
+    });
 }
 
 #[test]
@@ -149,11 +151,11 @@ fn changing_a_batch_quantity_reallocates_through_the_queue() {
         (status == 200 && body == expected).then_some(())
     });
     assert_eq!(server.get(&format!("/allocations/{order2}")).1, expected);
-    let log = server.log_text();
-    assert!(
-        log.contains("subscription=\"reallocation-queue\""),
-        "delivered events are logged"
-    );
+    eventually("the delivered event's log line", EVENT_TIMEOUT, || {
+        let log = server.log_text();
+        log.contains("event delivered subscription=\"reallocation-queue\"")
+            .then_some(())
+    });
     let (status, body) = server.get("/admin/dead-letters");
     assert_eq!((status, body), (200, json!([])));
 }
