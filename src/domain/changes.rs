@@ -1,6 +1,6 @@
 //! `Changes`: which parts of a product changed since it was loaded, so a store writes only those.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// The parts of a product touched since the last commit. Stores write the *current* state of each
 /// touched part (or delete it when it is gone), so the cost of a commit follows what changed, not the
@@ -11,8 +11,9 @@ pub struct Changes {
     pub new_batches: BTreeSet<String>,
     /// Existing batches whose own fields (quantity) changed.
     pub changed_batches: BTreeSet<String>,
-    /// Order ids whose allocation in this product was created, moved or removed.
-    pub lines: BTreeSet<String>,
+    /// Order ids whose allocation in this product was created, moved or removed. A hash set: recording
+    /// a change costs the same however many lines changed before it.
+    pub lines: HashSet<String>,
 }
 
 impl Changes {
