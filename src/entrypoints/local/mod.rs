@@ -343,4 +343,39 @@ mod tests {
         flow.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[tokio::test]
+    async fn an_event_waiting_to_be_retried_does_not_hold_back_later_ones() {
+        let dir = std::env::temp_dir().join(format!("flow-test-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(dir.join("mailbox.txt")).unwrap(); // a directory: emails fail
+        let store = Arc::new(MemoryFeedStore::new());
+        let bus = Arc::new(outbox_bus(Arc::clone(&store)));
+        let mut config = FlowConfig::new(dir.join("mailbox.txt"));
+        config.delivery.base_delay = Duration::from_secs(60);
+        config.relay.batch = 2;
+        let flow = EventFlow::start(Arc::clone(&bus), &config);
+        bus.handle(&batch("b1", 10), None).await.unwrap();
+        assert!(bus.handle(&allocate("o1", 50), None).await.is_err()); // OutOfStock, stuck
+        for i in 0..5 {
+            bus.handle(&allocate(&format!("o{i}-ok"), 1), None)
+                .await
+                .unwrap();
+        }
+        eventually("the later events", async || {
+            store.pending_count() == 1 && store.delivered_count() == 5
+        })
+        .await;
+        let stats = flow.shutdown().await;
+        assert_eq!(
+            stats.unfinished, 0,
+            "the stuck event was released at shutdown"
+        );
+        assert_eq!(
+            store.pending_count(),
+            1,
+            "and stays pending for the next start"
+        );
+        assert!(store.dead_letters().await.unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
