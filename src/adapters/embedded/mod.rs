@@ -139,6 +139,8 @@ impl EmbeddedStore {
             shared: Arc::clone(&shared),
             next_seq,
             next_dead_letter,
+            last_answered: 0,
+            commit_time: std::time::Duration::ZERO,
         };
         let writer = std::thread::Builder::new()
             .name("embedded-store-writer".into())

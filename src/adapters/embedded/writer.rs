@@ -8,8 +8,9 @@
 //! group is on disk; if the group's transaction fails, every request of the group gets `Unavailable`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{oneshot, watch};
@@ -23,6 +24,9 @@ use crate::service::StoreError;
 
 /// The most requests applied in one transaction (bounds a group's latency).
 pub(super) const MAX_GROUP: usize = 512;
+
+/// The longest a group waits for more requests (see `Writer::gather`).
+const MAX_LINGER: Duration = Duration::from_millis(2);
 
 /// The answer to a request: a number whose meaning depends on the request.
 pub(super) type Reply = oneshot::Sender<Result<u64, StoreError>>;
@@ -76,6 +80,10 @@ pub(super) struct Writer {
     /// The next global outbox sequence number (as committed).
     pub next_seq: u64,
     pub next_dead_letter: u64,
+    /// Requests the previous group answered with success (their callers are likely to come back).
+    pub last_answered: usize,
+    /// A moving average of the durable commit's duration (mostly the fsync).
+    pub commit_time: Duration,
 }
 
 /// What one group's transaction did, once it is durable.
@@ -83,26 +91,88 @@ struct Applied {
     outcomes: Vec<Result<u64, StoreError>>,
     next_seq: u64,
     next_dead_letter: u64,
+    /// How long the durable commit (flush and fsync) took.
+    commit_time: Duration,
+}
+
+/// The requests of one transaction.
+struct Group {
+    requests: Vec<Request>,
+    /// It holds a `Shutdown`: take nothing more, stop after it.
+    stop: bool,
+}
+
+impl Group {
+    fn new(first: Request) -> Self {
+        let mut group = Self {
+            requests: Vec::new(),
+            stop: false,
+        };
+        group.push(first);
+        group
+    }
+
+    fn push(&mut self, request: Request) {
+        self.stop |= matches!(request, Request::Shutdown { .. });
+        self.requests.push(request);
+    }
+
+    /// Takes every request already waiting (up to [`MAX_GROUP`]).
+    fn drain(&mut self, requests: &Receiver<Request>) {
+        while !self.stop && self.requests.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(request) => self.push(request),
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 impl Writer {
     /// Serves requests until every sender is gone or a `Shutdown` arrives.
     pub fn run(mut self) {
-        while let Ok(first) = self.requests.recv() {
-            let mut stop = matches!(first, Request::Shutdown { .. });
-            let mut group = vec![first];
-            while !stop && group.len() < MAX_GROUP {
-                match self.requests.try_recv() {
-                    Ok(request) => {
-                        stop = matches!(request, Request::Shutdown { .. });
-                        group.push(request);
-                    }
-                    Err(_) => break,
-                }
+        loop {
+            // A request already waiting means callers are queueing behind the disk: worth gathering.
+            let (first, contended) = match self.requests.try_recv() {
+                Ok(request) => (request, true),
+                Err(TryRecvError::Empty) => match self.requests.recv() {
+                    Ok(request) => (request, false),
+                    Err(_) => return,
+                },
+                Err(TryRecvError::Disconnected) => return,
+            };
+            let mut group = Group::new(first);
+            group.drain(&self.requests);
+            if contended {
+                self.gather(&mut group);
             }
-            self.commit_group(group);
+            let stop = group.stop;
+            self.commit_group(group.requests);
             if stop {
                 return;
+            }
+        }
+    }
+
+    /// Waits a little for the callers answered by the previous group, who usually come straight back
+    /// with their next commit: without this, under load, callers split into two cohorts that take
+    /// turns, each group holding about half of them. Waits until the group holds the waiting requests
+    /// plus the previous group's successful ones, or at most half a recent commit's duration (so a
+    /// group never costs more than it saves), and only while requests queue up (never for a lone
+    /// caller).
+    fn gather(&self, group: &mut Group) {
+        let target = (group.requests.len() + self.last_answered).min(MAX_GROUP);
+        let deadline = Instant::now() + (self.commit_time / 2).min(MAX_LINGER);
+        while !group.stop && group.requests.len() < target {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.requests.recv_timeout(left) {
+                Ok(request) => {
+                    group.push(request);
+                    group.drain(&self.requests);
+                }
+                Err(_) => break,
             }
         }
     }
@@ -120,6 +190,9 @@ impl Writer {
                 }
                 self.next_seq = applied.next_seq;
                 self.next_dead_letter = applied.next_dead_letter;
+                // Moving average over about 8 groups.
+                self.commit_time = (self.commit_time * 7 + applied.commit_time) / 8;
+                self.last_answered = applied.outcomes.iter().filter(|o| o.is_ok()).count();
                 for (request, outcome) in group.into_iter().zip(applied.outcomes) {
                     match (&request, &outcome) {
                         (Request::Commit { .. }, Ok(_)) => {
@@ -137,6 +210,7 @@ impl Writer {
             Err(error) => {
                 counters.failed_groups.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, requests = size, "embedded store: group commit failed");
+                self.last_answered = 0;
                 for request in group {
                     let _ = request.into_reply().send(Err(error.clone()));
                 }
@@ -196,8 +270,10 @@ impl Writer {
             }
             outcomes
         };
+        let started = Instant::now();
         txn.commit().map_err(|e| unavailable("commit", e))?;
         Ok(Applied {
+            commit_time: started.elapsed(),
             outcomes,
             next_seq,
             next_dead_letter,

@@ -1,0 +1,218 @@
+//! Benchmark: allocations per second through the real `MessageBus` on an `EmbeddedStore` in a temporary
+//! directory (every commit fsynced before it is answered), with 1, 4, 16 and 64 concurrent tasks,
+//! across 1,000 SKUs and on one hot SKU. After each case it prints the fsyncs (group commits) per
+//! second and the commits per fsync, from the store's counters.
+//!
+//! `cargo bench --no-default-features --features local --bench embedded_commit`
+//! (`EMBEDDED_READ_MODE=blocking` runs the reads on tokio's blocking pool instead of inline;
+//! `EMBEDDED_BENCH_DIR=/dev/shm` puts the store on tmpfs, where fsync costs nothing; `-- many_skus`
+//! runs only the cases whose name has that filter).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use allocation::adapters::embedded::{EmbeddedOptions, EmbeddedStore, ReadMode};
+use allocation::domain::{Allocate, CreateBatch};
+use allocation::service::{
+    EventWiring, MessageBus, NoNotifications, RetryPolicy, ServiceError, StoreUnitOfWorkFactory,
+};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+
+type Bus = MessageBus<StoreUnitOfWorkFactory<EmbeddedStore>>;
+
+const SKUS: usize = 1_000;
+const MANY_PER_ITER: u64 = 1_000;
+const HOT_PER_ITER: u64 = 300;
+const CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
+/// Enough stock that no allocation ever runs out.
+const STOCK: u32 = 1_000_000_000;
+
+static ORDERS: AtomicU64 = AtomicU64::new(0);
+
+/// What the store's counters and the bus saw during the timed parts of one case.
+#[derive(Default)]
+struct Observed {
+    elapsed: Duration,
+    allocations: u64,
+    fsyncs: u64,
+    commits: u64,
+    rejected: u64,
+    errors: u64,
+}
+
+fn bus(store: Arc<EmbeddedStore>) -> Bus {
+    // The contract suite's policy: enough attempts that a hot SKU's losers always get through.
+    let retry = RetryPolicy {
+        max_attempts: 100,
+        ..RetryPolicy::default()
+    };
+    MessageBus::new(
+        StoreUnitOfWorkFactory::new(store, EventWiring::outbox()),
+        EventWiring::outbox(),
+        Arc::new(NoNotifications),
+        retry,
+    )
+}
+
+async fn create_sku(bus: &Bus, sku: &str) {
+    let cmd = CreateBatch {
+        reference: format!("{sku}-batch"),
+        sku: sku.to_owned(),
+        qty: STOCK,
+        eta: None,
+    };
+    bus.handle(&cmd, None).await.expect("create batch");
+}
+
+/// `total` allocations by `tasks` concurrent tasks, each on a random SKU of `skus`; answers the errors.
+async fn allocate(bus: &Arc<Bus>, skus: &Arc<Vec<String>>, tasks: usize, total: u64) -> u64 {
+    let next = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (bus, skus, next) = (Arc::clone(bus), Arc::clone(skus), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut errors = 0;
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    let sku = skus[fastrand::usize(..skus.len())].clone();
+                    let orderid = format!("order-{}", ORDERS.fetch_add(1, Ordering::Relaxed));
+                    let result: Result<String, ServiceError> = bus
+                        .handle(
+                            &Allocate {
+                                orderid,
+                                sku,
+                                qty: 1,
+                            },
+                            None,
+                        )
+                        .await;
+                    if result.is_err() {
+                        errors += 1;
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    let mut errors = 0;
+    for handle in handles {
+        errors += handle.await.unwrap_or(1);
+    }
+    errors
+}
+
+fn report(name: &str, store: &EmbeddedStore, observed: &Observed) {
+    let seconds = observed.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "{name}: {:.0} allocations/s, {:.0} fsyncs/s, {:.2} commits per fsync (largest group so far {}), \
+         {} version conflicts, {} errors",
+        observed.allocations as f64 / seconds,
+        observed.fsyncs as f64 / seconds,
+        observed.commits as f64 / (observed.fsyncs.max(1)) as f64,
+        store.stats().largest_group,
+        observed.rejected,
+        observed.errors,
+    );
+}
+
+fn embedded_commit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let read_mode = match std::env::var("EMBEDDED_READ_MODE").as_deref() {
+        Ok("blocking") => ReadMode::Blocking,
+        _ => ReadMode::Inline,
+    };
+    // EMBEDDED_BENCH_DIR=/dev/shm puts the store on tmpfs, where fsync is free: the CPU-bound figure.
+    let dir = match std::env::var_os("EMBEDDED_BENCH_DIR") {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .expect("temporary directory");
+    let options = EmbeddedOptions {
+        read_mode,
+        ..EmbeddedOptions::default()
+    };
+    let store = Arc::new(EmbeddedStore::open_with(dir.path(), options).expect("open store"));
+    let bus = Arc::new(bus(Arc::clone(&store)));
+    let skus: Arc<Vec<String>> = Arc::new((0..SKUS).map(|n| format!("SKU-{n:04}")).collect());
+    runtime.block_on(async {
+        for sku in skus.iter() {
+            create_sku(&bus, sku).await;
+        }
+    });
+
+    let mut group = c.benchmark_group("embedded_commit");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sampling_mode(SamplingMode::Flat);
+
+    // One timed run: `prepare` (untimed) gives the SKUs to allocate on.
+    let timed = |prepare: &dyn Fn() -> Arc<Vec<String>>,
+                 tasks: usize,
+                 per_iter: u64,
+                 iters: u64,
+                 observed: &Mutex<Observed>| {
+        let mut elapsed = Duration::ZERO;
+        for _ in 0..iters {
+            let skus = prepare();
+            let before = store.stats();
+            let start = Instant::now();
+            let errors = runtime.block_on(allocate(&bus, &skus, tasks, per_iter));
+            let took = start.elapsed();
+            let after = store.stats();
+            elapsed += took;
+            let mut o = observed.lock().unwrap_or_else(|p| p.into_inner());
+            o.elapsed += took;
+            o.allocations += per_iter;
+            o.fsyncs += after.group_commits - before.group_commits;
+            o.commits += after.commits - before.commits;
+            o.rejected += after.rejected - before.rejected;
+            o.errors += errors;
+        }
+        elapsed
+    };
+
+    group.throughput(Throughput::Elements(MANY_PER_ITER));
+    for tasks in CONCURRENCY {
+        let observed = Mutex::new(Observed::default());
+        let many = || Arc::clone(&skus);
+        group.bench_function(BenchmarkId::new("many_skus", tasks), |b| {
+            b.iter_custom(|iters| timed(&many, tasks, MANY_PER_ITER, iters, &observed))
+        });
+        report(
+            &format!("many_skus/{tasks}"),
+            &store,
+            &observed.lock().unwrap(),
+        );
+    }
+
+    group.throughput(Throughput::Elements(HOT_PER_ITER));
+    for tasks in CONCURRENCY {
+        let observed = Mutex::new(Observed::default());
+        // A fresh hot SKU per run, so every run starts from the same (empty) product.
+        let hot = || {
+            let sku = format!("HOT-{}", ORDERS.fetch_add(1, Ordering::Relaxed));
+            runtime.block_on(create_sku(&bus, &sku));
+            Arc::new(vec![sku])
+        };
+        group.bench_function(BenchmarkId::new("hot_sku", tasks), |b| {
+            b.iter_custom(|iters| timed(&hot, tasks, HOT_PER_ITER, iters, &observed))
+        });
+        report(
+            &format!("hot_sku/{tasks}"),
+            &store,
+            &observed.lock().unwrap(),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, embedded_commit);
+criterion_main!(benches);
