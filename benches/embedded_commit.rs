@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use allocation::adapters::embedded::{EmbeddedOptions, EmbeddedStore, ReadMode};
 use allocation::domain::{Allocate, CreateBatch};
 use allocation::service::{
-    EventWiring, MessageBus, NoNotifications, RetryPolicy, ServiceError, StoreUnitOfWorkFactory,
+    EventWiring, MessageBus, NoNotifications, RetryPolicy, ServiceError, Store,
+    StoreUnitOfWorkFactory,
 };
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
@@ -41,6 +42,44 @@ struct Observed {
     commits: u64,
     rejected: u64,
     errors: u64,
+    /// CPU time of the whole process, and of the store's writer thread.
+    cpu: Duration,
+    writer_cpu: Duration,
+}
+
+/// User + system CPU time from a `/proc/.../stat` file (Linux; zero elsewhere).
+fn cpu_time(stat: &std::path::Path) -> Duration {
+    let Ok(text) = std::fs::read_to_string(stat) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 (11 and 12 after the name), in clock ticks of 10 ms.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// CPU time of the process and of the thread named `embedded-store-writer`.
+fn cpu_times() -> (Duration, Duration) {
+    let process = cpu_time(std::path::Path::new("/proc/self/stat"));
+    let writer = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("embedded-store"))
+        })
+        .map_or(Duration::ZERO, |task| cpu_time(&task.path().join("stat")));
+    (process, writer)
 }
 
 fn bus(store: Arc<EmbeddedStore>) -> Bus {
@@ -104,16 +143,22 @@ async fn allocate(bus: &Arc<Bus>, skus: &Arc<Vec<String>>, tasks: usize, total: 
 }
 
 fn report(name: &str, store: &EmbeddedStore, observed: &Observed) {
+    if observed.allocations == 0 {
+        return; // filtered out
+    }
     let seconds = observed.elapsed.as_secs_f64().max(1e-9);
+    let per_allocation = |cpu: Duration| cpu.as_secs_f64() * 1e6 / observed.allocations as f64;
     println!(
-        "{name}: {:.0} allocations/s, {:.0} fsyncs/s, {:.2} commits per fsync (largest group so far {}), \
-         {} version conflicts, {} errors",
+        "{name}: {:.0} allocations/s, {:.0} fsyncs/s, {:.2} commits per fsync (largest group so far \
+         {}), {} version conflicts, {} errors; CPU per allocation {:.0} us (writer thread {:.0} us)",
         observed.allocations as f64 / seconds,
         observed.fsyncs as f64 / seconds,
         observed.commits as f64 / (observed.fsyncs.max(1)) as f64,
         store.stats().largest_group,
         observed.rejected,
         observed.errors,
+        per_allocation(observed.cpu),
+        per_allocation(observed.writer_cpu),
     );
 }
 
@@ -163,10 +208,12 @@ fn embedded_commit(c: &mut Criterion) {
         for _ in 0..iters {
             let skus = prepare();
             let before = store.stats();
+            let cpu_before = cpu_times();
             let start = Instant::now();
             let errors = runtime.block_on(allocate(&bus, &skus, tasks, per_iter));
             let took = start.elapsed();
             let after = store.stats();
+            let cpu_after = cpu_times();
             elapsed += took;
             let mut o = observed.lock().unwrap_or_else(|p| p.into_inner());
             o.elapsed += took;
@@ -175,6 +222,8 @@ fn embedded_commit(c: &mut Criterion) {
             o.commits += after.commits - before.commits;
             o.rejected += after.rejected - before.rejected;
             o.errors += errors;
+            o.cpu += cpu_after.0.saturating_sub(cpu_before.0);
+            o.writer_cpu += cpu_after.1.saturating_sub(cpu_before.1);
         }
         elapsed
     };
@@ -214,5 +263,40 @@ fn embedded_commit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, embedded_commit);
+/// `Store::load` of one product with 100 and 10,000 lines, from the product cache and decoded from its
+/// records (cache disabled): what a load costs as a product grows.
+fn embedded_load(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut group = c.benchmark_group("embedded_load");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    for (cached, cache_lines) in [("cached", 100_000), ("decoded", 0)] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let options = EmbeddedOptions {
+            product_cache_lines: cache_lines,
+            ..EmbeddedOptions::default()
+        };
+        let store = Arc::new(EmbeddedStore::open_with(dir.path(), options).expect("open store"));
+        let bus = Arc::new(bus(Arc::clone(&store)));
+        for lines in [100u64, 10_000] {
+            let sku = format!("LOAD-{lines}");
+            let skus = Arc::new(vec![sku.clone()]);
+            runtime.block_on(async {
+                create_sku(&bus, &sku).await;
+                allocate(&bus, &skus, 16, lines).await;
+            });
+            group.bench_function(BenchmarkId::new(cached, lines), |b| {
+                b.iter(|| runtime.block_on(store.load(&sku)).expect("load"))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, embedded_commit, embedded_load);
 criterion_main!(benches);

@@ -5,7 +5,7 @@ mod contract;
 
 use std::sync::Arc;
 
-use allocation::adapters::embedded::EmbeddedStore;
+use allocation::adapters::embedded::{EmbeddedOptions, EmbeddedStore, ReadMode};
 use allocation::domain::{EventEnvelope, Product};
 use allocation::service::{AllocationView, ProductWrite, Store, StoreError};
 use tempfile::TempDir;
@@ -18,8 +18,13 @@ struct TempStore {
 }
 
 async fn fresh_store() -> Arc<TempStore> {
+    fresh_store_with(EmbeddedOptions::default()).await
+}
+
+async fn fresh_store_with(options: EmbeddedOptions) -> Arc<TempStore> {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = EmbeddedStore::open(&dir.path().join("data")).expect("open embedded store");
+    let store =
+        EmbeddedStore::open_with(&dir.path().join("data"), options).expect("open embedded store");
     Arc::new(TempStore { store, _dir: dir })
 }
 
@@ -53,3 +58,14 @@ impl Store for TempStore {
 }
 
 contract_suite!(fresh_store());
+
+/// The same cases with reads on the blocking pool and no product cache (every load decodes records).
+mod blocking_reads_without_cache {
+    use super::*;
+
+    contract_suite!(fresh_store_with(EmbeddedOptions {
+        read_mode: ReadMode::Blocking,
+        product_cache_lines: 0,
+        ..EmbeddedOptions::default()
+    }));
+}

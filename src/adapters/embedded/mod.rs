@@ -9,6 +9,7 @@
 //! - Group commit: one writer thread applies all waiting commits in one transaction with one fsync.
 //! - Reads are redb read transactions (snapshots of the last durable commit), run concurrently.
 
+mod cache;
 mod read;
 pub mod relay;
 pub mod tables;
@@ -29,6 +30,7 @@ pub use tables::DATABASE_FILE;
 use crate::adapters::records::record_writes;
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
+use cache::ProductCache;
 use tables::{unavailable, Op};
 use writer::{Counters, Request, Shared, Writer};
 
@@ -48,6 +50,9 @@ pub struct EmbeddedOptions {
     /// redb's page cache, in bytes.
     pub cache_size: usize,
     pub read_mode: ReadMode,
+    /// How many batches and lines of decoded products the product cache may hold (0: no cache).
+    /// About 150 bytes each.
+    pub product_cache_lines: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -55,6 +60,7 @@ impl Default for EmbeddedOptions {
         Self {
             cache_size: 16 * 1024 * 1024,
             read_mode: ReadMode::Inline,
+            product_cache_lines: 50_000,
         }
     }
 }
@@ -85,6 +91,7 @@ pub struct EmbeddedStore {
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+    products: Arc<ProductCache>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -153,6 +160,7 @@ impl EmbeddedStore {
             requests: Some(requests),
             writer: Some(writer),
             shared,
+            products: Arc::new(ProductCache::new(options.product_cache_lines)),
         })
     }
 
@@ -276,8 +284,8 @@ impl Drop for EmbeddedStore {
 
 impl Store for EmbeddedStore {
     async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-        let sku = sku.to_owned();
-        self.read(move |db| read::load(db, &sku)).await
+        let (sku, cache) = (sku.to_owned(), Arc::clone(&self.products));
+        self.read(move |db| read::load(db, &cache, &sku)).await
     }
 
     async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
@@ -293,9 +301,12 @@ impl Store for EmbeddedStore {
                 ops.push(Op::encode(record)?);
             }
         }
-        self.request(|reply| Request::Commit { ops, reply })
-            .await
-            .map(|_| ())
+        self.request(|reply| Request::Commit { ops, reply }).await?;
+        // Durable: the committed products are the stored state at their new versions.
+        for write in writes {
+            self.products.put(write.product);
+        }
+        Ok(())
     }
 
     async fn allocations_for_order(

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition};
 
+use super::cache::ProductCache;
 use super::relay::{DeadLetter, OutboxCheck, StoredDeadLetter};
 use super::tables::{
     decode, unavailable, ALLOCATIONS, BATCHES, BATCH_REFS, DEAD_LETTERS, META, META_NEXT_SEQ,
@@ -32,17 +33,44 @@ fn storage(error: redb::StorageError) -> StoreError {
     unavailable("read", error)
 }
 
-/// The product of this SKU, rebuilt by the shared mapping from its product, batch and line records.
-pub(super) fn load(db: &Database, sku: &str) -> Result<Option<Product>, StoreError> {
+/// The product of this SKU: the stored product record decides the version; the product comes from
+/// the cache when it holds that version, else it is rebuilt by the shared mapping from its product,
+/// batch and line records (and cached).
+pub(super) fn load(
+    db: &Database,
+    cache: &ProductCache,
+    sku: &str,
+) -> Result<Option<Product>, StoreError> {
     let txn = begin(db)?;
     let products = table(&txn, PRODUCTS)?;
     let Some(value) = products.get(sku).map_err(storage)? else {
         return Ok(None);
     };
     let record: ProductRecord = decode("products", sku, value.value())?;
+    if let Some(cached) = cache.get(sku, record.version_number) {
+        #[cfg(debug_assertions)]
+        {
+            let stored = restore(&txn, record)?;
+            if !super::cache::same_state(&cached, &stored) {
+                return Err(StoreError::Corrupt(format!(
+                    "embedded store: cached product {sku} differs from its records at version {}",
+                    stored.version_number()
+                )));
+            }
+        }
+        return Ok(Some(cached));
+    }
+    let product = restore(&txn, record)?;
+    cache.put(&product);
+    Ok(Some(product))
+}
 
+/// Rebuilds a product from its batch and line records (the shared mapping).
+fn restore(txn: &ReadTransaction, record: ProductRecord) -> Result<Product, StoreError> {
+    let sku = record.sku.clone();
+    let sku = sku.as_str();
     let mut batches = Vec::new();
-    for entry in table(&txn, BATCHES)?.range((sku, "")..).map_err(storage)? {
+    for entry in table(txn, BATCHES)?.range((sku, "")..).map_err(storage)? {
         let (key, value) = entry.map_err(storage)?;
         let key = key.value();
         if key.0 != sku {
@@ -52,7 +80,7 @@ pub(super) fn load(db: &Database, sku: &str) -> Result<Option<Product>, StoreErr
     }
 
     let mut allocations = Vec::new();
-    for entry in table(&txn, ALLOCATIONS)?
+    for entry in table(txn, ALLOCATIONS)?
         .range((sku, "")..)
         .map_err(storage)?
     {
@@ -67,7 +95,7 @@ pub(super) fn load(db: &Database, sku: &str) -> Result<Option<Product>, StoreErr
             value.value(),
         )?);
     }
-    restore_product(record, batches, allocations).map(Some)
+    restore_product(record, batches, allocations)
 }
 
 pub(super) fn sku_of_batch(db: &Database, reference: &str) -> Result<Option<String>, StoreError> {
