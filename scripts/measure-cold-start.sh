@@ -35,8 +35,12 @@ fi
 
 port="${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 work="$(mktemp -d)"
-# The emulator runs outside the repo: `watch` restarts on changes to files of the crate it runs in.
-(cd "$work" && exec cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" >"$work/watch.log" 2>&1) &
+# The emulator runs in an empty crate outside the repo: `watch` needs a crate (`cargo metadata`), and
+# would react to the files of the crate it runs in, which others may be editing.
+mkdir -p "$work/emulator/src"
+printf '[package]\nname = "emulator"\nversion = "0.0.0"\nedition = "2021"\n' >"$work/emulator/Cargo.toml"
+echo 'fn main() {}' >"$work/emulator/src/main.rs"
+(cd "$work/emulator" && exec cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" >"$work/watch.log" 2>&1) &
 watch_pid=$!
 trap 'kill "$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
