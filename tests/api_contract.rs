@@ -16,10 +16,25 @@ async fn call(bus: &Bus<InMemoryStore>, method: &str, path: &str, body: &str) ->
     call_with(bus, method, path, Some("application/json"), body).await
 }
 
-async fn call_with(bus: &Bus<InMemoryStore>, method: &str, path: &str, content_type: Option<&str>, body: &str) -> (u16, Value) {
-    let request = HttpRequest { method, path, content_type, body: body.as_bytes(), request_id: Some("test") };
+async fn call_with(
+    bus: &Bus<InMemoryStore>,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let request = HttpRequest {
+        method,
+        path,
+        content_type,
+        body: body.as_bytes(),
+        request_id: Some("test"),
+    };
     let HttpResponse { status, body, .. } = handle(bus, &request).await;
-    (status, serde_json::from_str(&body).expect("every answer is JSON"))
+    (
+        status,
+        serde_json::from_str(&body).expect("every answer is JSON"),
+    )
 }
 
 async fn post(bus: &Bus<InMemoryStore>, path: &str, body: Value) -> (u16, Value) {
@@ -30,46 +45,119 @@ async fn post(bus: &Bus<InMemoryStore>, path: &str, body: Value) -> (u16, Value)
 async fn test_happy_path_returns_201_and_allocated_batch() {
     let bus = app();
     let (sku, othersku) = ("WOBBLY-TABLE", "OTHER-TABLE");
-    for (reference, sku, eta) in [("b-later", sku, json!("2027-01-02")), ("b-early", sku, json!("2027-01-01")), ("b-other", othersku, Value::Null)] {
-        let (status, _) = post(&bus, "/add_batch", json!({"ref": reference, "sku": sku, "qty": 100, "eta": eta})).await;
+    for (reference, sku, eta) in [
+        ("b-later", sku, json!("2027-01-02")),
+        ("b-early", sku, json!("2027-01-01")),
+        ("b-other", othersku, Value::Null),
+    ] {
+        let (status, _) = post(
+            &bus,
+            "/add_batch",
+            json!({"ref": reference, "sku": sku, "qty": 100, "eta": eta}),
+        )
+        .await;
         assert_eq!(status, 201);
     }
-    let (status, body) = post(&bus, "/allocate", json!({"orderid": "o1", "sku": sku, "qty": 3})).await;
+    let (status, body) = post(
+        &bus,
+        "/allocate",
+        json!({"orderid": "o1", "sku": sku, "qty": 3}),
+    )
+    .await;
     assert_eq!((status, body), (201, json!({"batchref": "b-early"})));
     let (status, body) = call(&bus, "GET", "/allocations/o1", "").await;
-    assert_eq!((status, body), (200, json!([{"sku": sku, "batchref": "b-early"}])));
+    assert_eq!(
+        (status, body),
+        (200, json!([{"sku": sku, "batchref": "b-early"}]))
+    );
 }
 
 #[tokio::test]
 async fn test_unhappy_path_returns_400_and_error_message() {
     let bus = app();
-    let (status, body) = post(&bus, "/allocate", json!({"orderid": "o1", "sku": "NOPE", "qty": 20})).await;
-    assert_eq!((status, body), (400, json!({"message": "Invalid sku NOPE"})));
+    let (status, body) = post(
+        &bus,
+        "/allocate",
+        json!({"orderid": "o1", "sku": "NOPE", "qty": 20}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"message": "Invalid sku NOPE"}))
+    );
 }
 
 #[tokio::test]
 async fn out_of_stock_is_409_with_its_message() {
     let bus = app();
-    post(&bus, "/add_batch", json!({"ref": "b1", "sku": "TINY", "qty": 1})).await;
-    let (status, body) = post(&bus, "/allocate", json!({"orderid": "o1", "sku": "TINY", "qty": 2})).await;
-    assert_eq!((status, body), (409, json!({"message": "Out of stock for sku TINY"})));
+    post(
+        &bus,
+        "/add_batch",
+        json!({"ref": "b1", "sku": "TINY", "qty": 1}),
+    )
+    .await;
+    let (status, body) = post(
+        &bus,
+        "/allocate",
+        json!({"orderid": "o1", "sku": "TINY", "qty": 2}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (409, json!({"message": "Out of stock for sku TINY"}))
+    );
 }
 
 #[tokio::test]
 async fn change_batch_quantity_answers_200_or_404() {
     let bus = app();
-    post(&bus, "/add_batch", json!({"ref": "b1", "sku": "S", "qty": 10})).await;
-    assert_eq!(post(&bus, "/change_batch_quantity", json!({"ref": "b1", "qty": 5})).await.0, 200);
-    let (status, body) = post(&bus, "/change_batch_quantity", json!({"ref": "nope", "qty": 5})).await;
-    assert_eq!((status, body["message"].as_str()), (404, Some("Unknown batch nope")));
+    post(
+        &bus,
+        "/add_batch",
+        json!({"ref": "b1", "sku": "S", "qty": 10}),
+    )
+    .await;
+    assert_eq!(
+        post(
+            &bus,
+            "/change_batch_quantity",
+            json!({"ref": "b1", "qty": 5})
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, body) = post(
+        &bus,
+        "/change_batch_quantity",
+        json!({"ref": "nope", "qty": 5}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (404, Some("Unknown batch nope"))
+    );
 }
 
 #[tokio::test]
 async fn duplicate_batch_is_409() {
     let bus = app();
-    post(&bus, "/add_batch", json!({"ref": "b1", "sku": "S", "qty": 10})).await;
-    let (status, body) = post(&bus, "/add_batch", json!({"ref": "b1", "sku": "S", "qty": 10})).await;
-    assert_eq!((status, body), (409, json!({"message": "Batch b1 already exists"})));
+    post(
+        &bus,
+        "/add_batch",
+        json!({"ref": "b1", "sku": "S", "qty": 10}),
+    )
+    .await;
+    let (status, body) = post(
+        &bus,
+        "/add_batch",
+        json!({"ref": "b1", "sku": "S", "qty": 10}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (409, json!({"message": "Batch b1 already exists"}))
+    );
 }
 
 #[tokio::test]
@@ -84,7 +172,13 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     assert_eq!(call(&bus, "GET", "/nowhere", "").await.0, 404);
     assert_eq!(call(&bus, "GET", "/allocate", "").await.0, 405);
     assert_eq!(call(&bus, "POST", "/allocations/o1", "{}").await.0, 405);
-    let request = HttpRequest { method: "DELETE", path: "/add_batch", content_type: None, body: b"", request_id: None };
+    let request = HttpRequest {
+        method: "DELETE",
+        path: "/add_batch",
+        content_type: None,
+        body: b"",
+        request_id: None,
+    };
     let response = handle(&bus, &request).await;
     assert_eq!(response.headers, [("allow", "POST".to_owned())]);
 }
@@ -92,46 +186,145 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
 #[tokio::test]
 async fn bad_input_is_400_with_a_message_naming_the_problem_and_changes_nothing() {
     let bus = app();
-    post(&bus, "/add_batch", json!({"ref": "b1", "sku": "S", "qty": 10})).await;
+    post(
+        &bus,
+        "/add_batch",
+        json!({"ref": "b1", "sku": "S", "qty": 10}),
+    )
+    .await;
     let long = "x".repeat(129);
     let cases: Vec<(&str, String, &str)> = vec![
         ("/allocate", "{not json".into(), "not valid JSON"),
         ("/allocate", "[1, 2]".into(), "JSON object"),
-        ("/allocate", json!({"sku": "S", "qty": 1}).to_string(), "missing field orderid"),
-        ("/allocate", json!({"orderid": 5, "sku": "S", "qty": 1}).to_string(), "orderid must be a string"),
-        ("/allocate", json!({"orderid": "o", "sku": "S", "qty": "1"}).to_string(), "qty must be a number"),
-        ("/allocate", json!({"orderid": "o", "sku": "S", "qty": 1.5}).to_string(), "qty must be an integer"),
-        ("/allocate", json!({"orderid": "o", "sku": "S", "qty": 0}).to_string(), "qty must be between 1"),
-        ("/allocate", json!({"orderid": "o", "sku": "S", "qty": -2}).to_string(), "qty must be between 1"),
-        ("/allocate", json!({"orderid": "o", "sku": "S", "qty": 10_000_000_000u64}).to_string(), "qty must be between 1"),
-        ("/allocate", json!({"orderid": " ", "sku": "S", "qty": 1}).to_string(), "orderid must not be empty"),
-        ("/allocate", json!({"orderid": long, "sku": "S", "qty": 1}).to_string(), "at most 128 bytes"),
-        ("/allocate", json!({"orderid": "o", "sku": "S", "qty": 1, "extra": true}).to_string(), "unknown field"),
-        ("/add_batch", json!({"ref": "b2", "sku": "S", "qty": -1}).to_string(), "qty must be between 0"),
-        ("/add_batch", json!({"ref": "b2", "sku": "S", "qty": 1, "eta": "15/01/2027"}).to_string(), "YYYY-MM-DD"),
-        ("/add_batch", json!({"ref": "b2", "sku": "S", "qty": 1, "eta": "2027-02-30"}).to_string(), "YYYY-MM-DD"),
-        ("/change_batch_quantity", json!({"ref": "b1"}).to_string(), "missing field qty"),
+        (
+            "/allocate",
+            json!({"sku": "S", "qty": 1}).to_string(),
+            "missing field orderid",
+        ),
+        (
+            "/allocate",
+            json!({"orderid": 5, "sku": "S", "qty": 1}).to_string(),
+            "orderid must be a string",
+        ),
+        (
+            "/allocate",
+            json!({"orderid": "o", "sku": "S", "qty": "1"}).to_string(),
+            "qty must be a number",
+        ),
+        (
+            "/allocate",
+            json!({"orderid": "o", "sku": "S", "qty": 1.5}).to_string(),
+            "qty must be an integer",
+        ),
+        (
+            "/allocate",
+            json!({"orderid": "o", "sku": "S", "qty": 0}).to_string(),
+            "qty must be between 1",
+        ),
+        (
+            "/allocate",
+            json!({"orderid": "o", "sku": "S", "qty": -2}).to_string(),
+            "qty must be between 1",
+        ),
+        (
+            "/allocate",
+            json!({"orderid": "o", "sku": "S", "qty": 10_000_000_000u64}).to_string(),
+            "qty must be between 1",
+        ),
+        (
+            "/allocate",
+            json!({"orderid": " ", "sku": "S", "qty": 1}).to_string(),
+            "orderid must not be empty",
+        ),
+        (
+            "/allocate",
+            json!({"orderid": long, "sku": "S", "qty": 1}).to_string(),
+            "at most 128 bytes",
+        ),
+        (
+            "/allocate",
+            json!({"orderid": "o", "sku": "S", "qty": 1, "extra": true}).to_string(),
+            "unknown field",
+        ),
+        (
+            "/add_batch",
+            json!({"ref": "b2", "sku": "S", "qty": -1}).to_string(),
+            "qty must be between 0",
+        ),
+        (
+            "/add_batch",
+            json!({"ref": "b2", "sku": "S", "qty": 1, "eta": "15/01/2027"}).to_string(),
+            "YYYY-MM-DD",
+        ),
+        (
+            "/add_batch",
+            json!({"ref": "b2", "sku": "S", "qty": 1, "eta": "2027-02-30"}).to_string(),
+            "YYYY-MM-DD",
+        ),
+        (
+            "/change_batch_quantity",
+            json!({"ref": "b1"}).to_string(),
+            "missing field qty",
+        ),
     ];
     for (path, body, expected) in cases {
         let (status, answer) = call(&bus, "POST", path, &body).await;
         let message = answer["message"].as_str().unwrap_or_default();
         assert_eq!(status, 400, "{path} {body} → {answer}");
-        assert!(message.contains(expected), "{path} {body}: {message:?} should mention {expected:?}");
+        assert!(
+            message.contains(expected),
+            "{path} {body}: {message:?} should mention {expected:?}"
+        );
     }
-    let (status, answer) = call_with(&bus, "POST", "/allocate", Some("text/plain"), r#"{"orderid":"o","sku":"S","qty":1}"#).await;
-    assert_eq!((status, answer["message"].as_str()), (400, Some("Content-Type must be application/json")));
+    let (status, answer) = call_with(
+        &bus,
+        "POST",
+        "/allocate",
+        Some("text/plain"),
+        r#"{"orderid":"o","sku":"S","qty":1}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (400, Some("Content-Type must be application/json"))
+    );
 
     // Nothing changed: b1 still has all of its 10.
-    let (status, body) = post(&bus, "/allocate", json!({"orderid": "probe", "sku": "S", "qty": 10})).await;
+    let (status, body) = post(
+        &bus,
+        "/allocate",
+        json!({"orderid": "probe", "sku": "S", "qty": 10}),
+    )
+    .await;
     assert_eq!((status, body), (201, json!({"batchref": "b1"})));
-    assert_eq!(post(&bus, "/add_batch", json!({"ref": "b2", "sku": "S", "qty": 1})).await.0, 201, "b2 was never created");
+    assert_eq!(
+        post(
+            &bus,
+            "/add_batch",
+            json!({"ref": "b2", "sku": "S", "qty": 1})
+        )
+        .await
+        .0,
+        201,
+        "b2 was never created"
+    );
 }
 
 #[tokio::test]
 async fn order_ids_in_paths_are_percent_decoded() {
     let bus = app();
-    post(&bus, "/add_batch", json!({"ref": "b1", "sku": "S", "qty": 10})).await;
-    post(&bus, "/allocate", json!({"orderid": "order 1/ä", "sku": "S", "qty": 1})).await;
+    post(
+        &bus,
+        "/add_batch",
+        json!({"ref": "b1", "sku": "S", "qty": 10}),
+    )
+    .await;
+    post(
+        &bus,
+        "/allocate",
+        json!({"orderid": "order 1/ä", "sku": "S", "qty": 1}),
+    )
+    .await;
     let (status, _) = call(&bus, "GET", "/allocations/order%201%2F%C3%A4", "").await;
     assert_eq!(status, 200);
     assert_eq!(call(&bus, "GET", "/allocations/%FF", "").await.0, 400);

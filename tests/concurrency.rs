@@ -7,8 +7,8 @@ use std::time::Duration;
 use allocation::adapters::InMemoryStore;
 use allocation::domain::{Allocate, CreateBatch, EventEnvelope, Product};
 use allocation::service::{
-    AllocationView, EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy, ServiceError,
-    Store, StoreError, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
+    AllocationView, EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy,
+    ServiceError, Store, StoreError, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
 };
 
 /// The in-memory store with a network-like delay before each commit, so racing units of work load
@@ -27,7 +27,10 @@ impl Store for SlowCommits {
         tokio::time::sleep(Duration::from_millis(1)).await;
         self.0.commit(writes).await
     }
-    async fn allocations_for_order(&self, orderid: &str) -> Result<Vec<AllocationView>, StoreError> {
+    async fn allocations_for_order(
+        &self,
+        orderid: &str,
+    ) -> Result<Vec<AllocationView>, StoreError> {
         self.0.allocations_for_order(orderid).await
     }
     async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
@@ -42,22 +45,41 @@ async fn concurrent_allocations_on_one_sku_never_oversell_and_conflicts_are_retr
     // A unit of work loses a race only when another task's commit landed in between, and each task
     // commits once: with as many attempts as tasks, no task can run out of attempts.
     let store = Arc::new(SlowCommits::default());
-    let retry = RetryPolicy { max_attempts: tasks, ..RetryPolicy::default() };
+    let retry = RetryPolicy {
+        max_attempts: tasks,
+        ..RetryPolicy::default()
+    };
     let bus = Arc::new(MessageBus::new(
         StoreUnitOfWorkFactory::new(Arc::clone(&store), EventWiring::outbox()),
         EventWiring::outbox(),
         Arc::new(NoNotifications),
         retry,
     ));
-    bus.handle(&CreateBatch { reference: "b1".into(), sku: "HOT".into(), qty: stock, eta: None }, None)
-        .await
-        .unwrap();
+    bus.handle(
+        &CreateBatch {
+            reference: "b1".into(),
+            sku: "HOT".into(),
+            qty: stock,
+            eta: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
 
     let handles: Vec<_> = (0..tasks)
         .map(|n| {
             let bus = Arc::clone(&bus);
             tokio::spawn(async move {
-                bus.handle(&Allocate { orderid: format!("order-{n}"), sku: "HOT".into(), qty: 1 }, None).await
+                bus.handle(
+                    &Allocate {
+                        orderid: format!("order-{n}"),
+                        sku: "HOT".into(),
+                        qty: 1,
+                    },
+                    None,
+                )
+                .await
             })
         })
         .collect();
@@ -75,10 +97,17 @@ async fn concurrent_allocations_on_one_sku_never_oversell_and_conflicts_are_retr
     let mut uow = bus.uows().begin(None);
     let product = uow.get("HOT").await.unwrap().unwrap();
     let batch = product.batch("b1").unwrap();
-    assert_eq!(batch.allocated_quantity(), u64::from(allocated), "every answered allocation is stored");
+    assert_eq!(
+        batch.allocated_quantity(),
+        u64::from(allocated),
+        "every answered allocation is stored"
+    );
     assert!(batch.available_quantity() >= 0, "never oversold");
     assert_eq!(allocated + out_of_stock + gave_up, tasks);
-    assert!(bus.stats().conflict_retries.load(Ordering::Relaxed) > 0, "racing commits were retried");
+    assert!(
+        bus.stats().conflict_retries.load(Ordering::Relaxed) > 0,
+        "racing commits were retried"
+    );
     assert_eq!(gave_up, 0, "no task ran out of attempts");
     assert_eq!(allocated, stock);
 }

@@ -5,7 +5,13 @@ use chrono::NaiveDate;
 
 fn make_batch_and_line(sku: &str, batch_qty: u32, line_qty: u32) -> (Batch, OrderLine) {
     (
-        Batch::new("batch-001", sku, batch_qty, NaiveDate::from_ymd_opt(2026, 11, 21)).unwrap(),
+        Batch::new(
+            "batch-001",
+            sku,
+            batch_qty,
+            NaiveDate::from_ymd_opt(2026, 11, 21),
+        )
+        .unwrap(),
         OrderLine::new("order-123", sku, line_qty).unwrap(),
     )
 }
@@ -67,17 +73,32 @@ fn test_deallocate_returns_the_line_and_frees_its_quantity() {
 
 #[test]
 fn test_order_lines_need_a_positive_quantity_and_identifiers() {
-    assert_eq!(OrderLine::new("o1", "SKU", 0), Err(DomainError::NonPositiveQuantity));
-    assert_eq!(OrderLine::new("", "SKU", 1), Err(DomainError::EmptyIdentifier("orderid")));
-    assert_eq!(OrderLine::new("o1", "  ", 1), Err(DomainError::EmptyIdentifier("sku")));
+    assert_eq!(
+        OrderLine::new("o1", "SKU", 0),
+        Err(DomainError::NonPositiveQuantity)
+    );
+    assert_eq!(
+        OrderLine::new("", "SKU", 1),
+        Err(DomainError::EmptyIdentifier("orderid"))
+    );
+    assert_eq!(
+        OrderLine::new("o1", "  ", 1),
+        Err(DomainError::EmptyIdentifier("sku"))
+    );
     assert!(matches!(
         OrderLine::new("o".repeat(129), "SKU", 1),
-        Err(DomainError::IdentifierTooLong { field: "orderid", .. })
+        Err(DomainError::IdentifierTooLong {
+            field: "orderid",
+            ..
+        })
     ));
 }
 
 #[test]
 fn test_batches_may_hold_zero_but_need_a_reference() {
     assert!(Batch::new("b1", "SKU", 0, None).is_ok());
-    assert_eq!(Batch::new("", "SKU", 5, None), Err(DomainError::EmptyIdentifier("ref")));
+    assert_eq!(
+        Batch::new("", "SKU", 5, None),
+        Err(DomainError::EmptyIdentifier("ref"))
+    );
 }

@@ -27,40 +27,96 @@ fn line(orderid: &str, sku: &str, qty: u32) -> OrderLine {
 
 #[test]
 fn test_prefers_current_stock_batches_to_shipments() {
-    let mut product = product("RETRO-CLOCK", &[("in-stock-batch", 100, None), ("shipment-batch", 100, tomorrow())]);
+    let mut product = product(
+        "RETRO-CLOCK",
+        &[
+            ("in-stock-batch", 100, None),
+            ("shipment-batch", 100, tomorrow()),
+        ],
+    );
     product.allocate(&line("oref", "RETRO-CLOCK", 10)).unwrap();
-    assert_eq!(product.batch("in-stock-batch").unwrap().available_quantity(), 90);
-    assert_eq!(product.batch("shipment-batch").unwrap().available_quantity(), 100);
+    assert_eq!(
+        product
+            .batch("in-stock-batch")
+            .unwrap()
+            .available_quantity(),
+        90
+    );
+    assert_eq!(
+        product
+            .batch("shipment-batch")
+            .unwrap()
+            .available_quantity(),
+        100
+    );
 }
 
 #[test]
 fn test_prefers_earlier_batches() {
     let mut product = product(
         "MINIMALIST-SPOON",
-        &[("normal-batch", 100, tomorrow()), ("slow-batch", 100, later()), ("speedy-batch", 100, today())],
+        &[
+            ("normal-batch", 100, tomorrow()),
+            ("slow-batch", 100, later()),
+            ("speedy-batch", 100, today()),
+        ],
     );
-    product.allocate(&line("order1", "MINIMALIST-SPOON", 10)).unwrap();
-    assert_eq!(product.batch("speedy-batch").unwrap().available_quantity(), 90);
-    assert_eq!(product.batch("normal-batch").unwrap().available_quantity(), 100);
-    assert_eq!(product.batch("slow-batch").unwrap().available_quantity(), 100);
+    product
+        .allocate(&line("order1", "MINIMALIST-SPOON", 10))
+        .unwrap();
+    assert_eq!(
+        product.batch("speedy-batch").unwrap().available_quantity(),
+        90
+    );
+    assert_eq!(
+        product.batch("normal-batch").unwrap().available_quantity(),
+        100
+    );
+    assert_eq!(
+        product.batch("slow-batch").unwrap().available_quantity(),
+        100
+    );
 }
 
 #[test]
 fn test_ties_on_eta_are_broken_by_reference() {
-    let mut product = product("TWIN-LAMP", &[("batch-b", 10, today()), ("batch-a", 10, today())]);
-    assert_eq!(product.allocate(&line("o1", "TWIN-LAMP", 1)).unwrap().as_deref(), Some("batch-a"));
+    let mut product = product(
+        "TWIN-LAMP",
+        &[("batch-b", 10, today()), ("batch-a", 10, today())],
+    );
+    assert_eq!(
+        product
+            .allocate(&line("o1", "TWIN-LAMP", 1))
+            .unwrap()
+            .as_deref(),
+        Some("batch-a")
+    );
 }
 
 #[test]
 fn test_skips_batches_that_cannot_take_the_line() {
     let mut product = product("BIG-SOFA", &[("small", 1, None), ("large", 10, tomorrow())]);
-    assert_eq!(product.allocate(&line("o1", "BIG-SOFA", 5)).unwrap().as_deref(), Some("large"));
+    assert_eq!(
+        product
+            .allocate(&line("o1", "BIG-SOFA", 5))
+            .unwrap()
+            .as_deref(),
+        Some("large")
+    );
 }
 
 #[test]
 fn test_returns_allocated_batch_ref() {
-    let mut product = product("HIGHBROW-POSTER", &[("in-stock-batch-ref", 100, None), ("shipment-batch-ref", 100, tomorrow())]);
-    let allocation = product.allocate(&line("oref", "HIGHBROW-POSTER", 10)).unwrap();
+    let mut product = product(
+        "HIGHBROW-POSTER",
+        &[
+            ("in-stock-batch-ref", 100, None),
+            ("shipment-batch-ref", 100, tomorrow()),
+        ],
+    );
+    let allocation = product
+        .allocate(&line("oref", "HIGHBROW-POSTER", 10))
+        .unwrap();
     assert_eq!(allocation.as_deref(), Some("in-stock-batch-ref"));
 }
 
@@ -69,7 +125,12 @@ fn test_records_out_of_stock_event_if_cannot_allocate() {
     let mut product = product("SMALL-FORK", &[("batch1", 10, today())]);
     product.allocate(&line("order1", "SMALL-FORK", 10)).unwrap();
     let allocation = product.allocate(&line("order2", "SMALL-FORK", 1)).unwrap();
-    assert_eq!(product.events().last(), Some(&Event::OutOfStock { sku: "SMALL-FORK".into() }));
+    assert_eq!(
+        product.events().last(),
+        Some(&Event::OutOfStock {
+            sku: "SMALL-FORK".into()
+        })
+    );
     assert_eq!(allocation, None);
     assert_eq!(product.batch("batch1").unwrap().available_quantity(), 0);
 }
@@ -80,7 +141,12 @@ fn test_records_allocated_event() {
     product.allocate(&line("order1", "SMALL-FORK", 3)).unwrap();
     assert_eq!(
         product.events(),
-        [Event::Allocated { orderid: "order1".into(), sku: "SMALL-FORK".into(), qty: 3, batchref: "batch1".into() }]
+        [Event::Allocated {
+            orderid: "order1".into(),
+            sku: "SMALL-FORK".into(),
+            qty: 3,
+            batchref: "batch1".into()
+        }]
     );
 }
 
@@ -117,7 +183,9 @@ fn test_out_of_stock_changes_no_stock_but_a_version_to_commit_its_event() {
 fn test_change_batch_quantity_deallocates_until_the_batch_fits() {
     let mut product = product("INDIFFERENT-TABLE", &[("batch1", 50, None)]);
     for (order, qty) in [("order1", 20), ("order2", 20), ("order3", 5)] {
-        product.allocate(&line(order, "INDIFFERENT-TABLE", qty)).unwrap();
+        product
+            .allocate(&line(order, "INDIFFERENT-TABLE", qty))
+            .unwrap();
     }
     product.take_events();
     product.change_batch_quantity("batch1", 25).unwrap();
@@ -136,18 +204,27 @@ fn test_change_batch_quantity_deallocates_until_the_batch_fits() {
 #[test]
 fn test_change_batch_quantity_of_an_unknown_batch_is_an_error() {
     let mut product = product("X", &[("b1", 1, None)]);
-    assert_eq!(product.change_batch_quantity("nope", 1), Err(DomainError::UnknownBatch("nope".into())));
+    assert_eq!(
+        product.change_batch_quantity("nope", 1),
+        Err(DomainError::UnknownBatch("nope".into()))
+    );
 }
 
 #[test]
 fn test_bounded_change_deallocates_in_steps_and_sets_the_quantity_last() {
     let mut product = product("CRATE", &[("b1", 10, None)]);
     for n in 0..10 {
-        product.allocate(&line(&format!("o{n}"), "CRATE", 1)).unwrap();
+        product
+            .allocate(&line(&format!("o{n}"), "CRATE", 1))
+            .unwrap();
     }
     product.take_events();
     assert_eq!(product.change_batch_quantity_bounded("b1", 0, 4), Ok(false));
-    assert_eq!(product.batch("b1").unwrap().purchased_quantity(), 10, "quantity unchanged mid-way");
+    assert_eq!(
+        product.batch("b1").unwrap().purchased_quantity(),
+        10,
+        "quantity unchanged mid-way"
+    );
     assert_eq!(product.batch("b1").unwrap().allocated_quantity(), 6);
     assert_eq!(product.change_batch_quantity_bounded("b1", 0, 4), Ok(false));
     assert_eq!(product.change_batch_quantity_bounded("b1", 0, 4), Ok(true));
@@ -159,12 +236,18 @@ fn test_bounded_change_deallocates_in_steps_and_sets_the_quantity_last() {
 fn test_batch_references_are_unique_within_a_product() {
     let mut product = product("DUP", &[("b1", 1, None)]);
     let again = Batch::new("b1", "DUP", 5, None).unwrap();
-    assert_eq!(product.add_batch(again), Err(DomainError::DuplicateBatch("b1".into())));
+    assert_eq!(
+        product.add_batch(again),
+        Err(DomainError::DuplicateBatch("b1".into()))
+    );
 }
 
 #[test]
 fn test_a_batch_of_another_sku_is_refused() {
     let mut product = product("ONE", &[]);
     let other = Batch::new("b1", "TWO", 5, None).unwrap();
-    assert!(matches!(product.add_batch(other), Err(DomainError::SkuMismatch { .. })));
+    assert!(matches!(
+        product.add_batch(other),
+        Err(DomainError::SkuMismatch { .. })
+    ));
 }

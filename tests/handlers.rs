@@ -8,8 +8,9 @@ use allocation::adapters::InMemoryStore;
 use allocation::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Event, Product};
 use allocation::service::notifications::NotifyFuture;
 use allocation::service::{
-    handlers, AllocationView, EventWiring, MessageBus, NotificationError, Notifications, ProductWrite,
-    RetryPolicy, ServiceError, Store, StoreError, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
+    handlers, AllocationView, EventWiring, MessageBus, NotificationError, Notifications,
+    ProductWrite, RetryPolicy, ServiceError, Store, StoreError, StoreUnitOfWorkFactory, UnitOfWork,
+    UnitOfWorkFactory,
 };
 use chrono::NaiveDate;
 
@@ -39,29 +40,54 @@ struct Fixture<S: Store> {
     bus: MessageBus<StoreUnitOfWorkFactory<S>>,
 }
 
-fn bootstrap_with<S: Store>(store: S, wiring: EventWiring, notifications: FakeNotifications) -> Fixture<S> {
+fn bootstrap_with<S: Store>(
+    store: S,
+    wiring: EventWiring,
+    notifications: FakeNotifications,
+) -> Fixture<S> {
     let store = Arc::new(store);
     let notifications = Arc::new(notifications);
     let bus = MessageBus::new(
         StoreUnitOfWorkFactory::new(Arc::clone(&store), wiring),
         wiring,
         Arc::clone(&notifications) as Arc<dyn Notifications>,
-        RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) },
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        },
     );
-    Fixture { store, notifications, bus }
+    Fixture {
+        store,
+        notifications,
+        bus,
+    }
 }
 
 /// The book's test bus: every event handled in process.
 fn bootstrap_test_app() -> Fixture<InMemoryStore> {
-    bootstrap_with(InMemoryStore::new(), EventWiring::in_process(), FakeNotifications::default())
+    bootstrap_with(
+        InMemoryStore::new(),
+        EventWiring::in_process(),
+        FakeNotifications::default(),
+    )
 }
 
 fn create_batch(reference: &str, sku: &str, qty: u32, eta: Option<NaiveDate>) -> CreateBatch {
-    CreateBatch { reference: reference.into(), sku: sku.into(), qty, eta }
+    CreateBatch {
+        reference: reference.into(),
+        sku: sku.into(),
+        qty,
+        eta,
+    }
 }
 
 fn allocate(orderid: &str, sku: &str, qty: u32) -> Allocate {
-    Allocate { orderid: orderid.into(), sku: sku.into(), qty }
+    Allocate {
+        orderid: orderid.into(),
+        sku: sku.into(),
+        qty,
+    }
 }
 
 async fn product<S: Store>(fx: &Fixture<S>, sku: &str) -> Product {
@@ -75,7 +101,10 @@ mod add_batch {
     #[tokio::test]
     async fn test_for_new_product() {
         let fx = bootstrap_test_app();
-        fx.bus.handle(&create_batch("b1", "CRUNCHY-ARMCHAIR", 100, None), None).await.unwrap();
+        fx.bus
+            .handle(&create_batch("b1", "CRUNCHY-ARMCHAIR", 100, None), None)
+            .await
+            .unwrap();
         let product = product(&fx, "CRUNCHY-ARMCHAIR").await;
         assert_eq!(product.batches().len(), 1);
         assert_eq!(product.batch("b1").unwrap().purchased_quantity(), 100);
@@ -84,17 +113,34 @@ mod add_batch {
     #[tokio::test]
     async fn test_for_existing_product() {
         let fx = bootstrap_test_app();
-        fx.bus.handle(&create_batch("b1", "GARISH-RUG", 100, None), None).await.unwrap();
-        fx.bus.handle(&create_batch("b2", "GARISH-RUG", 99, None), None).await.unwrap();
-        let refs: Vec<_> = product(&fx, "GARISH-RUG").await.batches().iter().map(|b| b.reference().to_owned()).collect();
+        fx.bus
+            .handle(&create_batch("b1", "GARISH-RUG", 100, None), None)
+            .await
+            .unwrap();
+        fx.bus
+            .handle(&create_batch("b2", "GARISH-RUG", 99, None), None)
+            .await
+            .unwrap();
+        let refs: Vec<_> = product(&fx, "GARISH-RUG")
+            .await
+            .batches()
+            .iter()
+            .map(|b| b.reference().to_owned())
+            .collect();
         assert_eq!(refs, ["b1", "b2"]);
     }
 
     #[tokio::test]
     async fn test_a_duplicate_batch_reference_is_refused_even_for_another_sku() {
         let fx = bootstrap_test_app();
-        fx.bus.handle(&create_batch("b1", "GARISH-RUG", 100, None), None).await.unwrap();
-        let again = fx.bus.handle(&create_batch("b1", "OTHER-RUG", 5, None), None).await;
+        fx.bus
+            .handle(&create_batch("b1", "GARISH-RUG", 100, None), None)
+            .await
+            .unwrap();
+        let again = fx
+            .bus
+            .handle(&create_batch("b1", "OTHER-RUG", 5, None), None)
+            .await;
         assert_eq!(again, Err(ServiceError::DuplicateBatch("b1".into())));
     }
 }
@@ -105,52 +151,110 @@ mod allocate {
     #[tokio::test]
     async fn test_returns_allocation() {
         let fx = bootstrap_test_app();
-        fx.bus.handle(&create_batch("batch1", "COMPLICATED-LAMP", 100, None), None).await.unwrap();
-        let batchref = fx.bus.handle(&allocate("o1", "COMPLICATED-LAMP", 10), None).await.unwrap();
+        fx.bus
+            .handle(&create_batch("batch1", "COMPLICATED-LAMP", 100, None), None)
+            .await
+            .unwrap();
+        let batchref = fx
+            .bus
+            .handle(&allocate("o1", "COMPLICATED-LAMP", 10), None)
+            .await
+            .unwrap();
         assert_eq!(batchref, "batch1");
     }
 
     #[tokio::test]
     async fn test_errors_for_invalid_sku() {
         let fx = bootstrap_test_app();
-        fx.bus.handle(&create_batch("b1", "AREALSKU", 100, None), None).await.unwrap();
-        let result = fx.bus.handle(&allocate("o1", "NONEXISTENTSKU", 10), None).await;
-        assert_eq!(result, Err(ServiceError::InvalidSku("NONEXISTENTSKU".into())));
-        assert_eq!(result.unwrap_err().to_string(), "Invalid sku NONEXISTENTSKU");
+        fx.bus
+            .handle(&create_batch("b1", "AREALSKU", 100, None), None)
+            .await
+            .unwrap();
+        let result = fx
+            .bus
+            .handle(&allocate("o1", "NONEXISTENTSKU", 10), None)
+            .await;
+        assert_eq!(
+            result,
+            Err(ServiceError::InvalidSku("NONEXISTENTSKU".into()))
+        );
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "Invalid sku NONEXISTENTSKU"
+        );
     }
 
     #[tokio::test]
     async fn test_commits() {
         let fx = bootstrap_test_app();
-        fx.bus.handle(&create_batch("b1", "OMINOUS-MIRROR", 100, None), None).await.unwrap();
-        fx.bus.handle(&allocate("o1", "OMINOUS-MIRROR", 10), None).await.unwrap();
+        fx.bus
+            .handle(&create_batch("b1", "OMINOUS-MIRROR", 100, None), None)
+            .await
+            .unwrap();
+        fx.bus
+            .handle(&allocate("o1", "OMINOUS-MIRROR", 10), None)
+            .await
+            .unwrap();
         // A fresh unit of work sees the allocation: it was committed.
         let product = product(&fx, "OMINOUS-MIRROR").await;
         assert_eq!(product.batch("b1").unwrap().available_quantity(), 90);
         assert_eq!(
             fx.store.allocations_for_order("o1").await.unwrap(),
-            [AllocationView { sku: "OMINOUS-MIRROR".into(), batchref: "b1".into() }]
+            [AllocationView {
+                sku: "OMINOUS-MIRROR".into(),
+                batchref: "b1".into()
+            }]
         );
     }
 
     #[tokio::test]
     async fn test_sends_email_on_out_of_stock_error() {
         let fx = bootstrap_test_app();
-        fx.bus.handle(&create_batch("b1", "POPULAR-CURTAINS", 9, None), None).await.unwrap();
-        let result = fx.bus.handle(&allocate("o1", "POPULAR-CURTAINS", 10), None).await;
-        assert_eq!(result, Err(ServiceError::OutOfStock("POPULAR-CURTAINS".into())));
+        fx.bus
+            .handle(&create_batch("b1", "POPULAR-CURTAINS", 9, None), None)
+            .await
+            .unwrap();
+        let result = fx
+            .bus
+            .handle(&allocate("o1", "POPULAR-CURTAINS", 10), None)
+            .await;
+        assert_eq!(
+            result,
+            Err(ServiceError::OutOfStock("POPULAR-CURTAINS".into()))
+        );
         assert_eq!(*fx.notifications.sent.lock().unwrap(), ["POPULAR-CURTAINS"]);
     }
 
     #[tokio::test]
     async fn test_out_of_stock_goes_to_the_outbox_when_wired_out_of_process() {
-        let fx = bootstrap_with(InMemoryStore::new(), EventWiring::outbox(), FakeNotifications::default());
-        fx.bus.handle(&create_batch("b1", "POPULAR-CURTAINS", 9, None), None).await.unwrap();
-        let _ = fx.bus.handle(&allocate("o1", "POPULAR-CURTAINS", 10), Some("req-9")).await;
-        assert!(fx.notifications.sent.lock().unwrap().is_empty(), "handled in one place only");
+        let fx = bootstrap_with(
+            InMemoryStore::new(),
+            EventWiring::outbox(),
+            FakeNotifications::default(),
+        );
+        fx.bus
+            .handle(&create_batch("b1", "POPULAR-CURTAINS", 9, None), None)
+            .await
+            .unwrap();
+        let _ = fx
+            .bus
+            .handle(&allocate("o1", "POPULAR-CURTAINS", 10), Some("req-9"))
+            .await;
+        assert!(
+            fx.notifications.sent.lock().unwrap().is_empty(),
+            "handled in one place only"
+        );
         let outbox = fx.store.outbox("POPULAR-CURTAINS").await.unwrap();
-        assert_eq!(outbox.last().map(|e| &e.event), Some(&Event::OutOfStock { sku: "POPULAR-CURTAINS".into() }));
-        assert_eq!(outbox.last().and_then(|e| e.correlation_id.as_deref()), Some("req-9"));
+        assert_eq!(
+            outbox.last().map(|e| &e.event),
+            Some(&Event::OutOfStock {
+                sku: "POPULAR-CURTAINS".into()
+            })
+        );
+        assert_eq!(
+            outbox.last().and_then(|e| e.correlation_id.as_deref()),
+            Some("req-9")
+        );
     }
 }
 
@@ -164,26 +268,73 @@ mod change_batch_quantity {
     #[tokio::test]
     async fn test_changes_available_quantity() {
         let fx = bootstrap_test_app();
-        fx.bus.handle(&create_batch("batch1", "ADORABLE-SETTEE", 100, None), None).await.unwrap();
-        assert_eq!(product(&fx, "ADORABLE-SETTEE").await.batch("batch1").unwrap().available_quantity(), 100);
-        fx.bus.handle(&ChangeBatchQuantity { reference: "batch1".into(), qty: 50 }, None).await.unwrap();
-        assert_eq!(product(&fx, "ADORABLE-SETTEE").await.batch("batch1").unwrap().available_quantity(), 50);
+        fx.bus
+            .handle(&create_batch("batch1", "ADORABLE-SETTEE", 100, None), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            product(&fx, "ADORABLE-SETTEE")
+                .await
+                .batch("batch1")
+                .unwrap()
+                .available_quantity(),
+            100
+        );
+        fx.bus
+            .handle(
+                &ChangeBatchQuantity {
+                    reference: "batch1".into(),
+                    qty: 50,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            product(&fx, "ADORABLE-SETTEE")
+                .await
+                .batch("batch1")
+                .unwrap()
+                .available_quantity(),
+            50
+        );
     }
 
     #[tokio::test]
     async fn test_reallocates_if_necessary() {
         let fx = bootstrap_test_app();
-        for cmd in [create_batch("batch1", "INDIFFERENT-TABLE", 50, None), create_batch("batch2", "INDIFFERENT-TABLE", 50, today())] {
+        for cmd in [
+            create_batch("batch1", "INDIFFERENT-TABLE", 50, None),
+            create_batch("batch2", "INDIFFERENT-TABLE", 50, today()),
+        ] {
             fx.bus.handle(&cmd, None).await.unwrap();
         }
         for order in ["order1", "order2"] {
-            fx.bus.handle(&allocate(order, "INDIFFERENT-TABLE", 20), None).await.unwrap();
+            fx.bus
+                .handle(&allocate(order, "INDIFFERENT-TABLE", 20), None)
+                .await
+                .unwrap();
         }
         let product_before = product(&fx, "INDIFFERENT-TABLE").await;
-        assert_eq!(product_before.batch("batch1").unwrap().available_quantity(), 10);
-        assert_eq!(product_before.batch("batch2").unwrap().available_quantity(), 50);
+        assert_eq!(
+            product_before.batch("batch1").unwrap().available_quantity(),
+            10
+        );
+        assert_eq!(
+            product_before.batch("batch2").unwrap().available_quantity(),
+            50
+        );
 
-        fx.bus.handle(&ChangeBatchQuantity { reference: "batch1".into(), qty: 25 }, None).await.unwrap();
+        fx.bus
+            .handle(
+                &ChangeBatchQuantity {
+                    reference: "batch1".into(),
+                    qty: 25,
+                },
+                None,
+            )
+            .await
+            .unwrap();
 
         let product = product(&fx, "INDIFFERENT-TABLE").await;
         // order1 or order2 is deallocated, so 25 - 20 remain ...
@@ -201,19 +352,38 @@ mod change_batch_quantity {
         let mut uow = uows.begin(None);
         let product = uow.add(Product::new("INDIFFERENT-TABLE").unwrap());
         for (reference, eta) in [("batch1", None), ("batch2", today())] {
-            product.add_batch(allocation::domain::Batch::new(reference, "INDIFFERENT-TABLE", 50, eta).unwrap()).unwrap();
+            product
+                .add_batch(
+                    allocation::domain::Batch::new(reference, "INDIFFERENT-TABLE", 50, eta)
+                        .unwrap(),
+                )
+                .unwrap();
         }
         for order in ["order1", "order2"] {
-            product.allocate(&allocation::domain::OrderLine::new(order, "INDIFFERENT-TABLE", 20).unwrap()).unwrap();
+            product
+                .allocate(
+                    &allocation::domain::OrderLine::new(order, "INDIFFERENT-TABLE", 20).unwrap(),
+                )
+                .unwrap();
         }
         uow.commit().await.unwrap();
         uow.collect_new_events();
 
-        handlers::change_batch_quantity(&ChangeBatchQuantity { reference: "batch1".into(), qty: 25 }, &mut uow)
-            .await
-            .unwrap();
+        handlers::change_batch_quantity(
+            &ChangeBatchQuantity {
+                reference: "batch1".into(),
+                qty: 25,
+            },
+            &mut uow,
+        )
+        .await
+        .unwrap();
 
-        let events: Vec<Event> = uow.collect_new_events().into_iter().map(|e| e.event).collect();
+        let events: Vec<Event> = uow
+            .collect_new_events()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
         assert_eq!(events.len(), 1);
         let Event::AllocationRequired { orderid, sku, qty } = &events[0] else {
             panic!("expected AllocationRequired, got {events:?}");
@@ -221,13 +391,26 @@ mod change_batch_quantity {
         assert!(orderid == "order1" || orderid == "order2");
         assert_eq!((sku.as_str(), *qty), ("INDIFFERENT-TABLE", 20));
         let product = uow.get("INDIFFERENT-TABLE").await.unwrap().unwrap();
-        assert_eq!(product.batch("batch2").unwrap().available_quantity(), 50, "not reallocated by the handler");
+        assert_eq!(
+            product.batch("batch2").unwrap().available_quantity(),
+            50,
+            "not reallocated by the handler"
+        );
     }
 
     #[tokio::test]
     async fn test_unknown_batch_is_an_error() {
         let fx = bootstrap_test_app();
-        let result = fx.bus.handle(&ChangeBatchQuantity { reference: "nope".into(), qty: 1 }, None).await;
+        let result = fx
+            .bus
+            .handle(
+                &ChangeBatchQuantity {
+                    reference: "nope".into(),
+                    qty: 1,
+                },
+                None,
+            )
+            .await;
         assert_eq!(result, Err(ServiceError::UnknownBatch("nope".into())));
     }
 }
@@ -237,29 +420,80 @@ mod message_bus {
 
     #[tokio::test]
     async fn a_failing_event_handler_is_logged_and_does_not_stop_the_others() {
-        let failing = FakeNotifications { fail: true, ..Default::default() };
+        let failing = FakeNotifications {
+            fail: true,
+            ..Default::default()
+        };
         let fx = bootstrap_with(InMemoryStore::new(), EventWiring::in_process(), failing);
-        fx.bus.handle(&create_batch("b1", "LONELY-STOOL", 2, None), None).await.unwrap();
-        fx.bus.handle(&allocate("o1", "LONELY-STOOL", 1), None).await.unwrap();
-        fx.bus.handle(&allocate("o2", "LONELY-STOOL", 1), None).await.unwrap();
+        fx.bus
+            .handle(&create_batch("b1", "LONELY-STOOL", 2, None), None)
+            .await
+            .unwrap();
+        fx.bus
+            .handle(&allocate("o1", "LONELY-STOOL", 1), None)
+            .await
+            .unwrap();
+        fx.bus
+            .handle(&allocate("o2", "LONELY-STOOL", 1), None)
+            .await
+            .unwrap();
         // Both lines are deallocated; each reallocation runs out of stock; each notification fails.
-        let result = fx.bus.handle(&ChangeBatchQuantity { reference: "b1".into(), qty: 0 }, None).await;
+        let result = fx
+            .bus
+            .handle(
+                &ChangeBatchQuantity {
+                    reference: "b1".into(),
+                    qty: 0,
+                },
+                None,
+            )
+            .await;
         assert_eq!(result, Ok(()));
-        assert_eq!(fx.notifications.sent.lock().unwrap().len(), 2, "the second ran despite the first failing");
-        assert_eq!(fx.bus.stats().failed_event_handlers.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            fx.notifications.sent.lock().unwrap().len(),
+            2,
+            "the second ran despite the first failing"
+        );
+        assert_eq!(
+            fx.bus.stats().failed_event_handlers.load(Ordering::Relaxed),
+            2
+        );
     }
 
     #[tokio::test]
     async fn events_are_handled_in_the_order_they_were_committed() {
         let fx = bootstrap_test_app();
-        fx.bus.handle(&create_batch("b1", "ORDERED", 3, None), None).await.unwrap();
+        fx.bus
+            .handle(&create_batch("b1", "ORDERED", 3, None), None)
+            .await
+            .unwrap();
         for order in ["o1", "o2", "o3"] {
-            fx.bus.handle(&allocate(order, "ORDERED", 1), None).await.unwrap();
+            fx.bus
+                .handle(&allocate(order, "ORDERED", 1), None)
+                .await
+                .unwrap();
         }
-        fx.bus.handle(&ChangeBatchQuantity { reference: "b1".into(), qty: 0 }, None).await.unwrap();
+        fx.bus
+            .handle(
+                &ChangeBatchQuantity {
+                    reference: "b1".into(),
+                    qty: 0,
+                },
+                None,
+            )
+            .await
+            .unwrap();
         // Deallocated greatest order id first; each reallocation found no stock, in that order.
-        assert_eq!(*fx.notifications.sent.lock().unwrap(), ["ORDERED", "ORDERED", "ORDERED"]);
-        assert!(fx.store.allocations_for_order("o3").await.unwrap().is_empty());
+        assert_eq!(
+            *fx.notifications.sent.lock().unwrap(),
+            ["ORDERED", "ORDERED", "ORDERED"]
+        );
+        assert!(fx
+            .store
+            .allocations_for_order("o3")
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     /// A store whose commits always lose the version race.
@@ -274,21 +508,45 @@ mod message_bus {
             self.0.sku_of_batch(reference).await
         }
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
-            Err(StoreError::VersionConflict { sku: writes[0].product.sku().to_owned() })
+            Err(StoreError::VersionConflict {
+                sku: writes[0].product.sku().to_owned(),
+            })
         }
-        async fn allocations_for_order(&self, orderid: &str) -> Result<Vec<AllocationView>, StoreError> {
+        async fn allocations_for_order(
+            &self,
+            orderid: &str,
+        ) -> Result<Vec<AllocationView>, StoreError> {
             self.0.allocations_for_order(orderid).await
         }
-        async fn outbox(&self, sku: &str) -> Result<Vec<allocation::domain::EventEnvelope>, StoreError> {
+        async fn outbox(
+            &self,
+            sku: &str,
+        ) -> Result<Vec<allocation::domain::EventEnvelope>, StoreError> {
             self.0.outbox(sku).await
         }
     }
 
     #[tokio::test]
     async fn a_version_conflict_is_retried_then_reported_when_attempts_run_out() {
-        let fx = bootstrap_with(AlwaysConflicting::default(), EventWiring::outbox(), FakeNotifications::default());
-        let result = fx.bus.handle(&create_batch("b1", "CONTESTED", 5, None), None).await;
-        assert!(result.as_ref().is_err_and(ServiceError::is_version_conflict), "{result:?}");
-        assert_eq!(fx.bus.stats().conflict_retries.load(Ordering::Relaxed), 2, "3 attempts in all");
+        let fx = bootstrap_with(
+            AlwaysConflicting::default(),
+            EventWiring::outbox(),
+            FakeNotifications::default(),
+        );
+        let result = fx
+            .bus
+            .handle(&create_batch("b1", "CONTESTED", 5, None), None)
+            .await;
+        assert!(
+            result
+                .as_ref()
+                .is_err_and(ServiceError::is_version_conflict),
+            "{result:?}"
+        );
+        assert_eq!(
+            fx.bus.stats().conflict_retries.load(Ordering::Relaxed),
+            2,
+            "3 attempts in all"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Messages keep one stable, type-tagged JSON shape, because they travel through SNS and SQS.
 
-use allocation::domain::{Allocate, ChangeBatchQuantity, Command, CreateBatch, Event, EventEnvelope};
+use allocation::domain::{
+    Allocate, ChangeBatchQuantity, Command, CreateBatch, Event, EventEnvelope,
+};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 
@@ -22,36 +24,70 @@ fn create_batch_round_trips() {
         qty: 20,
         eta: NaiveDate::from_ymd_opt(2026, 12, 1),
     });
-    round_trips(&cmd, json!({"type": "CreateBatch", "ref": "b1", "sku": "LAMP", "qty": 20, "eta": "2026-12-01"}));
+    round_trips(
+        &cmd,
+        json!({"type": "CreateBatch", "ref": "b1", "sku": "LAMP", "qty": 20, "eta": "2026-12-01"}),
+    );
 }
 
 #[test]
 fn allocate_round_trips() {
-    let cmd = Command::Allocate(Allocate { orderid: "o1".into(), sku: "LAMP".into(), qty: 3 });
-    round_trips(&cmd, json!({"type": "Allocate", "orderid": "o1", "sku": "LAMP", "qty": 3}));
+    let cmd = Command::Allocate(Allocate {
+        orderid: "o1".into(),
+        sku: "LAMP".into(),
+        qty: 3,
+    });
+    round_trips(
+        &cmd,
+        json!({"type": "Allocate", "orderid": "o1", "sku": "LAMP", "qty": 3}),
+    );
 }
 
 #[test]
 fn change_batch_quantity_round_trips() {
-    let cmd = Command::ChangeBatchQuantity(ChangeBatchQuantity { reference: "b1".into(), qty: 5 });
-    round_trips(&cmd, json!({"type": "ChangeBatchQuantity", "ref": "b1", "qty": 5}));
+    let cmd = Command::ChangeBatchQuantity(ChangeBatchQuantity {
+        reference: "b1".into(),
+        qty: 5,
+    });
+    round_trips(
+        &cmd,
+        json!({"type": "ChangeBatchQuantity", "ref": "b1", "qty": 5}),
+    );
 }
 
 #[test]
 fn allocated_round_trips() {
-    let event = Event::Allocated { orderid: "o1".into(), sku: "LAMP".into(), qty: 3, batchref: "b1".into() };
-    round_trips(&event, json!({"type": "Allocated", "orderid": "o1", "sku": "LAMP", "qty": 3, "batchref": "b1"}));
+    let event = Event::Allocated {
+        orderid: "o1".into(),
+        sku: "LAMP".into(),
+        qty: 3,
+        batchref: "b1".into(),
+    };
+    round_trips(
+        &event,
+        json!({"type": "Allocated", "orderid": "o1", "sku": "LAMP", "qty": 3, "batchref": "b1"}),
+    );
 }
 
 #[test]
 fn allocation_required_round_trips() {
-    let event = Event::AllocationRequired { orderid: "o1".into(), sku: "LAMP".into(), qty: 3 };
-    round_trips(&event, json!({"type": "AllocationRequired", "orderid": "o1", "sku": "LAMP", "qty": 3}));
+    let event = Event::AllocationRequired {
+        orderid: "o1".into(),
+        sku: "LAMP".into(),
+        qty: 3,
+    };
+    round_trips(
+        &event,
+        json!({"type": "AllocationRequired", "orderid": "o1", "sku": "LAMP", "qty": 3}),
+    );
 }
 
 #[test]
 fn out_of_stock_round_trips() {
-    round_trips(&Event::OutOfStock { sku: "LAMP".into() }, json!({"type": "OutOfStock", "sku": "LAMP"}));
+    round_trips(
+        &Event::OutOfStock { sku: "LAMP".into() },
+        json!({"type": "OutOfStock", "sku": "LAMP"}),
+    );
 }
 
 #[test]

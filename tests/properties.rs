@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use allocation::adapters::InMemoryStore;
-use allocation::domain::{Allocate, ChangeBatchQuantity, Command, CreateBatch, EventEnvelope, Product};
+use allocation::domain::{
+    Allocate, ChangeBatchQuantity, Command, CreateBatch, EventEnvelope, Product,
+};
 use allocation::service::{
     AllocationView, EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy, Store,
     StoreError, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
@@ -32,11 +34,18 @@ impl Store for RecordingStore {
         self.inner.commit(writes).await?;
         let mut commits = self.commits.lock().unwrap();
         for w in writes {
-            commits.push((w.product.sku().to_owned(), w.expected_version, w.product.version_number()));
+            commits.push((
+                w.product.sku().to_owned(),
+                w.expected_version,
+                w.product.version_number(),
+            ));
         }
         Ok(())
     }
-    async fn allocations_for_order(&self, orderid: &str) -> Result<Vec<AllocationView>, StoreError> {
+    async fn allocations_for_order(
+        &self,
+        orderid: &str,
+    ) -> Result<Vec<AllocationView>, StoreError> {
         self.inner.allocations_for_order(orderid).await
     }
     async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
@@ -47,7 +56,10 @@ impl Store for RecordingStore {
 fn command() -> impl Strategy<Value = Command> {
     let sku = prop::sample::select(SKUS.to_vec()).prop_map(str::to_owned);
     let reference = (0..6u8).prop_map(|n| format!("batch-{n}"));
-    let eta = prop::option::of((1..60u32).prop_map(|d| NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(d.into())));
+    let eta =
+        prop::option::of((1..60u32).prop_map(|d| {
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(d.into())
+        }));
     prop_oneof![
         2 => (reference.clone(), sku.clone(), 0..40u32, eta).prop_map(|(reference, sku, qty, eta)| {
             Command::CreateBatch(CreateBatch { reference, sku, qty, eta })
@@ -64,9 +76,17 @@ fn command() -> impl Strategy<Value = Command> {
 fn check_invariants(product: &Product) -> Result<(), TestCaseError> {
     let mut holder: HashMap<&str, &str> = HashMap::new();
     for batch in product.batches() {
-        prop_assert!(batch.available_quantity() >= 0, "batch {} over-allocated", batch.reference());
+        prop_assert!(
+            batch.available_quantity() >= 0,
+            "batch {} over-allocated",
+            batch.reference()
+        );
         let sum: u64 = batch.allocations().map(|(_, q)| u64::from(q)).sum();
-        prop_assert_eq!(sum, batch.allocated_quantity(), "running total matches the lines");
+        prop_assert_eq!(
+            sum,
+            batch.allocated_quantity(),
+            "running total matches the lines"
+        );
         prop_assert!(sum <= u64::from(batch.purchased_quantity()));
         for (orderid, _) in batch.allocations() {
             let previous = holder.insert(orderid, batch.reference());

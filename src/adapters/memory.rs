@@ -42,7 +42,9 @@ impl InMemoryStore {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied commit (checks run before
         // writes), so the state is still consistent: keep serving it.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -66,10 +68,8 @@ impl State {
                         });
                     }
                 }
-                RecordWrite::NewBatch(batch) => {
-                    if self.batch_skus.contains_key(&batch.reference) {
-                        return Err(StoreError::DuplicateBatchReference(batch.reference.clone()));
-                    }
+                RecordWrite::NewBatch(batch) if self.batch_skus.contains_key(&batch.reference) => {
+                    return Err(StoreError::DuplicateBatchReference(batch.reference.clone()));
                 }
                 _ => {}
             }
@@ -149,7 +149,10 @@ impl Store for InMemoryStore {
         Ok(())
     }
 
-    async fn allocations_for_order(&self, orderid: &str) -> Result<Vec<AllocationView>, StoreError> {
+    async fn allocations_for_order(
+        &self,
+        orderid: &str,
+    ) -> Result<Vec<AllocationView>, StoreError> {
         let state = self.state();
         Ok(state
             .orders

@@ -54,7 +54,10 @@ pub enum RecordWrite {
     /// Overwrite an existing batch (its quantity changed).
     UpdateBatch(BatchRecord),
     PutAllocation(AllocationRecord),
-    DeleteAllocation { sku: String, orderid: String },
+    DeleteAllocation {
+        sku: String,
+        orderid: String,
+    },
     Outbox(OutboxRecord),
 }
 
@@ -143,11 +146,20 @@ pub fn restore_product(
         let batch = restored
             .iter_mut()
             .find(|b| b.reference() == record.batchref)
-            .ok_or_else(|| corrupt(format!("line {} in unknown batch {}", record.orderid, record.batchref)))?;
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "line {} in unknown batch {}",
+                    record.orderid, record.batchref
+                ))
+            })?;
         let line = OrderLine::new(record.orderid, record.sku, record.qty)
             .map_err(|e| corrupt(e.to_string()))?;
         if !batch.allocate(&line) {
-            return Err(corrupt(format!("line {} does not fit batch {}", line.orderid(), batch.reference())));
+            return Err(corrupt(format!(
+                "line {} does not fit batch {}",
+                line.orderid(),
+                batch.reference()
+            )));
         }
     }
     Product::restore(product.sku.clone(), product.version_number, restored)

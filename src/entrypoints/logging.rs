@@ -12,7 +12,9 @@ pub enum LogFormat {
 /// Installs the global subscriber once (later calls are ignored). Default level: `info`.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let _already_set = match format {
         LogFormat::Json => builder
             .json()

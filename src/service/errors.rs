@@ -44,7 +44,10 @@ pub enum ServiceError {
 
 impl ServiceError {
     pub fn is_version_conflict(&self) -> bool {
-        matches!(self, ServiceError::Store(StoreError::VersionConflict { .. }))
+        matches!(
+            self,
+            ServiceError::Store(StoreError::VersionConflict { .. })
+        )
     }
 }
 
@@ -61,7 +64,9 @@ impl From<DomainError> for ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::DuplicateBatchReference(reference) => ServiceError::DuplicateBatch(reference),
+            StoreError::DuplicateBatchReference(reference) => {
+                ServiceError::DuplicateBatch(reference)
+            }
             other => ServiceError::Store(other),
         }
     }

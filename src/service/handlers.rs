@@ -1,8 +1,6 @@
 //! One handler per message: load the product through the unit of work, apply the domain rule, commit.
 
-use crate::domain::{
-    Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, OrderLine, Product,
-};
+use crate::domain::{Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, OrderLine, Product};
 
 use super::{Notifications, ServiceError, UnitOfWork};
 

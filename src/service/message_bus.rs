@@ -99,9 +99,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         command: &C,
         correlation_id: Option<&str>,
     ) -> Result<C::Output, ServiceError> {
-        let (result, events) = self
-            .with_retries(command, correlation_id)
-            .await;
+        let (result, events) = self.with_retries(command, correlation_id).await;
         self.handle_events(events, correlation_id).await;
         result
     }
@@ -130,7 +128,10 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
 
     /// Handles an event delivered from outside (a queue): its handler's failure is returned so the
     /// delivery can be retried; the events it raises in turn are handled as usual.
-    pub async fn handle_delivered_event(&self, envelope: &EventEnvelope) -> Result<(), ServiceError> {
+    pub async fn handle_delivered_event(
+        &self,
+        envelope: &EventEnvelope,
+    ) -> Result<(), ServiceError> {
         let correlation_id = envelope.correlation_id.as_deref();
         let (result, events) = self
             .with_retries(&self.event_handler(envelope), correlation_id)
@@ -203,7 +204,9 @@ impl Message for HandleEvent<'_> {
     type Output = ();
     async fn handle<U: UnitOfWork>(&self, uow: &mut U) -> Result<(), ServiceError> {
         match &self.envelope.event {
-            Event::AllocationRequired { .. } => handlers::reallocate(&self.envelope.event, uow).await,
+            Event::AllocationRequired { .. } => {
+                handlers::reallocate(&self.envelope.event, uow).await
+            }
             Event::OutOfStock { .. } => {
                 handlers::send_out_of_stock_notification(&self.envelope.event, self.notifications)
                     .await

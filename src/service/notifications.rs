@@ -4,7 +4,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// A boxed future, so notifiers can be shared as `Arc<dyn Notifications>`.
-pub type NotifyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), NotificationError>> + Send + 'a>>;
+pub type NotifyFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), NotificationError>> + Send + 'a>>;
 
 /// A notification could not be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

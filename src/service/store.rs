@@ -52,8 +52,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<AllocationView>, StoreError>> + Send;
 
     /// Every outbox event recorded for this SKU, in commit order (for tests and operators).
-    fn outbox(&self, sku: &str)
-        -> impl Future<Output = Result<Vec<EventEnvelope>, StoreError>> + Send;
+    fn outbox(
+        &self,
+        sku: &str,
+    ) -> impl Future<Output = Result<Vec<EventEnvelope>, StoreError>> + Send;
 
     /// The most order lines one commit may move, if the store limits the size of a commit.
     fn max_lines_per_commit(&self) -> Option<usize> {

@@ -88,7 +88,10 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
         Ok(self.seen.get_mut(sku).map(|seen| &mut seen.product))
     }
 
-    async fn get_by_batchref(&mut self, reference: &str) -> Result<Option<&mut Product>, StoreError> {
+    async fn get_by_batchref(
+        &mut self,
+        reference: &str,
+    ) -> Result<Option<&mut Product>, StoreError> {
         let tracked = self
             .seen
             .values()
