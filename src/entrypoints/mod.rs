@@ -3,6 +3,6 @@
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
-pub mod logging;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod logging;
