@@ -26,6 +26,11 @@ pub struct RelayConfig {
     pub max_in_flight: usize,
     /// Fallback pass interval, should a commit signal be missed.
     pub tick: Duration,
+    /// Least time between two reads of the outbox: commits arriving meanwhile are read together.
+    pub pass_interval: Duration,
+    /// Delivered events are marked (one store write) when this old, or when `batch` are waiting: the
+    /// marks then share one write. A crash before the mark only means a redelivery.
+    pub mark_interval: Duration,
     /// How long the shutdown flush may take.
     pub flush_timeout: Duration,
 }
@@ -36,6 +41,8 @@ impl Default for RelayConfig {
             batch: 256,
             max_in_flight: 4096,
             tick: Duration::from_secs(1),
+            pass_interval: Duration::from_millis(5),
+            mark_interval: Duration::from_millis(25),
             flush_timeout: Duration::from_secs(10),
         }
     }
@@ -61,6 +68,12 @@ pub struct Relay<F> {
     in_flight: HashSet<u64>,
     /// Taken by every subscription, to mark delivered.
     taken: Vec<u64>,
+    /// When the oldest of `taken` was taken.
+    taken_since: Option<Instant>,
+    /// The highest sequence number published so far: a commit signal at or below it brings nothing new.
+    last_published: u64,
+    /// Read the outbox on the next pass whatever the signal says (start-up, tick, released events).
+    must_read: bool,
     /// Released during the flush: not published again before the next start.
     skip: HashSet<u64>,
     flushing: bool,
@@ -78,6 +91,9 @@ impl<F: OutboxFeed> Relay<F> {
             outcomes,
             in_flight: HashSet::new(),
             taken: Vec::new(),
+            taken_since: None,
+            last_published: 0,
+            must_read: true,
             skip: HashSet::new(),
             flushing: false,
             stats: RelayStats::default(),
@@ -94,21 +110,35 @@ impl<F: OutboxFeed> Relay<F> {
                 break;
             }
             self.drain_outcomes();
-            self.mark_taken().await;
-            commits.borrow_and_update(); // seen BEFORE reading, so no commit is missed
-            let more = self.publish_pending().await;
+            if self.mark_due() {
+                self.mark_taken().await;
+            }
+            let head = *commits.borrow_and_update(); // seen BEFORE reading, so no commit is missed
+            let mut more = false;
+            if self.must_read || head > self.last_published {
+                self.must_read = false;
+                more = self.publish_pending().await;
+            }
             if more {
                 tokio::task::yield_now().await;
                 continue;
             }
+            let mark_at = self
+                .taken_since
+                .map(|since| since + self.config.mark_interval);
             tokio::select! {
-                changed = commits.changed() => if changed.is_err() {
-                    // The store is gone: nothing more will be committed.
-                    warn!("commit signal closed; relay stops");
-                    break;
+                changed = commits.changed() => {
+                    if changed.is_err() {
+                        // The store is gone: nothing more will be committed.
+                        warn!("commit signal closed; relay stops");
+                        break;
+                    }
+                    // Let the commits of the next few milliseconds join this pass.
+                    tokio::time::sleep(self.config.pass_interval).await;
                 },
                 Some(outcome) = self.outcomes.recv() => self.record(outcome),
-                () = tokio::time::sleep(self.config.tick) => {},
+                () = sleep_until_or_never(mark_at) => {},
+                () = tokio::time::sleep(self.config.tick) => self.must_read = true,
                 _ = shutdown.changed() => {},
             }
         }
@@ -117,10 +147,14 @@ impl<F: OutboxFeed> Relay<F> {
 
     fn record(&mut self, outcome: Outcome) {
         match outcome {
-            Outcome::Delivered(seq) => self.taken.push(seq),
+            Outcome::Delivered(seq) => {
+                self.taken_since.get_or_insert_with(Instant::now);
+                self.taken.push(seq);
+            }
             Outcome::Released(seq) => {
                 self.stats.released += 1;
                 self.in_flight.remove(&seq);
+                self.must_read = true;
                 if self.flushing {
                     self.skip.insert(seq);
                 }
@@ -134,6 +168,13 @@ impl<F: OutboxFeed> Relay<F> {
         }
     }
 
+    fn mark_due(&self) -> bool {
+        self.taken.len() >= self.config.batch
+            || self
+                .taken_since
+                .is_some_and(|since| since.elapsed() >= self.config.mark_interval)
+    }
+
     async fn mark_taken(&mut self) {
         if self.taken.is_empty() {
             return;
@@ -144,6 +185,7 @@ impl<F: OutboxFeed> Relay<F> {
                 for seq in self.taken.drain(..) {
                     self.in_flight.remove(&seq);
                 }
+                self.taken_since = None;
             }
             // Kept in flight and marked on the next pass: not published again meanwhile.
             Err(error) => warn!(%error, count = self.taken.len(), "cannot mark events delivered"),
@@ -172,6 +214,7 @@ impl<F: OutboxFeed> Relay<F> {
         let mut published = 0;
         for (seq, envelope) in events {
             if !self.skip.contains(&seq) && self.in_flight.insert(seq) {
+                self.last_published = self.last_published.max(seq);
                 debug!(seq, event_id = %envelope.id, event_type = envelope.event.type_name(),
                     "publishing");
                 self.topic.publish(seq, envelope, &self.outcomes_tx);
@@ -215,5 +258,13 @@ impl<F: OutboxFeed> Relay<F> {
             "outbox relay stopped"
         );
         self.stats
+    }
+}
+
+/// Sleeps until `at`, or forever if there is nothing to wait for.
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
