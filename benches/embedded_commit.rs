@@ -148,13 +148,16 @@ fn report(name: &str, store: &EmbeddedStore, observed: &Observed) {
     }
     let seconds = observed.elapsed.as_secs_f64().max(1e-9);
     let per_allocation = |cpu: Duration| cpu.as_secs_f64() * 1e6 / observed.allocations as f64;
+    let stats = store.stats();
     println!(
         "{name}: {:.0} allocations/s, {:.0} fsyncs/s, {:.2} commits per fsync (largest group so far \
-         {}), {} version conflicts, {} errors; CPU per allocation {:.0} us (writer thread {:.0} us)",
+         {}, mean durable commit {:.0} us), {} version conflicts, {} errors; CPU per allocation \
+         {:.0} us (writer thread {:.0} us)",
         observed.allocations as f64 / seconds,
         observed.fsyncs as f64 / seconds,
         observed.commits as f64 / (observed.fsyncs.max(1)) as f64,
-        store.stats().largest_group,
+        stats.largest_group,
+        stats.durable_commit_time.as_secs_f64() * 1e6 / stats.group_commits.max(1) as f64,
         observed.rejected,
         observed.errors,
         per_allocation(observed.cpu),
@@ -162,57 +165,66 @@ fn report(name: &str, store: &EmbeddedStore, observed: &Observed) {
     );
 }
 
-fn embedded_commit(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let read_mode = match std::env::var("EMBEDDED_READ_MODE").as_deref() {
-        Ok("blocking") => ReadMode::Blocking,
-        _ => ReadMode::Inline,
-    };
-    // EMBEDDED_BENCH_DIR=/dev/shm puts the store on tmpfs, where fsync is free: the CPU-bound figure.
-    let dir = match std::env::var_os("EMBEDDED_BENCH_DIR") {
-        Some(parent) => tempfile::tempdir_in(parent),
-        None => tempfile::tempdir(),
-    }
-    .expect("temporary directory");
-    let options = EmbeddedOptions {
-        read_mode,
-        ..EmbeddedOptions::default()
-    };
-    let store = Arc::new(EmbeddedStore::open_with(dir.path(), options).expect("open store"));
-    let bus = Arc::new(bus(Arc::clone(&store)));
-    let skus: Arc<Vec<String>> = Arc::new((0..SKUS).map(|n| format!("SKU-{n:04}")).collect());
-    runtime.block_on(async {
-        for sku in skus.iter() {
-            create_sku(&bus, sku).await;
+/// A store in a temporary directory with 1,000 SKUs, made on first use (not for filtered-out cases).
+struct Fixture {
+    store: Arc<EmbeddedStore>,
+    bus: Arc<Bus>,
+    skus: Arc<Vec<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(runtime: &tokio::runtime::Runtime) -> Self {
+        let read_mode = match std::env::var("EMBEDDED_READ_MODE").as_deref() {
+            Ok("blocking") => ReadMode::Blocking,
+            _ => ReadMode::Inline,
+        };
+        // EMBEDDED_BENCH_DIR=/dev/shm: the store on tmpfs, where fsync is free (the CPU-bound figure).
+        let dir = match std::env::var_os("EMBEDDED_BENCH_DIR") {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
         }
-    });
+        .expect("temporary directory");
+        let options = EmbeddedOptions {
+            read_mode,
+            ..EmbeddedOptions::default()
+        };
+        let store = Arc::new(EmbeddedStore::open_with(dir.path(), options).expect("open store"));
+        let bus = Arc::new(bus(Arc::clone(&store)));
+        let skus: Arc<Vec<String>> = Arc::new((0..SKUS).map(|n| format!("SKU-{n:04}")).collect());
+        runtime.block_on(async {
+            for sku in skus.iter() {
+                create_sku(&bus, sku).await;
+            }
+        });
+        Self {
+            store,
+            bus,
+            skus,
+            _dir: dir,
+        }
+    }
 
-    let mut group = c.benchmark_group("embedded_commit");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .sampling_mode(SamplingMode::Flat);
-
-    // One timed run: `prepare` (untimed) gives the SKUs to allocate on.
-    let timed = |prepare: &dyn Fn() -> Arc<Vec<String>>,
-                 tasks: usize,
-                 per_iter: u64,
-                 iters: u64,
-                 observed: &Mutex<Observed>| {
+    /// `iters` timed runs of `per_iter` allocations by `tasks` tasks on the SKUs `prepare` gives
+    /// (untimed); adds what the store's counters saw to `observed`.
+    fn timed(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        prepare: &dyn Fn(&Self) -> Arc<Vec<String>>,
+        tasks: usize,
+        per_iter: u64,
+        iters: u64,
+        observed: &Mutex<Observed>,
+    ) -> Duration {
         let mut elapsed = Duration::ZERO;
         for _ in 0..iters {
-            let skus = prepare();
-            let before = store.stats();
+            let skus = prepare(self);
+            let before = self.store.stats();
             let cpu_before = cpu_times();
             let start = Instant::now();
-            let errors = runtime.block_on(allocate(&bus, &skus, tasks, per_iter));
+            let errors = runtime.block_on(allocate(&self.bus, &skus, tasks, per_iter));
             let took = start.elapsed();
-            let after = store.stats();
+            let after = self.store.stats();
             let cpu_after = cpu_times();
             elapsed += took;
             let mut o = observed.lock().unwrap_or_else(|p| p.into_inner());
@@ -226,39 +238,56 @@ fn embedded_commit(c: &mut Criterion) {
             o.writer_cpu += cpu_after.1.saturating_sub(cpu_before.1);
         }
         elapsed
-    };
+    }
+}
+
+fn embedded_commit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let cell = std::cell::OnceCell::new();
+    let fixture = || cell.get_or_init(|| Fixture::new(&runtime));
+
+    let mut group = c.benchmark_group("embedded_commit");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sampling_mode(SamplingMode::Flat);
 
     group.throughput(Throughput::Elements(MANY_PER_ITER));
     for tasks in CONCURRENCY {
         let observed = Mutex::new(Observed::default());
-        let many = || Arc::clone(&skus);
+        let many = |f: &Fixture| Arc::clone(&f.skus);
         group.bench_function(BenchmarkId::new("many_skus", tasks), |b| {
-            b.iter_custom(|iters| timed(&many, tasks, MANY_PER_ITER, iters, &observed))
+            let f = fixture();
+            b.iter_custom(|iters| f.timed(&runtime, &many, tasks, MANY_PER_ITER, iters, &observed))
         });
-        report(
-            &format!("many_skus/{tasks}"),
-            &store,
-            &observed.lock().unwrap(),
-        );
+        let observed = observed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cell.get() {
+            report(&format!("many_skus/{tasks}"), &f.store, &observed);
+        }
     }
 
     group.throughput(Throughput::Elements(HOT_PER_ITER));
     for tasks in CONCURRENCY {
         let observed = Mutex::new(Observed::default());
         // A fresh hot SKU per run, so every run starts from the same (empty) product.
-        let hot = || {
+        let hot = |f: &Fixture| {
             let sku = format!("HOT-{}", ORDERS.fetch_add(1, Ordering::Relaxed));
-            runtime.block_on(create_sku(&bus, &sku));
+            runtime.block_on(create_sku(&f.bus, &sku));
             Arc::new(vec![sku])
         };
         group.bench_function(BenchmarkId::new("hot_sku", tasks), |b| {
-            b.iter_custom(|iters| timed(&hot, tasks, HOT_PER_ITER, iters, &observed))
+            let f = fixture();
+            b.iter_custom(|iters| f.timed(&runtime, &hot, tasks, HOT_PER_ITER, iters, &observed))
         });
-        report(
-            &format!("hot_sku/{tasks}"),
-            &store,
-            &observed.lock().unwrap(),
-        );
+        let observed = observed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cell.get() {
+            report(&format!("hot_sku/{tasks}"), &f.store, &observed);
+        }
     }
     group.finish();
 }
@@ -276,21 +305,22 @@ fn embedded_load(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
     for (cached, cache_lines) in [("cached", 100_000), ("decoded", 0)] {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let options = EmbeddedOptions {
-            product_cache_lines: cache_lines,
-            ..EmbeddedOptions::default()
-        };
-        let store = Arc::new(EmbeddedStore::open_with(dir.path(), options).expect("open store"));
-        let bus = Arc::new(bus(Arc::clone(&store)));
         for lines in [100u64, 10_000] {
-            let sku = format!("LOAD-{lines}");
-            let skus = Arc::new(vec![sku.clone()]);
-            runtime.block_on(async {
-                create_sku(&bus, &sku).await;
-                allocate(&bus, &skus, 16, lines).await;
-            });
             group.bench_function(BenchmarkId::new(cached, lines), |b| {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let options = EmbeddedOptions {
+                    product_cache_lines: cache_lines,
+                    ..EmbeddedOptions::default()
+                };
+                let store =
+                    Arc::new(EmbeddedStore::open_with(dir.path(), options).expect("open store"));
+                let bus = Arc::new(bus(Arc::clone(&store)));
+                let sku = format!("LOAD-{lines}");
+                let skus = Arc::new(vec![sku.clone()]);
+                runtime.block_on(async {
+                    create_sku(&bus, &sku).await;
+                    allocate(&bus, &skus, 16, lines).await;
+                });
                 b.iter(|| runtime.block_on(store.load(&sku)).expect("load"))
             });
         }

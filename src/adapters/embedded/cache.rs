@@ -140,6 +140,7 @@ impl ProductCache {
 }
 
 /// Whether two products hold the same state (for the debug check of cache hits).
+#[cfg(debug_assertions)]
 pub(super) fn same_state(a: &Product, b: &Product) -> bool {
     a.sku() == b.sku() && a.version_number() == b.version_number() && a.batches() == b.batches()
 }

@@ -80,6 +80,8 @@ pub struct EmbeddedStats {
     pub failed_groups: u64,
     /// The most requests one group held.
     pub largest_group: u64,
+    /// Time spent in durable commits (writing the group's pages and the fsync).
+    pub durable_commit_time: std::time::Duration,
 }
 
 /// A durable store in one redb file in a directory of its own. See the module documentation.
@@ -179,6 +181,7 @@ impl EmbeddedStore {
             rejected: get(&c.rejected),
             failed_groups: get(&c.failed_groups),
             largest_group: get(&c.largest_group),
+            durable_commit_time: std::time::Duration::from_nanos(get(&c.durable_commit_nanos)),
         }
     }
 

@@ -63,6 +63,8 @@ pub(super) struct Counters {
     pub rejected: AtomicU64,
     pub failed_groups: AtomicU64,
     pub largest_group: AtomicU64,
+    /// Nanoseconds spent in durable commits (flush and fsync).
+    pub durable_commit_nanos: AtomicU64,
 }
 
 /// State shared with the store's handle: counters, and the commit signal for relays.
@@ -132,8 +134,8 @@ impl Writer {
     /// Serves requests until every sender is gone or a `Shutdown` arrives.
     pub fn run(mut self) {
         loop {
-            // A request already waiting means callers are queueing behind the disk: worth gathering.
-            let (first, contended) = match self.requests.try_recv() {
+            // Requests already waiting were sent by callers other than those just answered.
+            let (first, waiting) = match self.requests.try_recv() {
                 Ok(request) => (request, true),
                 Err(TryRecvError::Empty) => match self.requests.recv() {
                     Ok(request) => (request, false),
@@ -143,8 +145,10 @@ impl Writer {
             };
             let mut group = Group::new(first);
             group.drain(&self.requests);
-            if contended {
-                self.gather(&mut group);
+            // Callers are queueing behind the disk, or several were answered together: gather.
+            if waiting || self.last_answered > 1 {
+                let waited = if waiting { group.requests.len() } else { 0 };
+                self.gather(&mut group, (waited + self.last_answered).min(MAX_GROUP));
             }
             let stop = group.stop;
             self.commit_group(group.requests);
@@ -155,13 +159,12 @@ impl Writer {
     }
 
     /// Waits a little for the callers answered by the previous group, who usually come straight back
-    /// with their next commit: without this, under load, callers split into two cohorts that take
-    /// turns, each group holding about half of them. Waits until the group holds the waiting requests
-    /// plus the previous group's successful ones, or at most half a recent commit's duration (so a
-    /// group never costs more than it saves), and only while requests queue up (never for a lone
-    /// caller).
-    fn gather(&self, group: &mut Group) {
-        let target = (group.requests.len() + self.last_answered).min(MAX_GROUP);
+    /// with their next commit: without this, under load, callers split into cohorts that take turns,
+    /// each group holding only part of them. Waits until the group holds `target` requests (those
+    /// that were waiting plus the previous group's successful ones), or at most half a recent durable
+    /// commit's duration, so that a group never waits longer than the commit it saves; a lone caller
+    /// never waits.
+    fn gather(&self, group: &mut Group, target: usize) {
         let deadline = Instant::now() + (self.commit_time / 2).min(MAX_LINGER);
         while !group.stop && group.requests.len() < target {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -185,6 +188,10 @@ impl Writer {
         match self.apply(&group) {
             Ok(applied) => {
                 counters.group_commits.fetch_add(1, Ordering::Relaxed);
+                let nanos = u64::try_from(applied.commit_time.as_nanos()).unwrap_or(u64::MAX);
+                counters
+                    .durable_commit_nanos
+                    .fetch_add(nanos, Ordering::Relaxed);
                 if applied.next_seq != self.next_seq {
                     self.shared.outbox_head.send_replace(applied.next_seq - 1);
                 }
