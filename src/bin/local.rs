@@ -70,7 +70,30 @@ enum Command {
     DeadLetters,
 }
 
+/// Uses one glibc malloc arena (by default up to 8 per core, one per thread that allocated): with the
+/// store's writer thread, the runtime's workers and its blocking pool, memory freed in one thread's
+/// arena is otherwise kept from the others (measured under a hot-SKU load: 68 MB peak resident with
+/// the default, 45 MB with one arena, throughput unchanged). `MALLOC_ARENA_MAX`, if set, still wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    const M_ARENA_MAX: std::ffi::c_int = -8;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tuning parameter of the allocator; it is called before any
+        // other thread exists.
+        unsafe {
+            mallopt(M_ARENA_MAX, 1);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     if std::env::var_os("RUST_LOG").is_none() {
         // The local server logs each request itself (with latency and request id): keep the shared
