@@ -1,7 +1,8 @@
 //! The writer thread: owns the write side and group-commits every waiting request in one fsync.
 //!
 //! Callers send a [`Request`] with a oneshot reply. The thread takes the first waiting request, drains
-//! all others that are waiting (up to [`MAX_GROUP`]), and applies them in ONE redb write transaction:
+//! all others that are waiting (up to [`MAX_GROUP`]), under load waits briefly for the callers it just
+//! answered (`Writer::gather`), and applies them in ONE redb write transaction:
 //! each commit's conditions are checked against the state including the earlier requests of the group,
 //! and only a commit whose checks all pass writes anything. Then the transaction is committed once
 //! (one fsync, `Durability::Immediate`) and every request is answered. Nothing is answered before its
@@ -160,14 +161,20 @@ impl Writer {
 
     /// Waits a little for the callers answered by the previous group, who usually come straight back
     /// with their next commit: without this, under load, callers split into cohorts that take turns,
-    /// each group holding only part of them. Waits until the group holds `target` requests (those
-    /// that were waiting plus the previous group's successful ones), or at most half a recent durable
-    /// commit's duration, so that a group never waits longer than the commit it saves; a lone caller
-    /// never waits.
+    /// each group holding only part of them. Stops when the group holds `target` requests (those that
+    /// were waiting plus the previous group's successful ones), when the next request does not come
+    /// within the group's time per request so far (waiting longer would lower the throughput), or
+    /// after one recent durable commit's duration (at most [`MAX_LINGER`]). A lone caller never waits.
     fn gather(&self, group: &mut Group, target: usize) {
-        let deadline = Instant::now() + (self.commit_time / 2).min(MAX_LINGER);
+        let start = Instant::now();
+        let deadline = start + self.commit_time.min(MAX_LINGER);
         while !group.stop && group.requests.len() < target {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            let now = Instant::now();
+            let size = u32::try_from(group.requests.len())
+                .unwrap_or(u32::MAX)
+                .max(1);
+            let per_request = (now - start + self.commit_time) / size;
+            let Some(left) = deadline.min(now + per_request).checked_duration_since(now) else {
                 break;
             };
             match self.requests.recv_timeout(left) {
