@@ -6,7 +6,8 @@
 //! `cargo bench --no-default-features --features local --bench embedded_commit`
 //! (`EMBEDDED_READ_MODE=blocking` runs the reads on tokio's blocking pool instead of inline;
 //! `EMBEDDED_BENCH_DIR=/dev/shm` puts the store on tmpfs, where fsync costs nothing; `-- many_skus`
-//! runs only the cases whose name has that filter).
+//! runs only the cases whose name has that filter; `EMBEDDED_CACHE_MB` and `EMBEDDED_PRODUCT_CACHE_LINES`
+//! override the store's cache sizes).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -152,7 +153,7 @@ fn report(name: &str, store: &EmbeddedStore, observed: &Observed) {
     println!(
         "{name}: {:.0} allocations/s, {:.0} fsyncs/s, {:.2} commits per fsync (largest group so far \
          {}, mean durable commit {:.0} us), {} version conflicts, {} errors; CPU per allocation \
-         {:.0} us (writer thread {:.0} us)",
+         {:.0} us (writer thread {:.0} us); product cache hits {} misses {} (so far)",
         observed.allocations as f64 / seconds,
         observed.fsyncs as f64 / seconds,
         observed.commits as f64 / (observed.fsyncs.max(1)) as f64,
@@ -162,7 +163,13 @@ fn report(name: &str, store: &EmbeddedStore, observed: &Observed) {
         observed.errors,
         per_allocation(observed.cpu),
         per_allocation(observed.writer_cpu),
+        stats.product_cache_hits,
+        stats.product_cache_misses,
     );
+}
+
+fn env_number(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 /// A store in a temporary directory with 1,000 SKUs, made on first use (not for filtered-out cases).
@@ -185,10 +192,16 @@ impl Fixture {
             None => tempfile::tempdir(),
         }
         .expect("temporary directory");
-        let options = EmbeddedOptions {
+        let mut options = EmbeddedOptions {
             read_mode,
             ..EmbeddedOptions::default()
         };
+        if let Some(mb) = env_number("EMBEDDED_CACHE_MB") {
+            options.cache_size = mb << 20;
+        }
+        if let Some(lines) = env_number("EMBEDDED_PRODUCT_CACHE_LINES") {
+            options.product_cache_lines = lines;
+        }
         let store = Arc::new(EmbeddedStore::open_with(dir.path(), options).expect("open store"));
         let bus = Arc::new(bus(Arc::clone(&store)));
         let skus: Arc<Vec<String>> = Arc::new((0..SKUS).map(|n| format!("SKU-{n:04}")).collect());

@@ -25,6 +25,8 @@ struct Inner {
     entries: HashMap<String, Entry>,
     lines: usize,
     clock: u64,
+    hits: u64,
+    misses: u64,
 }
 
 /// Decoded products, bounded by their total number of batches and lines.
@@ -68,15 +70,32 @@ impl ProductCache {
             let mut inner = self.inner();
             inner.clock += 1;
             let clock = inner.clock;
-            let entry = inner.entries.get_mut(sku)?;
-            if entry.version != version {
-                return None;
+            let hit = match inner.entries.get_mut(sku) {
+                Some(entry) if entry.version == version => {
+                    entry.last_used = clock;
+                    Some(Arc::clone(&entry.product))
+                }
+                _ => None,
+            };
+            match hit {
+                Some(product) => {
+                    inner.hits += 1;
+                    product
+                }
+                None => {
+                    inner.misses += 1;
+                    return None;
+                }
             }
-            entry.last_used = clock;
-            Arc::clone(&entry.product)
         };
         // Copied outside the lock: a large product does not hold up other loads.
         Some(Product::clone(&product))
+    }
+
+    /// Loads answered from the cache, and loads that decoded the records.
+    pub(super) fn hits_and_misses(&self) -> (u64, u64) {
+        let inner = self.inner();
+        (inner.hits, inner.misses)
     }
 
     /// Remembers a copy of `product` (without its pending changes and events) as the state of its SKU
@@ -116,23 +135,28 @@ impl ProductCache {
         }
         inner.lines += lines;
         if inner.lines > self.budget {
-            Self::evict(&mut inner, self.budget * 3 / 4);
+            Self::evict(&mut inner, self.budget);
         }
     }
 
-    /// Drops the least recently used entries until at most `target` lines are held.
+    /// Drops entries until at most `target` lines are held: each time the least recently used of a
+    /// few sampled at random (approximate LRU). Unlike strict LRU, this keeps a useful share of hits
+    /// when requests cycle through more products than the cache holds (strict LRU then evicts exactly
+    /// the product that is needed next).
     fn evict(inner: &mut Inner, target: usize) {
-        let mut by_age: Vec<(u64, String)> = inner
-            .entries
-            .iter()
-            .map(|(sku, entry)| (entry.last_used, sku.clone()))
-            .collect();
-        by_age.sort_unstable();
-        for (_, sku) in by_age {
-            if inner.lines <= target {
-                break;
-            }
-            if let Some(old) = inner.entries.remove(&sku) {
+        const SAMPLES: usize = 5;
+        while inner.lines > target && !inner.entries.is_empty() {
+            let start = fastrand::usize(..inner.entries.len());
+            let victim = inner
+                .entries
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(SAMPLES.min(inner.entries.len()))
+                .min_by_key(|(_, entry)| entry.last_used)
+                .map(|(sku, _)| sku.clone());
+            let Some(victim) = victim else { break };
+            if let Some(old) = inner.entries.remove(&victim) {
                 inner.lines -= old.lines;
             }
         }
@@ -143,4 +167,61 @@ impl ProductCache {
 #[cfg(debug_assertions)]
 pub(super) fn same_state(a: &Product, b: &Product) -> bool {
     a.sku() == b.sku() && a.version_number() == b.version_number() && a.batches() == b.batches()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Batch, OrderLine};
+
+    fn product(sku: &str, version: u64, lines: usize) -> Product {
+        let batch = Batch::new(format!("{sku}-b"), sku, 1_000_000, None).unwrap();
+        let mut product = Product::restore(sku, 0, vec![batch]).unwrap();
+        for n in 0..lines {
+            product
+                .allocate(&OrderLine::new(format!("o{n}"), sku, 1).unwrap())
+                .unwrap();
+        }
+        // The version as stored, whatever the allocations above counted.
+        Product::restore(sku, version, product.batches().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_hit_needs_the_stored_version() {
+        let cache = ProductCache::new(1_000);
+        cache.put(&product("A", 3, 2));
+        assert!(cache.get("A", 3).is_some());
+        assert!(
+            cache.get("A", 4).is_none(),
+            "a newer stored version is a miss"
+        );
+        assert!(cache.get("B", 3).is_none());
+        // An older version never replaces a newer one.
+        cache.put(&product("A", 2, 1));
+        assert_eq!(cache.get("A", 3).unwrap().version_number(), 3);
+        cache.put(&product("A", 4, 3));
+        let hit = cache.get("A", 4).unwrap();
+        assert!(same_state(&hit, &product("A", 4, 3)));
+        assert_eq!(cache.hits_and_misses(), (3, 2));
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_budget() {
+        let cache = ProductCache::new(100);
+        for n in 0..50 {
+            cache.put(&product(&format!("S{n}"), 1, 8)); // 10 lines each
+            assert!(cache.inner().lines <= 100);
+        }
+        assert!(cache.inner().entries.len() >= 9);
+        // A product larger than a quarter of the budget is not cached.
+        cache.put(&product("BIG", 1, 30));
+        assert!(cache.get("BIG", 1).is_none());
+    }
+
+    #[test]
+    fn a_disabled_cache_holds_nothing() {
+        let cache = ProductCache::new(0);
+        cache.put(&product("A", 1, 1));
+        assert!(cache.get("A", 1).is_none());
+    }
 }

@@ -50,17 +50,17 @@ pub struct EmbeddedOptions {
     /// redb's page cache, in bytes.
     pub cache_size: usize,
     pub read_mode: ReadMode,
-    /// How many batches and lines of decoded products the product cache may hold (0: no cache).
-    /// About 150 bytes each.
+    /// How many batches and lines of decoded products the product cache may hold (0: no cache);
+    /// roughly 250 bytes each. A product larger than a quarter of this is never cached.
     pub product_cache_lines: usize,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         Self {
-            cache_size: 16 * 1024 * 1024,
+            cache_size: 8 * 1024 * 1024,
             read_mode: ReadMode::Inline,
-            product_cache_lines: 50_000,
+            product_cache_lines: 20_000,
         }
     }
 }
@@ -82,6 +82,10 @@ pub struct EmbeddedStats {
     pub largest_group: u64,
     /// Time spent in durable commits (writing the group's pages and the fsync).
     pub durable_commit_time: std::time::Duration,
+    /// Loads answered from the product cache.
+    pub product_cache_hits: u64,
+    /// Loads that decoded the product's records (the cache did not hold its stored version).
+    pub product_cache_misses: u64,
 }
 
 /// A durable store in one redb file in a directory of its own. See the module documentation.
@@ -174,7 +178,10 @@ impl EmbeddedStore {
     pub fn stats(&self) -> EmbeddedStats {
         let c = &self.shared.counters;
         let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let (product_cache_hits, product_cache_misses) = self.products.hits_and_misses();
         EmbeddedStats {
+            product_cache_hits,
+            product_cache_misses,
             group_commits: get(&c.group_commits),
             requests: get(&c.requests),
             commits: get(&c.commits),
