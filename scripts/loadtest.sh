@@ -31,6 +31,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# One 4 KiB write + fdatasync, 200 times, in the data dir's file system: the disk's sync latency now.
+fsync_probe() {
+    local start end
+    start=$(date +%s%N)
+    dd if=/dev/zero of="$work/probe" bs=4k count=200 oflag=dsync status=none
+    end=$(date +%s%N)
+    rm -f "$work/probe"
+    echo $(( (end - start) / 200 / 1000 ))
+}
+fsync_before_us=$(fsync_probe)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
 echo "==> starting the server" >&2
 "$server_bin" --addr 127.0.0.1:0 --data-dir "$work/data" >"$work/stdout" 2>"$work/server.log" &
 pid=$!
@@ -49,17 +61,19 @@ echo "==> load: $CONNECTIONS connections, $SECONDS_PER_RUN s per run, $SKUS SKUs
     --skus "$SKUS" --server-pid "$pid" --json "$work/results.jsonl" | tee "$work/table.md" >&2
 
 hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
 kill -TERM "$pid"
 for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$pid" 2>/dev/null; then echo "server did not stop within 30 s" >&2; exit 1; fi
 pid=""
 store_bytes=$(stat -c %s "$work/data/allocation.redb")
+fsync_after_us=$(fsync_probe)
 stats=$(grep 'store statistics' "$work/server.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')
 field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$stats"; }
 commits=$(field commits); group_commits=$(field group_commits); requests=$(field requests)
 largest_group=$(field largest_group)
-server_errors=$(grep -c ' status=5' "$work/server.log" || true)
+server_errors=$(sed 's/\x1b\[[0-9;]*m//g' "$work/server.log" | grep -c ' status=5' || true)
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 cores=$(nproc)
@@ -83,6 +97,8 @@ the whole run; anything else counts as an error. Each run lasts $SECONDS_PER_RUN
 system time over the run's wall time (200% = both cores).
 
 Machine: $cores cores ($cpu), Linux $kernel, data dir on $fs. Client and server share the cores.
+Conditions: one 4 KiB write + fdatasync took ${fsync_before_us} µs before the runs and ${fsync_after_us} µs
+after; load average $load_before before, $load_after after (other work on the machine shows here).
 
 $(cat "$work/table.md")
 
