@@ -1,5 +1,6 @@
 //! `Product`: the aggregate (one SKU and all its batches), the consistency boundary of every change.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use super::{validate_identifier, Batch, Changes, DomainError, Event, OrderLine};
@@ -109,9 +110,11 @@ impl Product {
                 product_sku: self.sku.clone(),
             });
         }
-        if let Some(reference) = self.allocated_to.get(line.orderid()) {
-            return Ok(Some(reference.clone()));
-        }
+        // One probe of the (possibly large) line index serves both the idempotency check and the insert.
+        let slot = match self.allocated_to.entry(line.orderid().to_owned()) {
+            Entry::Occupied(existing) => return Ok(Some(existing.get().clone())),
+            Entry::Vacant(slot) => slot,
+        };
         // The line is in no batch (checked above), so room is all a batch needs.
         let Some(batch) = self.batches.iter_mut().find(|b| b.has_room_for(line)) else {
             self.events.push(Event::OutOfStock {
@@ -123,8 +126,7 @@ impl Product {
         };
         batch.allocate(line);
         let reference = batch.reference().to_owned();
-        self.allocated_to
-            .insert(line.orderid().to_owned(), reference.clone());
+        slot.insert(reference.clone());
         self.changes.lines.insert(line.orderid().to_owned());
         self.events.push(Event::Allocated {
             orderid: line.orderid().to_owned(),
