@@ -102,7 +102,7 @@ impl ProductCache {
     /// at its version, unless the cache already holds a later version or the product is too large.
     pub(super) fn put(&self, product: &Product) {
         let lines = size(product);
-        if self.budget == 0 || lines > self.budget / 4 {
+        if self.budget == 0 || lines > self.budget / 2 {
             return;
         }
         let sku = product.sku();
@@ -213,8 +213,8 @@ mod tests {
             assert!(cache.inner().lines <= 100);
         }
         assert!(cache.inner().entries.len() >= 9);
-        // A product larger than a quarter of the budget is not cached.
-        cache.put(&product("BIG", 1, 30));
+        // A product larger than half the budget is not cached.
+        cache.put(&product("BIG", 1, 60));
         assert!(cache.get("BIG", 1).is_none());
     }
 

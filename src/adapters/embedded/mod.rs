@@ -51,7 +51,7 @@ pub struct EmbeddedOptions {
     pub cache_size: usize,
     pub read_mode: ReadMode,
     /// How many batches and lines of decoded products the product cache may hold (0: no cache);
-    /// roughly 250 bytes each. A product larger than a quarter of this is never cached.
+    /// roughly 250 bytes each. A product larger than half of this is never cached.
     pub product_cache_lines: usize,
 }
 
