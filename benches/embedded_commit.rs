@@ -46,6 +46,7 @@ struct Observed {
     /// CPU time of the whole process, and of the store's writer thread.
     cpu: Duration,
     writer_cpu: Duration,
+    written: u64,
 }
 
 /// User + system CPU time from a `/proc/.../stat` file (Linux; zero elsewhere).
@@ -68,8 +69,9 @@ fn cpu_time(stat: &std::path::Path) -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
-/// CPU time of the process and of the thread named `embedded-store-writer`.
-fn cpu_times() -> (Duration, Duration) {
+/// CPU time of the process and of the thread named `embedded-store-writer`, and the bytes that thread
+/// has written (`wchar` of its `/proc/.../io`).
+fn cpu_times() -> (Duration, Duration, u64) {
     let process = cpu_time(std::path::Path::new("/proc/self/stat"));
     let writer = std::fs::read_dir("/proc/self/task")
         .into_iter()
@@ -78,9 +80,18 @@ fn cpu_times() -> (Duration, Duration) {
         .find(|task| {
             std::fs::read_to_string(task.path().join("comm"))
                 .is_ok_and(|name| name.starts_with("embedded-store"))
+        });
+    let Some(writer) = writer else {
+        return (process, Duration::ZERO, 0);
+    };
+    let written = std::fs::read_to_string(writer.path().join("io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|line| line.strip_prefix("wchar: ")?.trim().parse().ok())
         })
-        .map_or(Duration::ZERO, |task| cpu_time(&task.path().join("stat")));
-    (process, writer)
+        .unwrap_or(0);
+    (process, cpu_time(&writer.path().join("stat")), written)
 }
 
 fn bus(store: Arc<EmbeddedStore>) -> Bus {
@@ -153,7 +164,8 @@ fn report(name: &str, store: &EmbeddedStore, observed: &Observed) {
     println!(
         "{name}: {:.0} allocations/s, {:.0} fsyncs/s, {:.2} commits per fsync (largest group so far \
          {}, mean durable commit {:.0} us), {} version conflicts, {} errors; CPU per allocation \
-         {:.0} us (writer thread {:.0} us); product cache hits {} misses {} (so far)",
+         {:.0} us (writer thread {:.0} us); {:.0} KB written per fsync; product cache hits {} misses \
+         {} (so far)",
         observed.allocations as f64 / seconds,
         observed.fsyncs as f64 / seconds,
         observed.commits as f64 / (observed.fsyncs.max(1)) as f64,
@@ -163,6 +175,7 @@ fn report(name: &str, store: &EmbeddedStore, observed: &Observed) {
         observed.errors,
         per_allocation(observed.cpu),
         per_allocation(observed.writer_cpu),
+        observed.written as f64 / 1024.0 / observed.fsyncs.max(1) as f64,
         stats.product_cache_hits,
         stats.product_cache_misses,
     );
@@ -249,6 +262,7 @@ impl Fixture {
             o.errors += errors;
             o.cpu += cpu_after.0.saturating_sub(cpu_before.0);
             o.writer_cpu += cpu_after.1.saturating_sub(cpu_before.1);
+            o.written += cpu_after.2.saturating_sub(cpu_before.2);
         }
         elapsed
     }
