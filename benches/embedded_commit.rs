@@ -6,8 +6,8 @@
 //! `cargo bench --no-default-features --features local --bench embedded_commit`
 //! (`EMBEDDED_READ_MODE=blocking` runs the reads on tokio's blocking pool instead of inline;
 //! `EMBEDDED_BENCH_DIR=/dev/shm` puts the store on tmpfs, where fsync costs nothing; `-- many_skus`
-//! runs only the cases whose name has that filter; `EMBEDDED_CACHE_MB` and `EMBEDDED_PRODUCT_CACHE_LINES`
-//! override the store's cache sizes).
+//! runs only the cases whose name has that filter; `EMBEDDED_CACHE_MB` and
+//! `EMBEDDED_PRODUCT_CACHE_LINES` override the store's cache sizes).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

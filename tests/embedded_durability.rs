@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use allocation::adapters::embedded::{EmbeddedStore, DATABASE_FILE};
 use allocation::domain::{Allocate, CreateBatch, Event, EventEnvelope};
 use allocation::service::{
-    EventWiring, MessageBus, NoNotifications, RetryPolicy, Store, StoreError,
+    EventWiring, MessageBus, NoNotifications, RetryPolicy, ServiceError, Store, StoreError,
     StoreUnitOfWorkFactory,
 };
 
@@ -463,10 +463,11 @@ async fn after_shutdown_writes_are_unavailable_and_reads_still_work() {
     )
     .await
     .expect("answers, never hangs");
-    assert!(
-        matches!(&refused, Err(allocation::service::ServiceError::Store(StoreError::Unavailable(m))) if m.contains("writer")),
-        "{refused:?}"
-    );
+    let unavailable = match &refused {
+        Err(ServiceError::Store(StoreError::Unavailable(message))) => message.contains("writer"),
+        _ => false,
+    };
+    assert!(unavailable, "{refused:?}");
     assert!(matches!(
         store.mark_delivered(&[1]).await,
         Err(StoreError::Unavailable(_))

@@ -26,7 +26,8 @@ pub(super) const ALLOCATIONS: TableDefinition<(&str, &str), &[u8]> =
 pub(super) const BATCH_REFS: TableDefinition<&str, &str> = TableDefinition::new("batch_refs");
 /// (order id, sku) → batch reference: the `allocations_for_order` read model.
 pub(super) const ORDERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("orders");
-/// (sku, version, sequence) → (global outbox sequence number, `OutboxRecord` JSON). Kept after delivery.
+/// (sku, version, sequence) → (global outbox sequence number, `OutboxRecord` JSON); kept after
+/// delivery.
 pub(super) const OUTBOX: TableDefinition<(&str, u64, u32), (u64, &[u8])> =
     TableDefinition::new("outbox");
 /// global outbox sequence number → outbox key, for events not yet delivered, in commit order.
