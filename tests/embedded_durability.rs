@@ -541,3 +541,83 @@ async fn undecodable_stored_data_is_corrupt_with_its_key() {
         Some("DESK")
     );
 }
+
+/// Commits racing in the same groups: of several new products with one SKU exactly one is written
+/// (the others are version conflicts and write nothing), of several new batches with one reference
+/// exactly one, and the unrelated commits of the same groups all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_in_a_group_writes_nothing_and_the_others_land() {
+    use allocation::domain::{Batch, Product};
+    use allocation::service::{UnitOfWork, UnitOfWorkFactory};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let uows = Arc::new(StoreUnitOfWorkFactory::new(
+        Arc::clone(&store),
+        EventWiring::outbox(),
+    ));
+    let tasks: Vec<_> = (0..24)
+        .map(|n| {
+            let uows = Arc::clone(&uows);
+            tokio::spawn(async move {
+                // 0..8: the same SKU; 8..16: the same batch reference on distinct SKUs; 16..24: unique.
+                let (sku, reference) = match n {
+                    0..8 => ("SAME-SKU".to_owned(), format!("same-sku-b{n}")),
+                    8..16 => (format!("SKU-{n}"), "same-ref".to_owned()),
+                    _ => (format!("SKU-{n}"), format!("b{n}")),
+                };
+                let mut uow = uows.begin(None);
+                let product = uow.add(Product::new(&sku).unwrap());
+                product
+                    .add_batch(Batch::new(&reference, &sku, 10, None).unwrap())
+                    .unwrap();
+                (n, sku, reference, uow.commit().await)
+            })
+        })
+        .collect();
+    let mut same_sku_winners = Vec::new();
+    let mut same_ref_winners = Vec::new();
+    for task in tasks {
+        let (n, sku, reference, result) = task.await.unwrap();
+        match (n, result) {
+            (0..8, Ok(())) => same_sku_winners.push(reference),
+            (0..8, Err(e)) => assert_eq!(e, StoreError::VersionConflict { sku }),
+            (8..16, Ok(())) => same_ref_winners.push(sku),
+            (8..16, Err(e)) => {
+                assert_eq!(e, StoreError::DuplicateBatchReference(reference));
+                assert!(
+                    store.load(&sku).await.unwrap().is_none(),
+                    "{sku} wrote nothing"
+                );
+            }
+            (_, result) => assert_eq!(result, Ok(()), "unrelated commit {n}"),
+        }
+    }
+    assert_eq!(same_sku_winners.len(), 1);
+    assert_eq!(same_ref_winners.len(), 1);
+    let product = store.load("SAME-SKU").await.unwrap().unwrap();
+    let batches: Vec<_> = product
+        .batches()
+        .iter()
+        .map(|b| b.reference().to_owned())
+        .collect();
+    assert_eq!(
+        batches, same_sku_winners,
+        "only the winner's batch is stored"
+    );
+    assert_eq!(
+        store.sku_of_batch("same-ref").await.unwrap().as_ref(),
+        same_ref_winners.first()
+    );
+    for n in 0..8 {
+        let reference = format!("same-sku-b{n}");
+        let expected = same_sku_winners
+            .contains(&reference)
+            .then(|| "SAME-SKU".to_owned());
+        assert_eq!(store.sku_of_batch(&reference).await.unwrap(), expected);
+    }
+    for n in 16..24 {
+        assert!(store.load(&format!("SKU-{n}")).await.unwrap().is_some());
+    }
+    assert_eq!(store.stats().rejected, 14);
+}
