@@ -22,11 +22,14 @@ use allocation::service::{out_of_stock_message, Bus, Store};
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use lambda_http::Body;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use support::moto::{moto, unique_name, Moto};
+use support::queues::{subscribed_queue, Queue};
 
 const SKU: &str = "RED-CHAIR";
 /// The event source mapping's `BatchSize` for the stream in template.yaml.
@@ -46,11 +49,6 @@ struct Cloud {
     /// A stand-in for the email subscription: raw delivery off, filter `OutOfStock`.
     email_queue: Queue,
     stream: StreamReader,
-}
-
-struct Queue {
-    url: String,
-    arn: String,
 }
 
 impl Cloud {
@@ -178,45 +176,6 @@ fn invocation<T>(payload: T) -> LambdaEvent<T> {
     LambdaEvent::new(payload, context)
 }
 
-/// A queue subscribed to the topic, filtered on `event_type`.
-async fn subscribed_queue(moto: &Moto, topic_arn: &str, event_type: &str, raw: bool) -> Queue {
-    let sqs = aws_sdk_sqs::Client::new(moto.sdk_config());
-    let url = sqs
-        .create_queue()
-        .queue_name(unique_name(event_type))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    aws_sdk_sns::Client::new(moto.sdk_config())
-        .subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(&arn)
-        .attributes("RawMessageDelivery", raw.to_string())
-        .attributes("FilterPolicyScope", "MessageAttributes")
-        .attributes(
-            "FilterPolicy",
-            json!({ "event_type": [event_type] }).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    Queue { url, arn }
-}
-
 async fn receive(moto: &Moto, queue_url: &str, max: i32) -> Vec<aws_sdk_sqs::types::Message> {
     aws_sdk_sqs::Client::new(moto.sdk_config())
         .receive_message()
@@ -298,17 +257,16 @@ fn lambda_stream_record(record: &aws_sdk_dynamodbstreams::types::Record, table: 
 
 /// DynamoDB's JSON form of an attribute value (`{"S": "..."}`, ...).
 fn attribute_json(value: &AttributeValue) -> Value {
-    use base64_encoding::encode;
     match value {
         AttributeValue::S(s) => json!({ "S": s }),
         AttributeValue::N(n) => json!({ "N": n }),
-        AttributeValue::B(b) => json!({ "B": encode(b.as_ref()) }),
+        AttributeValue::B(b) => json!({ "B": BASE64.encode(b.as_ref()) }),
         AttributeValue::Bool(b) => json!({ "BOOL": b }),
         AttributeValue::Null(n) => json!({ "NULL": n }),
         AttributeValue::Ss(v) => json!({ "SS": v }),
         AttributeValue::Ns(v) => json!({ "NS": v }),
         AttributeValue::Bs(v) => {
-            json!({ "BS": v.iter().map(|b| encode(b.as_ref())).collect::<Vec<_>>() })
+            json!({ "BS": v.iter().map(|b| BASE64.encode(b.as_ref())).collect::<Vec<_>>() })
         }
         AttributeValue::L(v) => json!({ "L": v.iter().map(attribute_json).collect::<Vec<_>>() }),
         AttributeValue::M(m) => json!({
@@ -651,29 +609,4 @@ async fn out_of_stock_reaches_the_topic_with_a_readable_text() {
     assert!(receive(moto, &cloud.reallocation_queue.url, 10)
         .await
         .is_empty());
-}
-
-/// Standard base64, for binary attributes (none in this table's items today).
-mod base64_encoding {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(bytes: &[u8]) -> String {
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
 }

@@ -18,11 +18,11 @@ use allocation::entrypoints::lambda::{http, init, sqs, streams};
 use allocation::service::{out_of_stock_message, Bus, Store};
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
-use aws_sdk_sqs::types::QueueAttributeName;
 use lambda_http::Body;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use support::moto::{moto, unique_name, Moto};
+use support::queues::subscribed_queue;
 
 const SKU: &str = "SMALL-TABLE";
 /// The stream record's `SequenceNumber` in `publish_events.json`.
@@ -117,7 +117,9 @@ impl Functions {
             .await
             .unwrap();
         let topic_arn = topic.topic_arn().unwrap().to_owned();
-        let out_of_stock_queue = subscribe_queue(moto, &topic_arn, "OutOfStock").await;
+        let out_of_stock_queue = subscribed_queue(moto, &topic_arn, "OutOfStock", true)
+            .await
+            .url;
         Self {
             bus: init::bus_over(moto.sdk_config(), table),
             publisher: SnsPublisher::new(sns, topic_arn),
@@ -189,42 +191,6 @@ impl Functions {
             .filter(|(order, _)| *order == orderid)
             .count()
     }
-}
-
-/// Creates a queue subscribed to the topic with raw delivery, filtered on `event_type`; answers its URL.
-async fn subscribe_queue(moto: &Moto, topic_arn: &str, event_type: &str) -> String {
-    let sqs = aws_sdk_sqs::Client::new(moto.sdk_config());
-    let url = sqs
-        .create_queue()
-        .queue_name(unique_name(event_type))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let queue_arn = attributes.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
-    aws_sdk_sns::Client::new(moto.sdk_config())
-        .subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .attributes(
-            "FilterPolicy",
-            json!({ "event_type": [event_type] }).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    url
 }
 
 /// Every message waiting in the queue (moto delivers synchronously), deleted.

@@ -1,0 +1,53 @@
+//! SQS queues subscribed to an SNS topic on moto, as the template subscribes the reallocation queue.
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::json;
+
+use super::moto::{unique_name, Moto};
+
+/// A queue's URL (to receive) and ARN (as Lambda's event source sees it).
+pub struct Queue {
+    pub url: String,
+    pub arn: String,
+}
+
+/// A new queue subscribed to `topic_arn`, filtered on the `event_type` message attribute; `raw` is
+/// SNS's RawMessageDelivery (the body is the message itself, not SNS's JSON envelope).
+pub async fn subscribed_queue(moto: &Moto, topic_arn: &str, event_type: &str, raw: bool) -> Queue {
+    let sqs = aws_sdk_sqs::Client::new(moto.sdk_config());
+    let url = sqs
+        .create_queue()
+        .queue_name(unique_name(event_type))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .expect("queue arn")
+        .clone();
+    aws_sdk_sns::Client::new(moto.sdk_config())
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(&arn)
+        .attributes("RawMessageDelivery", raw.to_string())
+        .attributes("FilterPolicyScope", "MessageAttributes")
+        .attributes(
+            "FilterPolicy",
+            json!({ "event_type": [event_type] }).to_string(),
+        )
+        .send()
+        .await
+        .expect("subscribe");
+    Queue { url, arn }
+}
