@@ -487,7 +487,12 @@ async fn a_shrunk_batch_sends_its_line_through_the_outbox_stream_topic_and_queue
     // outbox items, committed with the state changes
     let outbox = cloud.store().outbox(SKU).await.unwrap();
     assert_eq!(outbox_types(&outbox), ["Allocated", "AllocationRequired"]);
-    let product = cloud.store().load(SKU).await.unwrap().unwrap();
+    let product = cloud
+        .store()
+        .load(SKU, &["order-1"])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(product.allocation_of("order-1"), None, "deallocated");
 
     // stream → publish_events → SNS: only the outbox inserts pass the template's filter
@@ -522,7 +527,12 @@ async fn a_shrunk_batch_sends_its_line_through_the_outbox_stream_topic_and_queue
     let (status, body) = cloud.http("GET", "/allocations/order-1", None).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!([{"sku": SKU, "batchref": "batch-later"}]));
-    let product = cloud.store().load(SKU).await.unwrap().unwrap();
+    let product = cloud
+        .store()
+        .load(SKU, &["order-1"])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(product.batch("batch-now").unwrap().available_quantity(), 5);
     assert_eq!(
         product.batch("batch-later").unwrap().available_quantity(),
@@ -542,7 +552,12 @@ async fn a_shrunk_batch_sends_its_line_through_the_outbox_stream_topic_and_queue
     let event: SqsEvent = serde_json::from_value(json!({ "Records": [record] })).unwrap();
     let response = sqs::handle(&cloud.bus, invocation(event)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
-    let again = cloud.store().load(SKU).await.unwrap().unwrap();
+    let again = cloud
+        .store()
+        .load(SKU, &["order-1"])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.version_number(), product.version_number());
 
     // the reallocation's own Allocated event goes out too, and nothing comes back to the queue

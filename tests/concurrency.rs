@@ -1,11 +1,14 @@
 //! Many tasks allocating one SKU at once on the in-memory store: no oversell, conflicts retried.
 
+#[macro_use]
+mod store_delegate;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use allocation::adapters::InMemoryStore;
-use allocation::domain::{Allocate, CreateBatch, EventEnvelope, Product};
+use allocation::domain::{Allocate, CreateBatch, EventEnvelope};
 use allocation::service::{
     AllocationView, EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy,
     ServiceError, Store, StoreError, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
@@ -17,9 +20,7 @@ use allocation::service::{
 struct SlowCommits(InMemoryStore);
 
 impl Store for SlowCommits {
-    async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-        self.0.load(sku).await
-    }
+    delegate_loads!(0);
     async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
         self.0.sku_of_batch(reference).await
     }
@@ -95,7 +96,7 @@ async fn concurrent_allocations_on_one_sku_never_oversell_and_conflicts_are_retr
     }
 
     let mut uow = bus.uows().begin(None);
-    let product = uow.get("HOT").await.unwrap().unwrap();
+    let product = uow.get("HOT", &[]).await.unwrap().unwrap();
     let batch = product.batch("b1").unwrap();
     assert_eq!(
         batch.allocated_quantity(),

@@ -1,12 +1,15 @@
 //! The store contract, run against the embedded (redb) store, each case in a fresh temporary directory.
 #![cfg(feature = "local")]
 
+#[macro_use]
+mod store_delegate;
+
 mod contract;
 
 use std::sync::Arc;
 
 use allocation::adapters::embedded::{EmbeddedOptions, EmbeddedStore, ReadMode};
-use allocation::domain::{EventEnvelope, Product};
+use allocation::domain::EventEnvelope;
 use allocation::service::{AllocationView, ProductWrite, Store, StoreError};
 use tempfile::TempDir;
 
@@ -29,9 +32,7 @@ async fn fresh_store_with(options: EmbeddedOptions) -> Arc<TempStore> {
 }
 
 impl Store for TempStore {
-    async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-        self.store.load(sku).await
-    }
+    delegate_loads!(store);
 
     async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
         self.store.sku_of_batch(reference).await
@@ -59,13 +60,12 @@ impl Store for TempStore {
 
 contract_suite!(fresh_store());
 
-/// The same cases with reads on the blocking pool and no product cache (every load decodes records).
-mod blocking_reads_without_cache {
+/// The same cases with reads on the blocking pool.
+mod blocking_reads {
     use super::*;
 
     contract_suite!(fresh_store_with(EmbeddedOptions {
         read_mode: ReadMode::Blocking,
-        product_cache_lines: 0,
         ..EmbeddedOptions::default()
     }));
 }

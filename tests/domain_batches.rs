@@ -1,6 +1,6 @@
 //! Batches (book ch. 1/5): available quantity, what can be allocated, idempotent allocation.
 
-use allocation::domain::{Batch, DomainError, OrderLine};
+use allocation::domain::{Batch, DomainError, OrderLine, Product};
 use chrono::NaiveDate;
 
 fn make_batch_and_line(sku: &str, batch_qty: u32, line_qty: u32) -> (Batch, OrderLine) {
@@ -50,25 +50,34 @@ fn test_cannot_allocate_if_skus_do_not_match() {
 
 #[test]
 fn test_allocation_is_idempotent() {
-    let (mut batch, line) = make_batch_and_line("ANGULAR-DESK", 20, 2);
-    batch.allocate(&line);
-    batch.allocate(&line);
-    assert_eq!(batch.available_quantity(), 18);
+    // The product knows which batch holds each order's line, so idempotency is its rule.
+    let (batch, line) = make_batch_and_line("ANGULAR-DESK", 20, 2);
+    let mut product = Product::with_batches("ANGULAR-DESK", vec![batch]).unwrap();
+    product.allocate(&line).unwrap();
+    product.allocate(&line).unwrap();
+    assert_eq!(product.batch("batch-001").unwrap().available_quantity(), 18);
 }
 
 #[test]
-fn test_can_only_deallocate_allocated_lines() {
-    let (mut batch, unallocated_line) = make_batch_and_line("DECORATIVE-TRINKET", 20, 2);
-    assert_eq!(batch.deallocate(unallocated_line.orderid()), None);
-    assert_eq!(batch.available_quantity(), 20);
-}
-
-#[test]
-fn test_deallocate_returns_the_line_and_frees_its_quantity() {
+fn test_deallocating_a_line_frees_its_quantity() {
     let (mut batch, line) = make_batch_and_line("DECORATIVE-TRINKET", 20, 2);
     batch.allocate(&line);
-    assert_eq!(batch.deallocate(line.orderid()), Some(line));
+    batch.deallocate(&line);
     assert_eq!(batch.available_quantity(), 20);
+}
+
+#[test]
+fn test_deallocating_never_frees_more_than_was_allocated() {
+    let (mut batch, unallocated_line) = make_batch_and_line("DECORATIVE-TRINKET", 20, 2);
+    batch.deallocate(&unallocated_line);
+    assert_eq!(batch.available_quantity(), 20);
+}
+
+#[test]
+fn test_a_stored_batch_keeps_its_allocated_total() {
+    let batch = Batch::restore("b1", "LAMP", 20, None, 15).unwrap();
+    assert_eq!(batch.allocated_quantity(), 15);
+    assert_eq!(batch.available_quantity(), 5);
 }
 
 #[test]

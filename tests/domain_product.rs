@@ -18,7 +18,7 @@ fn product(sku: &str, batches: &[(&str, u32, Option<NaiveDate>)]) -> Product {
         .iter()
         .map(|(reference, qty, eta)| Batch::new(*reference, sku, *qty, *eta).unwrap())
         .collect();
-    Product::restore(sku, 0, batches).unwrap()
+    Product::with_batches(sku, batches).unwrap()
 }
 
 fn line(orderid: &str, sku: &str, qty: u32) -> OrderLine {
@@ -128,7 +128,9 @@ fn test_records_out_of_stock_event_if_cannot_allocate() {
     assert_eq!(
         product.events().last(),
         Some(&Event::OutOfStock {
-            sku: "SMALL-FORK".into()
+            sku: "SMALL-FORK".into(),
+            orderid: Some("order2".into()),
+            qty: Some(1),
         })
     );
     assert_eq!(allocation, None);
@@ -171,12 +173,60 @@ fn test_allocating_the_same_line_twice_answers_the_same_batch_and_changes_nothin
 }
 
 #[test]
-fn test_out_of_stock_changes_no_stock_but_a_version_to_commit_its_event() {
+fn test_out_of_stock_changes_nothing_not_even_the_version() {
     let mut product = product("NOTHING", &[("b1", 1, None)]);
     let version = product.version_number();
     assert_eq!(product.allocate(&line("o1", "NOTHING", 5)).unwrap(), None);
     assert_eq!(product.batch("b1").unwrap().available_quantity(), 1);
-    assert_eq!(product.version_number(), version + 1);
+    assert_eq!(
+        product.version_number(),
+        version,
+        "concurrent allocations stay valid"
+    );
+    assert!(product.changes().is_empty());
+}
+
+#[test]
+fn test_a_loaded_product_refuses_a_line_it_was_not_loaded_with() {
+    let batch = Batch::restore("b1", "LOADED", 10, None, 4).unwrap();
+    let mut product = Product::restore("LOADED", 7, vec![batch]).unwrap();
+    assert_eq!(
+        product.allocate(&line("o1", "LOADED", 1)),
+        Err(DomainError::LineNotLoaded("o1".into()))
+    );
+    product.restore_no_line("o1");
+    product
+        .restore_line(&line("o2", "LOADED", 4), "b1")
+        .unwrap();
+    assert_eq!(
+        product
+            .allocate(&line("o1", "LOADED", 1))
+            .unwrap()
+            .as_deref(),
+        Some("b1")
+    );
+    assert_eq!(
+        product
+            .allocate(&line("o2", "LOADED", 4))
+            .unwrap()
+            .as_deref(),
+        Some("b1"),
+        "already allocated: the same batch"
+    );
+    assert_eq!(product.batch("b1").unwrap().allocated_quantity(), 5);
+}
+
+#[test]
+fn test_a_shrink_without_its_lines_loaded_is_refused() {
+    let batch = Batch::restore("b1", "PARTIAL", 10, None, 10).unwrap();
+    let mut product = Product::restore("PARTIAL", 3, vec![batch]).unwrap();
+    assert_eq!(
+        product.change_batch_quantity("b1", 5),
+        Err(DomainError::LinesNotLoaded("b1".into()))
+    );
+    // Raising, or lowering within what is free, needs no line.
+    product.change_batch_quantity("b1", 12).unwrap();
+    assert_eq!(product.batch("b1").unwrap().purchased_quantity(), 12);
 }
 
 #[test]
@@ -211,7 +261,7 @@ fn test_change_batch_quantity_of_an_unknown_batch_is_an_error() {
 }
 
 #[test]
-fn test_bounded_change_deallocates_in_steps_and_sets_the_quantity_last() {
+fn test_bounded_change_deallocates_in_steps_and_never_hands_back_what_it_freed() {
     let mut product = product("CRATE", &[("b1", 10, None)]);
     for n in 0..10 {
         product
@@ -220,16 +270,43 @@ fn test_bounded_change_deallocates_in_steps_and_sets_the_quantity_last() {
     }
     product.take_events();
     assert_eq!(product.change_batch_quantity_bounded("b1", 0, 4), Ok(false));
+    let batch = product.batch("b1").unwrap();
+    assert_eq!(batch.allocated_quantity(), 6);
     assert_eq!(
-        product.batch("b1").unwrap().purchased_quantity(),
-        10,
-        "quantity unchanged mid-way"
+        batch.purchased_quantity(),
+        6,
+        "lowered as far as the step allows: the freed room is gone"
     );
-    assert_eq!(product.batch("b1").unwrap().allocated_quantity(), 6);
+    assert_eq!(batch.available_quantity(), 0);
+    assert_eq!(product.allocate(&line("late", "CRATE", 1)).unwrap(), None);
     assert_eq!(product.change_batch_quantity_bounded("b1", 0, 4), Ok(false));
     assert_eq!(product.change_batch_quantity_bounded("b1", 0, 4), Ok(true));
     assert_eq!(product.batch("b1").unwrap().purchased_quantity(), 0);
-    assert_eq!(product.events().len(), 10);
+    let required = product
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::AllocationRequired { .. }))
+        .count();
+    assert_eq!(required, 10);
+}
+
+#[test]
+fn test_deallocation_takes_the_greatest_order_ids_first() {
+    let mut product = product("ORDERED", &[("b1", 10, None)]);
+    for order in ["o-b", "o-d", "o-a", "o-c"] {
+        product.allocate(&line(order, "ORDERED", 2)).unwrap();
+    }
+    product.take_events();
+    product.change_batch_quantity("b1", 4).unwrap();
+    let gone: Vec<String> = product
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::AllocationRequired { orderid, .. } => Some(orderid.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gone, ["o-d", "o-c"]);
 }
 
 #[test]

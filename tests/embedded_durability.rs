@@ -71,7 +71,7 @@ async fn data_survives_reopening() {
     }
     assert!(dir.path().join(DATABASE_FILE).is_file());
     let store = open(dir.path());
-    let product = store.load("LAMP").await.unwrap().expect("stored");
+    let product = store.load("LAMP", &[]).await.unwrap().expect("stored");
     assert_eq!(product.version_number(), 3);
     assert_eq!(product.batch("b-1").unwrap().available_quantity(), 8);
     assert_eq!(
@@ -251,22 +251,33 @@ fn acknowledged_commits_survive_kill_9() {
         let mut events = 0u64;
         for n in 0..CHILD_SKUS {
             let sku = format!("SKU-{n}");
-            let product = store.load(&sku).await.unwrap().expect("product");
-            let lines: BTreeSet<String> = product
-                .batches()
-                .iter()
-                .flat_map(|b| b.allocations().map(|(order, _)| order.to_owned()))
-                .collect();
-            // One version for the batch, one per committed allocation; one event per allocation.
-            assert_eq!(product.version_number(), 1 + lines.len() as u64);
             let outbox = store.outbox(&sku).await.unwrap();
             let allocated: BTreeSet<String> = outbox
                 .iter()
                 .map(|e| match &e.event {
-                    Event::Allocated { orderid, .. } => orderid.clone(),
+                    Event::Allocated { orderid, .. } => orderid.to_string(),
                     other => panic!("unexpected event {other:?}"),
                 })
                 .collect();
+            let ids: Vec<&str> = allocated.iter().map(String::as_str).collect();
+            let product = store.load(&sku, &ids).await.unwrap().expect("product");
+            let lines: BTreeSet<String> = ids
+                .iter()
+                .filter(|o| product.allocation_of(o).is_some())
+                .map(|o| (*o).to_owned())
+                .collect();
+            // One version for the batch, one per committed allocation; one event per allocation.
+            assert_eq!(product.version_number(), 1 + lines.len() as u64);
+            let total: u64 = product
+                .batches()
+                .iter()
+                .map(|b| b.allocated_quantity())
+                .sum();
+            let stored_lines: u64 = ids
+                .iter()
+                .filter_map(|o| product.line(o).map(|(_, qty)| u64::from(qty)))
+                .sum();
+            assert_eq!(total, stored_lines, "the totals of {sku} match its lines");
             assert_eq!(allocated, lines, "the outbox of {sku} matches its state");
             events += outbox.len() as u64;
             for order in acked.iter().filter(|(_, (s, _))| *s == sku).map(|(o, _)| o) {
@@ -317,7 +328,7 @@ async fn the_pending_outbox_is_in_commit_order_and_delivery_marks_remove_events(
         events
             .iter()
             .map(|(seq, e)| match &e.event {
-                Event::Allocated { orderid, .. } => (*seq, orderid.clone()),
+                Event::Allocated { orderid, .. } => (*seq, orderid.to_string()),
                 other => panic!("unexpected {other:?}"),
             })
             .collect()
@@ -368,7 +379,7 @@ async fn dead_letters_round_trip_and_survive_reopening() {
         id: format!("RUG:{n}:0"),
         correlation_id: Some(format!("req-{n}")),
         event: Event::AllocationRequired {
-            orderid: format!("o{n}"),
+            orderid: format!("o{n}").into(),
             sku: "RUG".into(),
             qty: 2,
         },
@@ -472,7 +483,7 @@ async fn after_shutdown_writes_are_unavailable_and_reads_still_work() {
         store.mark_delivered(&[1]).await,
         Err(StoreError::Unavailable(_))
     ));
-    assert!(store.load("SOFA").await.unwrap().is_some());
+    assert!(store.load("SOFA", &[]).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,7 +539,7 @@ async fn undecodable_stored_data_is_corrupt_with_its_key() {
         txn.commit().unwrap();
     }
     let store = open(dir.path());
-    match store.load("DESK").await {
+    match store.load("DESK", &[]).await {
         Err(StoreError::Corrupt(message)) => {
             assert!(message.contains("batches"), "{message}");
             assert!(message.contains("b-1"), "{message}");
@@ -586,7 +597,7 @@ async fn a_refused_commit_in_a_group_writes_nothing_and_the_others_land() {
             (8..16, Err(e)) => {
                 assert_eq!(e, StoreError::DuplicateBatchReference(reference));
                 assert!(
-                    store.load(&sku).await.unwrap().is_none(),
+                    store.load(&sku, &[]).await.unwrap().is_none(),
                     "{sku} wrote nothing"
                 );
             }
@@ -595,7 +606,7 @@ async fn a_refused_commit_in_a_group_writes_nothing_and_the_others_land() {
     }
     assert_eq!(same_sku_winners.len(), 1);
     assert_eq!(same_ref_winners.len(), 1);
-    let product = store.load("SAME-SKU").await.unwrap().unwrap();
+    let product = store.load("SAME-SKU", &[]).await.unwrap().unwrap();
     let batches: Vec<_> = product
         .batches()
         .iter()
@@ -617,7 +628,11 @@ async fn a_refused_commit_in_a_group_writes_nothing_and_the_others_land() {
         assert_eq!(store.sku_of_batch(&reference).await.unwrap(), expected);
     }
     for n in 16..24 {
-        assert!(store.load(&format!("SKU-{n}")).await.unwrap().is_some());
+        assert!(store
+            .load(&format!("SKU-{n}"), &[])
+            .await
+            .unwrap()
+            .is_some());
     }
     assert_eq!(store.stats().rejected, 14);
 }

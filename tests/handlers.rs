@@ -1,5 +1,8 @@
 //! The service layer through the message bus (book ch. 5-9 `test_handlers`), on the in-memory store.
 
+#[macro_use]
+mod store_delegate;
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,7 +95,11 @@ fn allocate(orderid: &str, sku: &str, qty: u32) -> Allocate {
 
 async fn product<S: Store>(fx: &Fixture<S>, sku: &str) -> Product {
     let mut uow = fx.bus.uows().begin(None);
-    uow.get(sku).await.unwrap().expect("product exists").clone()
+    uow.get(sku, &[])
+        .await
+        .unwrap()
+        .expect("product exists")
+        .clone()
 }
 
 mod add_batch {
@@ -248,7 +255,9 @@ mod allocate {
         assert_eq!(
             outbox.last().map(|e| &e.event),
             Some(&Event::OutOfStock {
-                sku: "POPULAR-CURTAINS".into()
+                sku: "POPULAR-CURTAINS".into(),
+                orderid: Some("o1".into()),
+                qty: Some(10),
             })
         );
         assert_eq!(
@@ -388,9 +397,9 @@ mod change_batch_quantity {
         let Event::AllocationRequired { orderid, sku, qty } = &events[0] else {
             panic!("expected AllocationRequired, got {events:?}");
         };
-        assert!(orderid == "order1" || orderid == "order2");
-        assert_eq!((sku.as_str(), *qty), ("INDIFFERENT-TABLE", 20));
-        let product = uow.get("INDIFFERENT-TABLE").await.unwrap().unwrap();
+        assert!(&**orderid == "order1" || &**orderid == "order2");
+        assert_eq!((&**sku, *qty), ("INDIFFERENT-TABLE", 20));
+        let product = uow.get("INDIFFERENT-TABLE", &[]).await.unwrap().unwrap();
         assert_eq!(
             product.batch("batch2").unwrap().available_quantity(),
             50,
@@ -501,9 +510,7 @@ mod message_bus {
     struct AlwaysConflicting(InMemoryStore);
 
     impl Store for AlwaysConflicting {
-        async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-            self.0.load(sku).await
-        }
+        delegate_loads!(0);
         async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
             self.0.sku_of_batch(reference).await
         }

@@ -264,7 +264,7 @@ async fn a_redelivered_message_changes_nothing() {
             .unwrap();
         assert!(response.batch_item_failures.is_empty());
     }
-    let product = store.load("LAMP").await.unwrap().unwrap();
+    let product = store.load("LAMP", &[]).await.unwrap().unwrap();
     assert_eq!(product.batches()[0].available_quantity(), 6);
 }
 
@@ -320,7 +320,11 @@ fn out_of_stock(id: &str) -> String {
     serde_json::to_string(&EventEnvelope {
         id: id.into(),
         correlation_id: None,
-        event: Event::OutOfStock { sku: "LAMP".into() },
+        event: Event::OutOfStock {
+            sku: "LAMP".into(),
+            orderid: None,
+            qty: None,
+        },
     })
     .unwrap()
 }

@@ -85,7 +85,11 @@ fn allocation_required_round_trips() {
 #[test]
 fn out_of_stock_round_trips() {
     round_trips(
-        &Event::OutOfStock { sku: "LAMP".into() },
+        &Event::OutOfStock {
+            sku: "LAMP".into(),
+            orderid: None,
+            qty: None,
+        },
         json!({"type": "OutOfStock", "sku": "LAMP"}),
     );
 }
@@ -95,7 +99,11 @@ fn an_event_envelope_round_trips_with_its_id_and_correlation_id() {
     let envelope = EventEnvelope {
         id: EventEnvelope::event_id("LAMP", 4, 0),
         correlation_id: Some("req-1".into()),
-        event: Event::OutOfStock { sku: "LAMP".into() },
+        event: Event::OutOfStock {
+            sku: "LAMP".into(),
+            orderid: None,
+            qty: None,
+        },
     };
     round_trips(
         &envelope,

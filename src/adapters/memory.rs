@@ -1,12 +1,13 @@
 //! The in-memory store: thread-safe, atomic commits with the version compare-and-set. The reference
 //! behaviour for the other stores, and the store of the unit tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::records::{
-    record_writes, restore_product, AllocationRecord, BatchRecord, OutboxRecord, ProductRecord,
-    RecordWrite,
+    record_writes, restore_lines, restore_product, AllocationRecord, BatchRecord, LinesToFree,
+    OutboxRecord, ProductRecord, RecordWrite,
 };
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
@@ -16,6 +17,8 @@ struct StoredProduct {
     record: Option<ProductRecord>,
     batches: BTreeMap<String, BatchRecord>,
     allocations: BTreeMap<String, AllocationRecord>,
+    /// (batch reference, order id) of every allocation: a batch's lines in order id order.
+    by_batch: BTreeSet<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -25,18 +28,24 @@ struct State {
     batch_skus: HashMap<String, String>,
     /// Order id → SKU → batch reference: the read model.
     orders: HashMap<String, BTreeMap<String, String>>,
-    outbox: BTreeMap<(String, u64, u32), OutboxRecord>,
+    outbox: BTreeMap<(String, u64, String), OutboxRecord>,
 }
 
 /// A store in process memory. Nothing survives the process.
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     state: Mutex<State>,
+    records_read: AtomicU64,
 }
 
 impl InMemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn count(&self, records: usize) {
+        self.records_read
+            .fetch_add(records as u64, Ordering::Relaxed);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -45,6 +54,16 @@ impl InMemoryStore {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl StoredProduct {
+    /// The stored lines of these orders (those that exist).
+    fn lines(&self, orderids: &[&str]) -> Vec<AllocationRecord> {
+        orderids
+            .iter()
+            .filter_map(|orderid| self.allocations.get(*orderid).cloned())
+            .collect()
     }
 }
 
@@ -68,6 +87,19 @@ impl State {
                         });
                     }
                 }
+                RecordWrite::CheckVersion {
+                    sku,
+                    version_number,
+                } => {
+                    let stored = self
+                        .products
+                        .get(sku)
+                        .and_then(|p| p.record.as_ref())
+                        .map(|r| r.version_number);
+                    if stored != Some(*version_number) {
+                        return Err(StoreError::VersionConflict { sku: sku.clone() });
+                    }
+                }
                 RecordWrite::NewBatch(batch) if self.batch_skus.contains_key(&batch.reference) => {
                     return Err(StoreError::DuplicateBatchReference(batch.reference.clone()));
                 }
@@ -83,6 +115,7 @@ impl State {
                 let sku = record.sku.clone();
                 self.products.entry(sku).or_default().record = Some(record);
             }
+            RecordWrite::CheckVersion { .. } => {}
             RecordWrite::NewBatch(batch) | RecordWrite::UpdateBatch(batch) => {
                 self.batch_skus
                     .insert(batch.reference.clone(), batch.sku.clone());
@@ -95,7 +128,12 @@ impl State {
                     .or_default()
                     .insert(line.sku.clone(), line.batchref.clone());
                 let product = self.products.entry(line.sku.clone()).or_default();
-                product.allocations.insert(line.orderid.clone(), line);
+                product
+                    .by_batch
+                    .insert((line.batchref.clone(), line.orderid.clone()));
+                if let Some(old) = product.allocations.insert(line.orderid.clone(), line) {
+                    product.by_batch.remove(&(old.batchref, old.orderid));
+                }
             }
             RecordWrite::DeleteAllocation { sku, orderid } => {
                 if let Some(skus) = self.orders.get_mut(&orderid) {
@@ -105,11 +143,17 @@ impl State {
                     }
                 }
                 if let Some(product) = self.products.get_mut(&sku) {
-                    product.allocations.remove(&orderid);
+                    if let Some(old) = product.allocations.remove(&orderid) {
+                        product.by_batch.remove(&(old.batchref, old.orderid));
+                    }
                 }
             }
             RecordWrite::Outbox(record) => {
-                let key = (record.sku.clone(), record.version_number, record.sequence);
+                let key = (
+                    record.sku.clone(),
+                    record.version_number,
+                    record.slot.clone(),
+                );
                 self.outbox.insert(key, record);
             }
         }
@@ -117,7 +161,7 @@ impl State {
 }
 
 impl Store for InMemoryStore {
-    async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
+    async fn load(&self, sku: &str, orderids: &[&str]) -> Result<Option<Product>, StoreError> {
         // Yield once, as a networked store would, so concurrent units of work interleave in tests.
         tokio::task::yield_now().await;
         let state = self.state();
@@ -127,12 +171,56 @@ impl Store for InMemoryStore {
         let Some(record) = stored.record.clone() else {
             return Ok(None);
         };
-        restore_product(
-            record,
-            stored.batches.values().cloned(),
-            stored.allocations.values().cloned(),
-        )
-        .map(Some)
+        let mut product = restore_product(record, stored.batches.values().cloned())?;
+        let found = stored.lines(orderids);
+        self.count(1 + stored.batches.len() + found.len());
+        restore_lines(&mut product, orderids, found)?;
+        Ok(Some(product))
+    }
+
+    async fn load_lines(&self, product: &mut Product, orderids: &[&str]) -> Result<(), StoreError> {
+        let state = self.state();
+        let found = state
+            .products
+            .get(product.sku())
+            .map(|stored| stored.lines(orderids))
+            .unwrap_or_default();
+        self.count(found.len());
+        restore_lines(product, orderids, found)
+    }
+
+    async fn load_lines_to_free(
+        &self,
+        product: &mut Product,
+        reference: &str,
+        excess: u64,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        let mut taken = LinesToFree::new(excess, max_lines);
+        {
+            let state = self.state();
+            if let Some(stored) = state.products.get(product.sku()) {
+                // References hold no control characters: `<reference>\0` sorts after every
+                // order id of this batch and before any other reference.
+                let lines = stored
+                    .by_batch
+                    .range(
+                        (reference.to_owned(), String::new())
+                            ..(format!("{reference}\0"), String::new()),
+                    )
+                    .rev();
+                for (_, orderid) in lines {
+                    if taken.is_done() {
+                        break;
+                    }
+                    if let Some(line) = stored.allocations.get(orderid) {
+                        self.count(1);
+                        taken.take(line.clone());
+                    }
+                }
+            }
+        }
+        taken.restore_into(product)
     }
 
     async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
@@ -172,8 +260,13 @@ impl Store for InMemoryStore {
         let state = self.state();
         Ok(state
             .outbox
-            .range((sku.to_owned(), 0, 0)..=(sku.to_owned(), u64::MAX, u32::MAX))
+            .range((sku.to_owned(), 0, String::new())..)
+            .take_while(|((record_sku, _, _), _)| record_sku == sku)
             .map(|(_, record)| record.envelope.clone())
             .collect())
+    }
+
+    fn records_read(&self) -> u64 {
+        self.records_read.load(Ordering::Relaxed)
     }
 }

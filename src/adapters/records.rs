@@ -1,10 +1,11 @@
-//! The stored shape of a product, shared by every store: small records, so a commit writes only what
-//! changed. See `docs/storage.md`.
+//! The stored shape of a product, shared by every store: small records, so a load reads only the
+//! product's head and the lines a command needs, and a commit writes only what changed. See
+//! `docs/storage.md`.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Batch, EventEnvelope, OrderLine, Product};
+use crate::domain::{Batch, Event, EventEnvelope, OrderLine, Product};
 use crate::service::{ProductWrite, StoreError};
 
 /// The product's own record: its SKU and the version every commit checks and increments.
@@ -14,12 +15,14 @@ pub struct ProductRecord {
     pub version_number: u64,
 }
 
-/// A batch without its lines (lines are [`AllocationRecord`]s).
+/// A batch without its lines (lines are [`AllocationRecord`]s), with the total they allocate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRecord {
     pub reference: String,
     pub sku: String,
     pub purchased_quantity: u32,
+    /// The sum of the quantities of this batch's allocation records, kept in the same commits.
+    pub allocated_quantity: u64,
     pub eta: Option<NaiveDate>,
 }
 
@@ -32,12 +35,13 @@ pub struct AllocationRecord {
     pub batchref: String,
 }
 
-/// One event waiting in (or delivered from) the outbox. Ordered by `(sku, version_number, sequence)`.
+/// One event waiting in (or delivered from) the outbox. Ordered by `(sku, version_number, slot)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRecord {
     pub sku: String,
     pub version_number: u64,
-    pub sequence: u32,
+    /// The event's place among those of its version: see [`outbox_slot`].
+    pub slot: String,
     pub envelope: EventEnvelope,
 }
 
@@ -49,9 +53,15 @@ pub enum RecordWrite {
         record: ProductRecord,
         expected_version: Option<u64>,
     },
+    /// Write nothing to the product, but only if its stored version is still `version_number` (a
+    /// commit of refusals: events decided on that state, with no change to it).
+    CheckVersion {
+        sku: String,
+        version_number: u64,
+    },
     /// Put a new batch; its reference must not exist in any SKU (the batch-reference record).
     NewBatch(BatchRecord),
-    /// Overwrite an existing batch (its quantity changed).
+    /// Overwrite an existing batch (its quantities changed).
     UpdateBatch(BatchRecord),
     PutAllocation(AllocationRecord),
     DeleteAllocation {
@@ -61,54 +71,77 @@ pub enum RecordWrite {
     Outbox(OutboxRecord),
 }
 
-/// The record writes of one product's commit: the product record, each touched batch and line (its
-/// current state, or a delete when it is gone), and the outbox events.
+/// Whether this write makes a new version of its product (else it only records refusals).
+pub fn makes_new_version(write: &ProductWrite<'_>) -> bool {
+    write.expected_version != Some(write.product.version_number())
+}
+
+/// The place of the `index`-th event of a commit in its version's outbox: the index, zero-padded to
+/// 6 digits, for a commit that makes the version; `~<orderid>` for a refusal recorded on that version
+/// by a commit that changed nothing (sorts after the numbered ones; the same refusal on the same
+/// state is the same record).
+pub fn outbox_slot(new_version: bool, index: usize, event: &Event) -> String {
+    match event {
+        Event::OutOfStock {
+            orderid: Some(orderid),
+            ..
+        } if !new_version => format!("~{orderid}"),
+        _ => format!("{index:06}"),
+    }
+}
+
+/// The record writes of one product's commit: the product record (or only its version check), each
+/// touched batch and line (its current state, or a delete when it is gone), and the outbox events.
 pub fn record_writes(write: &ProductWrite<'_>) -> Vec<RecordWrite> {
     let product = write.product;
     let sku = product.sku();
-    let mut writes = vec![RecordWrite::Product {
-        record: ProductRecord {
+    let new_version = makes_new_version(write);
+    let mut writes = Vec::with_capacity(
+        2 + write.changes.changed_batches.len() + write.changes.lines.len() + write.outbox.len(),
+    );
+    if new_version {
+        writes.push(RecordWrite::Product {
+            record: ProductRecord {
+                sku: sku.to_owned(),
+                version_number: product.version_number(),
+            },
+            expected_version: write.expected_version,
+        });
+    } else {
+        writes.push(RecordWrite::CheckVersion {
             sku: sku.to_owned(),
             version_number: product.version_number(),
-        },
-        expected_version: write.expected_version,
-    }];
+        });
+    }
     for reference in &write.changes.new_batches {
         if let Some(batch) = product.batch(reference) {
             writes.push(RecordWrite::NewBatch(batch_record(batch)));
         }
     }
     for reference in &write.changes.changed_batches {
-        if write.changes.new_batches.contains(reference) {
-            continue;
-        }
         if let Some(batch) = product.batch(reference) {
             writes.push(RecordWrite::UpdateBatch(batch_record(batch)));
         }
     }
     for orderid in &write.changes.lines {
-        let allocated = product.allocation_of(orderid).and_then(|batch| {
-            let qty = batch.allocated_qty(orderid)?;
-            Some(AllocationRecord {
-                orderid: orderid.clone(),
+        writes.push(match product.line(orderid) {
+            Some((batch, qty)) => RecordWrite::PutAllocation(AllocationRecord {
+                orderid: orderid.to_string(),
                 sku: sku.to_owned(),
                 qty,
                 batchref: batch.reference().to_owned(),
-            })
-        });
-        writes.push(match allocated {
-            Some(record) => RecordWrite::PutAllocation(record),
+            }),
             None => RecordWrite::DeleteAllocation {
                 sku: sku.to_owned(),
-                orderid: orderid.clone(),
+                orderid: orderid.to_string(),
             },
         });
     }
-    for (sequence, envelope) in write.outbox.iter().enumerate() {
+    for (index, envelope) in write.outbox.iter().enumerate() {
         writes.push(RecordWrite::Outbox(OutboxRecord {
             sku: sku.to_owned(),
             version_number: product.version_number(),
-            sequence: u32::try_from(sequence).unwrap_or(u32::MAX),
+            slot: outbox_slot(new_version, index, &envelope.event),
             envelope: envelope.clone(),
         }));
     }
@@ -120,48 +153,121 @@ fn batch_record(batch: &Batch) -> BatchRecord {
         reference: batch.reference().to_owned(),
         sku: batch.sku().to_owned(),
         purchased_quantity: batch.purchased_quantity(),
+        allocated_quantity: batch.allocated_quantity(),
         eta: batch.eta(),
     }
 }
 
-/// Rebuilds a product from its records; records that do not make a valid product are `Corrupt`.
+fn corrupt(sku: &str, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("product {sku}: {what}"))
+}
+
+/// Rebuilds a product's head (its record and batches with their totals); records that do not make a
+/// valid product are `Corrupt`.
 pub fn restore_product(
     product: ProductRecord,
     batches: impl IntoIterator<Item = BatchRecord>,
-    allocations: impl IntoIterator<Item = AllocationRecord>,
 ) -> Result<Product, StoreError> {
-    let corrupt = |what: String| StoreError::Corrupt(format!("product {}: {what}", product.sku));
     let mut restored: Vec<Batch> = Vec::new();
     for record in batches {
-        let batch = Batch::new(
+        let batch = Batch::restore(
             record.reference,
             record.sku,
             record.purchased_quantity,
             record.eta,
+            record.allocated_quantity,
         )
-        .map_err(|e| corrupt(e.to_string()))?;
+        .map_err(|e| corrupt(&product.sku, e))?;
         restored.push(batch);
     }
-    for record in allocations {
-        let batch = restored
-            .iter_mut()
-            .find(|b| b.reference() == record.batchref)
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "line {} in unknown batch {}",
-                    record.orderid, record.batchref
-                ))
-            })?;
-        let line = OrderLine::new(record.orderid, record.sku, record.qty)
-            .map_err(|e| corrupt(e.to_string()))?;
-        if !batch.allocate(&line) {
-            return Err(corrupt(format!(
-                "line {} does not fit batch {}",
-                line.orderid(),
-                batch.reference()
-            )));
+    Product::restore(&product.sku, product.version_number, restored)
+        .map_err(|e| corrupt(&product.sku, e))
+}
+
+/// The line of an allocation record, checked against its product.
+fn record_line(product: &Product, record: &AllocationRecord) -> Result<OrderLine, StoreError> {
+    if record.sku != product.sku() {
+        return Err(corrupt(
+            product.sku(),
+            format!("line {} is of sku {}", record.orderid, record.sku),
+        ));
+    }
+    OrderLine::new(&record.orderid, &record.sku, record.qty).map_err(|e| corrupt(product.sku(), e))
+}
+
+/// Adds the lines loaded for a command: for each order asked for, its line (a record found) or the
+/// knowledge that it has none. A line in a batch the product does not hold was written after the
+/// product was read: the state moved, so this is a `VersionConflict` (retry on fresh state).
+pub fn restore_lines(
+    product: &mut Product,
+    orderids: &[&str],
+    found: impl IntoIterator<Item = AllocationRecord>,
+) -> Result<(), StoreError> {
+    for record in found {
+        restore_line(product, &record)?;
+    }
+    for orderid in orderids {
+        product.restore_no_line(orderid);
+    }
+    Ok(())
+}
+
+/// Adds one stored line (see [`restore_lines`]).
+pub fn restore_line(product: &mut Product, record: &AllocationRecord) -> Result<(), StoreError> {
+    let line = record_line(product, record)?;
+    product
+        .restore_line(&line, &record.batchref)
+        .map_err(|_| StoreError::VersionConflict {
+            sku: product.sku().to_owned(),
+        })
+}
+
+/// How many lines a store reads per step when looking for lines to free: small steps, so a shrink
+/// that frees k lines reads about k lines (plus at most this many).
+pub const LINES_TO_FREE_PAGE: usize = 8;
+
+/// The lines a shrinking batch gives up, gathered from its allocation records read in deallocation
+/// order (greatest order id first): enough to free `excess` units, at most `max` lines.
+#[derive(Debug)]
+pub struct LinesToFree {
+    excess: u64,
+    max: usize,
+    freed: u64,
+    lines: Vec<AllocationRecord>,
+}
+
+impl LinesToFree {
+    pub fn new(excess: u64, max: usize) -> Self {
+        Self {
+            excess,
+            max: max.max(1),
+            freed: 0,
+            lines: Vec::new(),
         }
     }
-    Product::restore(product.sku.clone(), product.version_number, restored)
-        .map_err(|e| corrupt(e.to_string()))
+
+    /// Whether enough lines are taken (read no further).
+    pub fn is_done(&self) -> bool {
+        self.freed >= self.excess || self.lines.len() >= self.max
+    }
+
+    /// How many more records to read at most (for a store's page size).
+    pub fn page(&self) -> usize {
+        (self.max - self.lines.len()).min(LINES_TO_FREE_PAGE)
+    }
+
+    pub fn take(&mut self, record: AllocationRecord) {
+        if !self.is_done() {
+            self.freed += u64::from(record.qty);
+            self.lines.push(record);
+        }
+    }
+
+    /// Adds the lines taken to the product.
+    pub fn restore_into(self, product: &mut Product) -> Result<(), StoreError> {
+        for record in &self.lines {
+            restore_line(product, record)?;
+        }
+        Ok(())
+    }
 }

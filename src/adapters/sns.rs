@@ -41,7 +41,7 @@ impl SnsMessage {
     pub fn for_event(envelope: &EventEnvelope) -> Result<Self, serde_json::Error> {
         let event_json = serde_json::to_string(envelope)?;
         let (email, subject) = match &envelope.event {
-            Event::OutOfStock { sku } => (
+            Event::OutOfStock { sku, .. } => (
                 out_of_stock_message(sku),
                 format!("Out of stock for SKU {sku}"),
             ),
@@ -145,6 +145,8 @@ mod tests {
     fn out_of_stock_has_readable_email_and_json_for_machines() {
         let env = envelope(Event::OutOfStock {
             sku: "SKU-1".into(),
+            orderid: Some("o-1".into()),
+            qty: Some(1),
         });
         let message = SnsMessage::for_event(&env).unwrap();
         let parts = parts(&message);
@@ -175,7 +177,12 @@ mod tests {
     #[test]
     fn subject_is_ascii_and_short_whatever_the_sku() {
         let sku = "T\u{e9}l\u{e9}\u{1F600}".to_owned() + &"x".repeat(200);
-        let message = SnsMessage::for_event(&envelope(Event::OutOfStock { sku })).unwrap();
+        let message = SnsMessage::for_event(&envelope(Event::OutOfStock {
+            sku: sku.into(),
+            orderid: None,
+            qty: None,
+        }))
+        .unwrap();
         assert!(message.subject.starts_with("Out of stock for SKU T?l??xx"));
         assert!(message.subject.len() < 100);
         assert!(message

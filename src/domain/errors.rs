@@ -24,8 +24,12 @@ pub enum DomainError {
     },
     #[error("Batch {0} already exists")]
     DuplicateBatch(String),
-    #[error("order {0} is allocated to more than one batch")]
-    LineAllocatedTwice(String),
     #[error("Unknown batch {0}")]
     UnknownBatch(String),
+    /// The product was loaded without this order's line, so it cannot tell whether it is allocated.
+    #[error("the line of order {0} was not loaded")]
+    LineNotLoaded(String),
+    /// Batch `{0}` must give up lines the product was loaded without.
+    #[error("batch {0} must deallocate lines that were not loaded")]
+    LinesNotLoaded(String),
 }

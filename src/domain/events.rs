@@ -1,5 +1,7 @@
 //! Events: facts the domain records (past tense), and the envelope they travel in (SNS, SQS, outbox).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Something that happened to a product. Serialized as `{"type": "<Name>", ...fields}`.
@@ -8,19 +10,26 @@ use serde::{Deserialize, Serialize};
 pub enum Event {
     /// A line was allocated to a batch.
     Allocated {
-        orderid: String,
-        sku: String,
+        orderid: Arc<str>,
+        sku: Arc<str>,
         qty: u32,
-        batchref: String,
+        batchref: Arc<str>,
     },
     /// A line was deallocated (its batch shrank) and must be allocated again.
     AllocationRequired {
-        orderid: String,
-        sku: String,
+        orderid: Arc<str>,
+        sku: Arc<str>,
         qty: u32,
     },
-    /// A line could not be allocated: no batch of the SKU has enough available.
-    OutOfStock { sku: String },
+    /// A line could not be allocated: no batch of the SKU has enough available. Names the line that
+    /// was turned away (absent in events recorded before it was added).
+    OutOfStock {
+        sku: Arc<str>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        orderid: Option<Arc<str>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qty: Option<u32>,
+    },
 }
 
 impl Event {
@@ -37,7 +46,7 @@ impl Event {
         match self {
             Event::Allocated { sku, .. }
             | Event::AllocationRequired { sku, .. }
-            | Event::OutOfStock { sku } => sku,
+            | Event::OutOfStock { sku, .. } => sku,
         }
     }
 }
@@ -45,7 +54,8 @@ impl Event {
 /// An event with its identity, as stored in the outbox and delivered (at least once) to consumers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventEnvelope {
-    /// `<sku>:<version_number>:<index>`: unique, and the same on every redelivery.
+    /// Unique, and the same on every redelivery: see [`EventEnvelope::event_id`] and
+    /// [`EventEnvelope::refusal_id`].
     pub id: String,
     /// The id of the request or message that caused this event, for tracing across functions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,8 +65,15 @@ pub struct EventEnvelope {
 }
 
 impl EventEnvelope {
-    /// The id of the `index`-th event committed with `version_number` of `sku`.
+    /// `<sku>:<version_number>:<index>`: the `index`-th event of the commit that made `version_number`.
     pub fn event_id(sku: &str, version_number: u64, index: usize) -> String {
         format!("{sku}:{version_number}:{index}")
+    }
+
+    /// `<sku>:<version_number>:out-of-stock:<orderid>`: the refusal of this order's line, decided on
+    /// `version_number` by a commit that changed nothing (so did not make a new version). The same
+    /// refusal on the same state is the same event.
+    pub fn refusal_id(sku: &str, version_number: u64, orderid: &str) -> String {
+        format!("{sku}:{version_number}:out-of-stock:{orderid}")
     }
 }

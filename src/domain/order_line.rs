@@ -1,33 +1,41 @@
 //! `OrderLine`: a customer's request for a quantity of one SKU, within an order.
 
+use std::sync::Arc;
+
 use super::{validate_identifier, DomainError};
 
 /// One line of a customer order. A value object: two lines with the same fields are the same line.
+/// Identifiers are shared (`Arc<str>`), so the product's line index and the events it records hold
+/// the line's own strings instead of copies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OrderLine {
-    orderid: String,
-    sku: String,
+    orderid: Arc<str>,
+    sku: Arc<str>,
     qty: u32,
 }
 
 impl OrderLine {
     /// A validated line: non-empty identifiers and a quantity above zero.
     pub fn new(
-        orderid: impl Into<String>,
-        sku: impl Into<String>,
+        orderid: impl AsRef<str>,
+        sku: impl AsRef<str>,
         qty: u32,
     ) -> Result<Self, DomainError> {
-        let (orderid, sku) = (orderid.into(), sku.into());
-        validate_identifier("orderid", &orderid)?;
-        validate_identifier("sku", &sku)?;
+        let (orderid, sku) = (orderid.as_ref(), sku.as_ref());
+        validate_identifier("orderid", orderid)?;
+        validate_identifier("sku", sku)?;
         if qty == 0 {
             return Err(DomainError::NonPositiveQuantity);
         }
-        Ok(Self { orderid, sku, qty })
+        Ok(Self {
+            orderid: orderid.into(),
+            sku: sku.into(),
+            qty,
+        })
     }
 
-    /// A line rebuilt from a batch's own (already validated) data.
-    pub(crate) fn restored(orderid: String, sku: String, qty: u32) -> Self {
+    /// A line rebuilt from the product's own (already validated) data.
+    pub(crate) fn restored(orderid: Arc<str>, sku: Arc<str>, qty: u32) -> Self {
         Self { orderid, sku, qty }
     }
 
@@ -41,5 +49,9 @@ impl OrderLine {
 
     pub fn qty(&self) -> u32 {
         self.qty
+    }
+
+    pub(crate) fn shared_orderid(&self) -> &Arc<str> {
+        &self.orderid
     }
 }

@@ -36,6 +36,9 @@ pub enum ServiceError {
     DuplicateBatch(String),
     #[error(transparent)]
     Invalid(DomainError),
+    /// A handler broke a rule of its own (e.g. used a line it did not load): a bug, not bad input.
+    #[error("internal error: {0}")]
+    Internal(DomainError),
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
@@ -56,6 +59,9 @@ impl From<DomainError> for ServiceError {
         match error {
             DomainError::DuplicateBatch(reference) => ServiceError::DuplicateBatch(reference),
             DomainError::UnknownBatch(reference) => ServiceError::UnknownBatch(reference),
+            DomainError::LineNotLoaded(_) | DomainError::LinesNotLoaded(_) => {
+                ServiceError::Internal(error)
+            }
             other => ServiceError::Invalid(other),
         }
     }

@@ -10,11 +10,11 @@ pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<
     if uow.get_by_batchref(&cmd.reference).await?.is_some() {
         return Err(ServiceError::DuplicateBatch(cmd.reference.clone()));
     }
-    if uow.get(&cmd.sku).await?.is_none() {
+    if uow.get(&cmd.sku, &[]).await?.is_none() {
         uow.add(Product::new(&cmd.sku)?);
     }
     let product = uow
-        .get(&cmd.sku)
+        .get(&cmd.sku, &[])
         .await?
         .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.clone()))?;
     product.add_batch(batch)?;
@@ -22,22 +22,83 @@ pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<
     Ok(())
 }
 
-/// `Allocate`: answers the reference of the batch holding the line. Out of stock is committed (the
-/// `OutOfStock` event must be recorded) and then reported as an error.
+/// `Allocate`: answers the reference of the batch holding the line. The product is loaded with this
+/// order's line only. Out of stock is committed (its `OutOfStock` event, on the state it was decided
+/// on) and then reported as an error.
 pub async fn allocate<U: UnitOfWork>(cmd: &Allocate, uow: &mut U) -> Result<String, ServiceError> {
     let line = OrderLine::new(&cmd.orderid, &cmd.sku, cmd.qty)?;
     let product = uow
-        .get(&cmd.sku)
+        .get(&cmd.sku, &[line.orderid()])
         .await?
         .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.clone()))?;
     let batchref = product.allocate(&line)?;
     uow.commit().await?;
-    batchref.ok_or_else(|| ServiceError::OutOfStock(cmd.sku.clone()))
+    batchref
+        .map(|reference| reference.to_string())
+        .ok_or_else(|| ServiceError::OutOfStock(cmd.sku.clone()))
 }
 
-/// `ChangeBatchQuantity`: sets the quantity and deallocates what no longer fits. When the store limits
-/// the size of a commit, lines are deallocated in chunks, each its own consistent commit, and the
-/// quantity is set by the last one.
+/// One of several allocations of the same SKU applied together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedAllocation {
+    pub cmd: Allocate,
+    /// The correlation id of the events this allocation records.
+    pub correlation_id: Option<String>,
+}
+
+/// Allocations of one SKU in ONE unit of work: one load (the product with every order's line), each
+/// allocation in turn on the same product, one commit. Each gets its own answer (the batch, out of
+/// stock, or a domain error that concerns it alone); an `Err` of the whole is a load or commit failure
+/// that concerns them all (the bus retries a version conflict).
+pub async fn allocate_together<U: UnitOfWork>(
+    sku: &str,
+    allocations: &[QueuedAllocation],
+    uow: &mut U,
+) -> Result<Vec<Result<String, ServiceError>>, ServiceError> {
+    let lines: Vec<Result<OrderLine, ServiceError>> = allocations
+        .iter()
+        .map(|a| {
+            if a.cmd.sku != sku {
+                return Err(ServiceError::InvalidSku(a.cmd.sku.clone()));
+            }
+            OrderLine::new(&a.cmd.orderid, &a.cmd.sku, a.cmd.qty).map_err(ServiceError::from)
+        })
+        .collect();
+    let orderids: Vec<&str> = lines.iter().flatten().map(OrderLine::orderid).collect();
+    if uow.get(sku, &orderids).await?.is_none() {
+        return Ok(allocations
+            .iter()
+            .map(|a| Err(ServiceError::InvalidSku(a.cmd.sku.clone())))
+            .collect());
+    }
+    let mut answers = Vec::with_capacity(allocations.len());
+    for (allocation, line) in allocations.iter().zip(lines) {
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => {
+                answers.push(Err(error));
+                continue;
+            }
+        };
+        uow.set_correlation_id(allocation.correlation_id.as_deref());
+        let product = uow
+            .get(sku, &[])
+            .await?
+            .ok_or_else(|| ServiceError::InvalidSku(sku.to_owned()))?;
+        answers.push(match product.allocate(&line) {
+            Ok(Some(reference)) => Ok(reference.to_string()),
+            Ok(None) => Err(ServiceError::OutOfStock(sku.to_owned())),
+            Err(error) => Err(error.into()),
+        });
+    }
+    uow.commit().await?;
+    Ok(answers)
+}
+
+/// `ChangeBatchQuantity`: sets the quantity and deallocates what no longer fits, loading only the
+/// lines that must go (greatest order id first). When the store limits the size of a commit, lines
+/// are deallocated in chunks, each its own consistent commit that also lowers the quantity as far as
+/// it can (so the room it frees is never taken again before the change completes).
 pub async fn change_batch_quantity<U: UnitOfWork>(
     cmd: &ChangeBatchQuantity,
     uow: &mut U,
@@ -48,6 +109,16 @@ pub async fn change_batch_quantity<U: UnitOfWork>(
             .get_by_batchref(&cmd.reference)
             .await?
             .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.clone()))?;
+        let sku = product.sku().to_owned();
+        let excess = product.excess(&cmd.reference, cmd.qty)?;
+        if excess > 0 {
+            uow.load_lines_to_free(&sku, &cmd.reference, excess, limit)
+                .await?;
+        }
+        let product = uow
+            .get(&sku, &[])
+            .await?
+            .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.clone()))?;
         let complete = product.change_batch_quantity_bounded(&cmd.reference, cmd.qty, limit)?;
         uow.commit().await?;
         if complete {
@@ -56,16 +127,23 @@ pub async fn change_batch_quantity<U: UnitOfWork>(
     }
 }
 
+/// The line an `AllocationRequired` event asks to allocate again.
+pub fn reallocation(event: &Event) -> Option<Allocate> {
+    let Event::AllocationRequired { orderid, sku, qty } = event else {
+        return None;
+    };
+    Some(Allocate {
+        orderid: orderid.to_string(),
+        sku: sku.to_string(),
+        qty: *qty,
+    })
+}
+
 /// `AllocationRequired`: allocates the line again in its own transaction. Out of stock is not a
 /// failure here: the `OutOfStock` event is recorded and the message is done.
 pub async fn reallocate<U: UnitOfWork>(event: &Event, uow: &mut U) -> Result<(), ServiceError> {
-    let Event::AllocationRequired { orderid, sku, qty } = event else {
+    let Some(cmd) = reallocation(event) else {
         return Ok(());
-    };
-    let cmd = Allocate {
-        orderid: orderid.clone(),
-        sku: sku.clone(),
-        qty: *qty,
     };
     match allocate(&cmd, uow).await {
         Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
@@ -78,7 +156,7 @@ pub async fn send_out_of_stock_notification(
     event: &Event,
     notifications: &dyn Notifications,
 ) -> Result<(), ServiceError> {
-    if let Event::OutOfStock { sku } = event {
+    if let Event::OutOfStock { sku, .. } = event {
         notifications.out_of_stock(sku).await?;
     }
     Ok(())

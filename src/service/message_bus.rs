@@ -6,9 +6,15 @@ use std::sync::Arc;
 
 use tracing::{debug, error, warn};
 
-use super::{handlers, Delivery, EventWiring, Notifications, RetryPolicy, ServiceError};
+use super::handlers::{self, QueuedAllocation};
+use super::product_queue::ProductQueues;
+use super::{Delivery, EventWiring, Notifications, RetryPolicy, ServiceError};
 use super::{UnitOfWork, UnitOfWorkFactory};
 use crate::domain::{Allocate, ChangeBatchQuantity, Command, CreateBatch, Event, EventEnvelope};
+
+/// The most allocations one group holds when the store does not limit commits (bounds a group's
+/// latency and its commit).
+const MAX_GROUP: usize = 256;
 
 /// A message the bus can handle in a unit of work, with its typed result.
 pub trait Message: Send + Sync {
@@ -42,6 +48,19 @@ impl Message for ChangeBatchQuantity {
     }
 }
 
+/// Allocations of one SKU applied together (see [`handlers::allocate_together`]).
+pub(crate) struct AllocateTogether<'a> {
+    pub sku: &'a str,
+    pub allocations: &'a [QueuedAllocation],
+}
+
+impl Message for AllocateTogether<'_> {
+    type Output = Vec<Result<String, ServiceError>>;
+    async fn handle<U: UnitOfWork>(&self, uow: &mut U) -> Result<Self::Output, ServiceError> {
+        handlers::allocate_together(self.sku, self.allocations, uow).await
+    }
+}
+
 /// The result of any [`Command`] (for callers holding the type-tagged enum).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandResult {
@@ -57,15 +76,33 @@ pub struct BusStats {
     pub conflict_retries: AtomicU64,
     /// In-process event handlers that failed (logged, not propagated).
     pub failed_event_handlers: AtomicU64,
+    /// Groups of allocations applied together (one unit of work, one commit each).
+    pub allocation_groups: AtomicU64,
+    /// Allocations applied in those groups.
+    pub grouped_allocations: AtomicU64,
 }
 
-/// Dispatches commands and events to their handlers, each in a fresh unit of work.
-pub struct MessageBus<F: UnitOfWorkFactory> {
+struct Inner<F: UnitOfWorkFactory> {
     uows: F,
     wiring: EventWiring,
     notifications: Arc<dyn Notifications>,
     retry: RetryPolicy,
     stats: BusStats,
+    queues: ProductQueues,
+}
+
+/// Dispatches commands and events to their handlers, each in a fresh unit of work. Cheap to clone
+/// (clones share everything).
+pub struct MessageBus<F: UnitOfWorkFactory> {
+    inner: Arc<Inner<F>>,
+}
+
+impl<F: UnitOfWorkFactory> Clone for MessageBus<F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
 }
 
 impl<F: UnitOfWorkFactory> MessageBus<F> {
@@ -76,20 +113,27 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         retry: RetryPolicy,
     ) -> Self {
         Self {
-            uows,
-            wiring,
-            notifications,
-            retry,
-            stats: BusStats::default(),
+            inner: Arc::new(Inner {
+                uows,
+                wiring,
+                notifications,
+                retry,
+                stats: BusStats::default(),
+                queues: ProductQueues::default(),
+            }),
         }
     }
 
     pub fn uows(&self) -> &F {
-        &self.uows
+        &self.inner.uows
     }
 
     pub fn stats(&self) -> &BusStats {
-        &self.stats
+        &self.inner.stats
+    }
+
+    pub(crate) fn queues(&self) -> &ProductQueues {
+        &self.inner.queues
     }
 
     /// Handles a command, retrying version conflicts, then the events it raised. A command's failure is
@@ -100,8 +144,54 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         correlation_id: Option<&str>,
     ) -> Result<C::Output, ServiceError> {
         let (result, events) = self.with_retries(command, correlation_id).await;
-        self.handle_events(events, correlation_id).await;
+        self.handle_events(events).await;
         result
+    }
+
+    /// Allocates through the product's queue: allocations of the same SKU that arrive while one group
+    /// is being applied wait, then are applied together (one load, one commit), so they never race
+    /// each other in this process. Answers like `handle(&Allocate)`.
+    pub async fn allocate(
+        &self,
+        cmd: &Allocate,
+        correlation_id: Option<&str>,
+    ) -> Result<String, ServiceError> {
+        let allocation = QueuedAllocation {
+            cmd: cmd.clone(),
+            correlation_id: correlation_id.map(str::to_owned),
+        };
+        self.queues().allocate(self, allocation).await
+    }
+
+    /// Applies allocations of one SKU together, retrying version conflicts, then handles the events
+    /// they raised. One answer per allocation, in order.
+    pub async fn allocate_together(
+        &self,
+        sku: &str,
+        allocations: &[QueuedAllocation],
+    ) -> Vec<Result<String, ServiceError>> {
+        let stats = &self.inner.stats;
+        stats.allocation_groups.fetch_add(1, Ordering::Relaxed);
+        stats
+            .grouped_allocations
+            .fetch_add(allocations.len() as u64, Ordering::Relaxed);
+        let message = AllocateTogether { sku, allocations };
+        let (result, events) = self.with_retries(&message, None).await;
+        self.handle_events(events).await;
+        match result {
+            Ok(answers) => answers,
+            Err(error) => allocations.iter().map(|_| Err(error.clone())).collect(),
+        }
+    }
+
+    /// The most allocations one group may hold. Each moves one line and may change one batch, so
+    /// half of what the store allows in one commit (see `Store::max_lines_per_commit`).
+    pub(crate) fn max_group(&self) -> usize {
+        self.inner
+            .uows
+            .max_lines_per_commit()
+            .map_or(MAX_GROUP, |lines| lines / 2)
+            .clamp(1, MAX_GROUP)
     }
 
     /// Handles a command given as the type-tagged enum.
@@ -127,39 +217,50 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
     }
 
     /// Handles an event delivered from outside (a queue): its handler's failure is returned so the
-    /// delivery can be retried; the events it raises in turn are handled as usual.
+    /// delivery can be retried; the events it raises in turn are handled as usual. A reallocation
+    /// goes through its product's queue, like any allocation.
     pub async fn handle_delivered_event(
         &self,
         envelope: &EventEnvelope,
     ) -> Result<(), ServiceError> {
         let correlation_id = envelope.correlation_id.as_deref();
+        if let Some(cmd) = handlers::reallocation(&envelope.event) {
+            return match self.allocate(&cmd, correlation_id).await {
+                Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
+                Err(error) => Err(error),
+            };
+        }
         let (result, events) = self
             .with_retries(&self.event_handler(envelope), correlation_id)
             .await;
-        self.handle_events(events, correlation_id).await;
+        self.handle_events(events).await;
         result
     }
 
     fn event_handler<'a>(&'a self, envelope: &'a EventEnvelope) -> HandleEvent<'a> {
         HandleEvent {
             envelope,
-            notifications: &*self.notifications,
+            notifications: &*self.inner.notifications,
         }
     }
 
     /// Runs the in-process handlers of these events and of the events they raise, breadth first.
-    async fn handle_events(&self, events: Vec<EventEnvelope>, correlation_id: Option<&str>) {
+    async fn handle_events(&self, events: Vec<EventEnvelope>) {
         let mut queue: VecDeque<EventEnvelope> = events.into();
         while let Some(envelope) = queue.pop_front() {
-            if self.wiring.delivery(&envelope.event) == Delivery::Outbox {
+            if self.inner.wiring.delivery(&envelope.event) == Delivery::Outbox {
                 continue;
             }
             debug!(event_id = %envelope.id, event_type = envelope.event.type_name(), "handling event");
             let (result, more) = self
-                .with_retries(&self.event_handler(&envelope), correlation_id)
+                .with_retries(
+                    &self.event_handler(&envelope),
+                    envelope.correlation_id.as_deref(),
+                )
                 .await;
             if let Err(error) = result {
-                self.stats
+                self.inner
+                    .stats
                     .failed_event_handlers
                     .fetch_add(1, Ordering::Relaxed);
                 error!(event_id = %envelope.id, event_type = envelope.event.type_name(), %error,
@@ -170,25 +271,32 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
     }
 
     /// Runs `message` in a fresh unit of work, again with a new one after each version conflict
-    /// (bounded, jittered backoff). Returns the outcome and the events committed by the last attempt.
+    /// (bounded, jittered backoff). Returns the outcome and the events committed by every attempt: an
+    /// attempt may commit some steps (a chunked quantity change) before a later step conflicts.
     async fn with_retries<M: Message>(
         &self,
         message: &M,
         correlation_id: Option<&str>,
     ) -> (Result<M::Output, ServiceError>, Vec<EventEnvelope>) {
+        let retry = &self.inner.retry;
+        let mut committed = Vec::new();
         let mut attempt = 1;
         loop {
-            let mut uow = self.uows.begin(correlation_id);
+            let mut uow = self.inner.uows.begin(correlation_id);
             let result = message.handle(&mut uow).await;
+            committed.extend(uow.collect_new_events());
             match result {
-                Err(error) if error.is_version_conflict() && attempt < self.retry.max_attempts => {
-                    self.stats.conflict_retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = self.retry.backoff(attempt);
+                Err(error) if error.is_version_conflict() && attempt < retry.max_attempts => {
+                    self.inner
+                        .stats
+                        .conflict_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    let wait = retry.backoff(attempt);
                     warn!(attempt, ?wait, %error, "version conflict, retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                result => return (result, uow.collect_new_events()),
+                result => return (result, committed),
             }
         }
     }

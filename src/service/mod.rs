@@ -5,6 +5,7 @@ pub mod errors;
 pub mod handlers;
 pub mod message_bus;
 pub mod notifications;
+pub mod product_queue;
 pub mod retry;
 pub mod store;
 pub mod unit_of_work;
@@ -12,6 +13,7 @@ pub mod wiring;
 
 pub use bootstrap::{outbox_bus, Bus};
 pub use errors::{ServiceError, StoreError};
+pub use handlers::QueuedAllocation;
 pub use message_bus::{BusStats, CommandResult, Message, MessageBus};
 pub use notifications::{out_of_stock_message, NoNotifications, NotificationError, Notifications};
 pub use retry::RetryPolicy;

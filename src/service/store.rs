@@ -12,7 +12,9 @@ use crate::domain::{Changes, EventEnvelope, Product};
 pub struct ProductWrite<'a> {
     /// The product's current state (its `version_number` is the new version).
     pub product: &'a Product,
-    /// The version it was loaded at, or `None` for a product that is new to the store.
+    /// The version it was loaded at, or `None` for a product that is new to the store. Equal to the
+    /// product's version when the commit only records refusals (out of stock): then nothing of the
+    /// product is written, but the commit still holds only if the stored version did not move.
     pub expected_version: Option<u64>,
     /// What changed since it was loaded.
     pub changes: &'a Changes,
@@ -28,9 +30,35 @@ pub struct AllocationView {
 }
 
 /// Persistence of products and their outbox. Every adapter passes the contract suite in `tests/contract`.
+///
+/// A product is never read whole: a load reads its head (the product and batch records, with each
+/// batch's allocated total) and only the order lines the command names, so its cost does not grow
+/// with the SKU's history. All reads are strongly consistent.
 pub trait Store: Send + Sync + 'static {
-    /// The product of this SKU, read with strong consistency, or `None`.
-    fn load(&self, sku: &str) -> impl Future<Output = Result<Option<Product>, StoreError>> + Send;
+    /// The product of this SKU with the lines of these orders (each: its line, or known to have
+    /// none), or `None`.
+    fn load(
+        &self,
+        sku: &str,
+        orderids: &[&str],
+    ) -> impl Future<Output = Result<Option<Product>, StoreError>> + Send;
+
+    /// Adds to a loaded product the lines of these orders (each: its line, or known to have none).
+    fn load_lines(
+        &self,
+        product: &mut Product,
+        orderids: &[&str],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds to a loaded product the lines batch `reference` gives up first (greatest order id first),
+    /// enough to free `excess` units, at most `max_lines`: reading about as many lines as it returns.
+    fn load_lines_to_free(
+        &self,
+        product: &mut Product,
+        reference: &str,
+        excess: u64,
+        max_lines: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The SKU of the batch with this reference, or `None`.
     fn sku_of_batch(
@@ -56,6 +84,10 @@ pub trait Store: Send + Sync + 'static {
         &self,
         sku: &str,
     ) -> impl Future<Output = Result<Vec<EventEnvelope>, StoreError>> + Send;
+
+    /// How many product, batch and allocation records the loads have read since the store was made:
+    /// what a load costs, counted rather than timed.
+    fn records_read(&self) -> u64;
 
     /// The most order lines one commit may move, if the store limits the size of a commit.
     fn max_lines_per_commit(&self) -> Option<usize> {

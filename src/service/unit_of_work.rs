@@ -5,24 +5,40 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::{EventWiring, ProductWrite, Store, StoreError};
-use crate::domain::{EventEnvelope, Product};
+use crate::domain::{Event, EventEnvelope, Product};
 
 /// What handlers talk to. Work is rolled back (simply not written) unless `commit` is called.
 pub trait UnitOfWork: Send {
-    /// The product of this SKU, loaded once per unit of work and tracked.
+    /// The product of this SKU with the lines of these orders (each: its line, or known to have
+    /// none). Loaded once per unit of work and tracked; lines it does not know yet are loaded.
     fn get(
         &mut self,
         sku: &str,
+        orderids: &[&str],
     ) -> impl Future<Output = Result<Option<&mut Product>, StoreError>> + Send;
 
-    /// The product holding the batch with this reference.
+    /// The product holding the batch with this reference (without lines).
     fn get_by_batchref(
         &mut self,
         reference: &str,
     ) -> impl Future<Output = Result<Option<&mut Product>, StoreError>> + Send;
 
+    /// Loads into the tracked product of `sku` the lines batch `reference` gives up first, enough to
+    /// free `excess` units, at most `max_lines` (see `Store::load_lines_to_free`).
+    fn load_lines_to_free(
+        &mut self,
+        sku: &str,
+        reference: &str,
+        excess: u64,
+        max_lines: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Tracks a product that is new to the store.
     fn add(&mut self, product: Product) -> &mut Product;
+
+    /// The correlation id of the events recorded from now on (a unit of work may serve several
+    /// messages, each with its own).
+    fn set_correlation_id(&mut self, correlation_id: Option<&str>);
 
     /// Atomically writes every changed product (with a version check) and its outbox events. The
     /// unit of work stays usable: later changes are committed by a later call.
@@ -41,19 +57,32 @@ pub trait UnitOfWorkFactory: Send + Sync + 'static {
 
     /// A new unit of work; its events carry `correlation_id`.
     fn begin(&self, correlation_id: Option<&str>) -> Self::Uow;
+
+    /// The most order lines one commit may move (see `Store::max_lines_per_commit`).
+    fn max_lines_per_commit(&self) -> Option<usize>;
 }
 
 struct Seen {
     product: Product,
     /// The stored version when loaded (`None`: not in the store yet).
     expected_version: Option<u64>,
+    /// Events taken from the product, each with the correlation id current when it was recorded.
+    events: Vec<(Event, Option<Arc<str>>)>,
+}
+
+impl Seen {
+    fn tag_events(&mut self, correlation_id: &Option<Arc<str>>) {
+        for event in self.product.take_events() {
+            self.events.push((event, correlation_id.clone()));
+        }
+    }
 }
 
 /// The unit of work over any [`Store`]: the one implementation every adapter shares.
 pub struct StoreUnitOfWork<S: Store> {
     store: Arc<S>,
     wiring: EventWiring,
-    correlation_id: Option<String>,
+    correlation_id: Option<Arc<str>>,
     seen: HashMap<String, Seen>,
     committed_events: Vec<EventEnvelope>,
 }
@@ -63,27 +92,56 @@ impl<S: Store> StoreUnitOfWork<S> {
         Self {
             store,
             wiring,
-            correlation_id: correlation_id.map(str::to_owned),
+            correlation_id: correlation_id.map(Arc::from),
             seen: HashMap::new(),
             committed_events: Vec::new(),
         }
     }
 }
 
+/// The id of the `index`-th event of a product's commit (see `EventEnvelope`): numbered when the
+/// commit makes `version`, named by the refused order when it only records refusals.
+fn envelope_id(sku: &str, version: u64, new_version: bool, index: usize, event: &Event) -> String {
+    match event {
+        Event::OutOfStock {
+            orderid: Some(orderid),
+            ..
+        } if !new_version => EventEnvelope::refusal_id(sku, version, orderid),
+        _ => EventEnvelope::event_id(sku, version, index),
+    }
+}
+
 impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
-    async fn get(&mut self, sku: &str) -> Result<Option<&mut Product>, StoreError> {
-        if !self.seen.contains_key(sku) {
-            let Some(product) = self.store.load(sku).await? else {
-                return Ok(None);
-            };
-            let expected_version = Some(product.version_number());
-            self.seen.insert(
-                sku.to_owned(),
-                Seen {
-                    product,
-                    expected_version,
-                },
-            );
+    async fn get(
+        &mut self,
+        sku: &str,
+        orderids: &[&str],
+    ) -> Result<Option<&mut Product>, StoreError> {
+        match self.seen.get_mut(sku) {
+            Some(seen) => {
+                let missing: Vec<&str> = orderids
+                    .iter()
+                    .copied()
+                    .filter(|orderid| !seen.product.knows_line(orderid))
+                    .collect();
+                if !missing.is_empty() {
+                    self.store.load_lines(&mut seen.product, &missing).await?;
+                }
+            }
+            None => {
+                let Some(product) = self.store.load(sku, orderids).await? else {
+                    return Ok(None);
+                };
+                let expected_version = Some(product.version_number());
+                self.seen.insert(
+                    sku.to_owned(),
+                    Seen {
+                        product,
+                        expected_version,
+                        events: Vec::new(),
+                    },
+                );
+            }
         }
         Ok(self.seen.get_mut(sku).map(|seen| &mut seen.product))
     }
@@ -105,9 +163,24 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
             },
         };
         Ok(self
-            .get(&sku)
+            .get(&sku, &[])
             .await?
             .filter(|product| product.batch(reference).is_some()))
+    }
+
+    async fn load_lines_to_free(
+        &mut self,
+        sku: &str,
+        reference: &str,
+        excess: u64,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        let Some(seen) = self.seen.get_mut(sku) else {
+            return Ok(());
+        };
+        self.store
+            .load_lines_to_free(&mut seen.product, reference, excess, max_lines)
+            .await
     }
 
     fn add(&mut self, product: Product) -> &mut Product {
@@ -115,26 +188,34 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
         let seen = self.seen.entry(sku).or_insert(Seen {
             product,
             expected_version: None,
+            events: Vec::new(),
         });
         &mut seen.product
+    }
+
+    fn set_correlation_id(&mut self, correlation_id: Option<&str>) {
+        for seen in self.seen.values_mut() {
+            seen.tag_events(&self.correlation_id);
+        }
+        self.correlation_id = correlation_id.map(Arc::from);
     }
 
     async fn commit(&mut self) -> Result<(), StoreError> {
         let mut pending: Vec<(&mut Seen, Vec<EventEnvelope>)> = Vec::new();
         for seen in self.seen.values_mut() {
+            seen.tag_events(&self.correlation_id);
             let version = seen.product.version_number();
-            if seen.expected_version == Some(version) {
+            let new_version = seen.expected_version != Some(version);
+            if !new_version && seen.events.is_empty() {
                 continue;
             }
             let sku = seen.product.sku().to_owned();
-            let envelopes = seen
-                .product
-                .take_events()
+            let envelopes = std::mem::take(&mut seen.events)
                 .into_iter()
                 .enumerate()
-                .map(|(index, event)| EventEnvelope {
-                    id: EventEnvelope::event_id(&sku, version, index),
-                    correlation_id: self.correlation_id.clone(),
+                .map(|(index, (event, correlation_id))| EventEnvelope {
+                    id: envelope_id(&sku, version, new_version, index, &event),
+                    correlation_id: correlation_id.map(|id| id.to_string()),
                     event,
                 })
                 .collect();
@@ -206,5 +287,9 @@ impl<S: Store> UnitOfWorkFactory for StoreUnitOfWorkFactory<S> {
 
     fn begin(&self, correlation_id: Option<&str>) -> Self::Uow {
         StoreUnitOfWork::new(Arc::clone(&self.store), self.wiring, correlation_id)
+    }
+
+    fn max_lines_per_commit(&self) -> Option<usize> {
+        self.store.max_lines_per_commit()
     }
 }

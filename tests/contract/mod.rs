@@ -89,7 +89,11 @@ pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
     uow.commit().await.unwrap();
 
     let mut uow = uows(&store).begin(None);
-    let product = uow.get(&sku).await.unwrap().expect("product is stored");
+    let product = uow
+        .get(&sku, &[&order])
+        .await
+        .unwrap()
+        .expect("product is stored");
     assert_eq!(product.version_number(), 3);
     let batches: Vec<_> = product
         .batches()
@@ -127,7 +131,7 @@ pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
         .await
         .unwrap()
         .is_none());
-    assert!(uow.get(&unique("NO-SKU")).await.unwrap().is_none());
+    assert!(uow.get(&unique("NO-SKU"), &[]).await.unwrap().is_none());
 
     let views = store.allocations_for_order(&order).await.unwrap();
     assert_eq!(views.len(), 1);
@@ -149,7 +153,7 @@ pub async fn uncommitted_work_is_rolled_back_by_default<S: Store>(store: Arc<S>)
         // dropped without commit
     }
     let mut uow = uows(&store).begin(None);
-    assert!(uow.get(&sku).await.unwrap().is_none());
+    assert!(uow.get(&sku, &[]).await.unwrap().is_none());
     assert!(store.sku_of_batch(&batch).await.unwrap().is_none());
     assert!(store.outbox(&sku).await.unwrap().is_empty());
 }
@@ -160,10 +164,11 @@ pub async fn work_is_rolled_back_when_the_handler_fails<S: Store>(store: Arc<S>)
     create_batch(&store, &batch, &sku, 10, None).await;
     // The first line allocates in memory, the second is invalid: the handler fails before commit.
     let mut uow = uows(&store).begin(None);
+    let (first, second) = (unique("o"), unique("o"));
     let failure: Result<(), ServiceError> = async {
-        let product = uow.get(&sku).await?.expect("stored");
-        product.allocate(&OrderLine::new(unique("o"), &sku, 5)?)?;
-        product.allocate(&OrderLine::new(unique("o"), &sku, 0)?)?;
+        let product = uow.get(&sku, &[&first, &second]).await?.expect("stored");
+        product.allocate(&OrderLine::new(&first, &sku, 5)?)?;
+        product.allocate(&OrderLine::new(&second, &sku, 0)?)?;
         uow.commit().await?;
         Ok(())
     }
@@ -171,7 +176,7 @@ pub async fn work_is_rolled_back_when_the_handler_fails<S: Store>(store: Arc<S>)
     assert!(failure.is_err());
     drop(uow);
     let mut uow = uows(&store).begin(None);
-    let product = uow.get(&sku).await.unwrap().unwrap();
+    let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     assert_eq!(product.batch(&batch).unwrap().available_quantity(), 10);
     assert_eq!(product.version_number(), 1);
 }
@@ -184,14 +189,14 @@ pub async fn a_stale_commit_is_a_version_conflict<S: Store>(store: Arc<S>) {
     let mut first = uows(&store).begin(None);
     let mut second = uows(&store).begin(None);
     first
-        .get(&sku)
+        .get(&sku, &[&o1])
         .await
         .unwrap()
         .unwrap()
         .allocate(&OrderLine::new(&o1, &sku, 4).unwrap())
         .unwrap();
     second
-        .get(&sku)
+        .get(&sku, &[&o2])
         .await
         .unwrap()
         .unwrap()
@@ -205,7 +210,7 @@ pub async fn a_stale_commit_is_a_version_conflict<S: Store>(store: Arc<S>) {
     );
 
     let mut uow = uows(&store).begin(None);
-    let product = uow.get(&sku).await.unwrap().unwrap();
+    let product = uow.get(&sku, &[&o1, &o2]).await.unwrap().unwrap();
     assert_eq!(product.version_number(), 2);
     assert!(product.allocation_of(&o1).is_some());
     assert!(
@@ -254,7 +259,7 @@ pub async fn batch_references_are_unique_across_skus<S: Store>(store: Arc<S>) {
     );
     let mut uow = uows(&store).begin(None);
     assert!(
-        uow.get(&sku2).await.unwrap().is_none(),
+        uow.get(&sku2, &[]).await.unwrap().is_none(),
         "nothing of the failed commit is stored"
     );
     assert_eq!(store.sku_of_batch(&batch).await.unwrap(), Some(sku1));
@@ -265,7 +270,7 @@ pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: 
     let batch = unique("b");
     create_batch(&store, &batch, &sku, 3, None).await;
     let bus = bus(Arc::clone(&store));
-    let o1 = unique("o");
+    let (o1, o2) = (unique("o"), unique("o"));
     let batchref = bus
         .handle(
             &Allocate {
@@ -281,7 +286,7 @@ pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: 
     let out = bus
         .handle(
             &Allocate {
-                orderid: unique("o"),
+                orderid: o2.clone(),
                 sku: sku.clone(),
                 qty: 1,
             },
@@ -298,15 +303,27 @@ pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: 
     assert_eq!(
         outbox[0].event,
         Event::Allocated {
-            orderid: o1,
-            sku: sku.clone(),
+            orderid: o1.as_str().into(),
+            sku: sku.as_str().into(),
             qty: 3,
-            batchref: batch.clone()
+            batchref: batch.as_str().into()
         }
     );
-    assert_eq!(outbox[1].event, Event::OutOfStock { sku: sku.clone() });
+    assert_eq!(
+        outbox[1].event,
+        Event::OutOfStock {
+            sku: sku.as_str().into(),
+            orderid: Some(o2.as_str().into()),
+            qty: Some(1)
+        }
+    );
+    // A refusal changes nothing, so it makes no new version: it is recorded on version 2.
+    assert_eq!(outbox[1].id, format!("{sku}:2:out-of-stock:{o2}"));
     let mut uow = uows(&store).begin(None);
-    assert_eq!(uow.get(&sku).await.unwrap().unwrap().version_number(), 3);
+    assert_eq!(
+        uow.get(&sku, &[]).await.unwrap().unwrap().version_number(),
+        2
+    );
 }
 
 pub async fn an_idempotent_allocation_writes_nothing<S: Store>(store: Arc<S>) {
@@ -322,7 +339,7 @@ pub async fn an_idempotent_allocation_writes_nothing<S: Store>(store: Arc<S>) {
     assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
     assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
     let mut uow = uows(&store).begin(None);
-    let product = uow.get(&sku).await.unwrap().unwrap();
+    let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     assert_eq!(product.version_number(), 2);
     assert_eq!(product.batch(&batch).unwrap().available_quantity(), 8);
     assert_eq!(store.outbox(&sku).await.unwrap().len(), 1);
@@ -357,7 +374,8 @@ pub async fn a_quantity_change_persists_the_deallocations<S: Store>(store: Arc<S
     .unwrap();
 
     let mut uow = uows(&store).begin(None);
-    let product = uow.get(&sku).await.unwrap().unwrap();
+    let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
+    let product = uow.get(&sku, &ids).await.unwrap().unwrap();
     let stored = product.batch(&batch).unwrap();
     assert_eq!(stored.purchased_quantity(), 5);
     assert_eq!(stored.allocated_quantity(), 4);
@@ -409,7 +427,7 @@ pub async fn a_large_deallocation_ends_consistent<S: Store>(store: Arc<S>) {
     .await
     .unwrap();
     let mut uow = uows(&store).begin(None);
-    let product = uow.get(&sku).await.unwrap().unwrap();
+    let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     let stored = product.batch(&batch).unwrap();
     assert_eq!(
         (stored.purchased_quantity(), stored.allocated_quantity()),
@@ -462,15 +480,238 @@ pub async fn concurrent_allocators_never_oversell<S: Store>(store: Arc<S>) {
     }
     assert_eq!((allocated, out_of_stock), (stock, allocators - stock));
     let mut uow = uows(&store).begin(None);
-    let product = uow.get(&sku).await.unwrap().unwrap();
+    let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     assert_eq!(
         product.batch(&batch).unwrap().allocated_quantity(),
         u64::from(stock)
     );
     assert_eq!(product.batch(&batch).unwrap().available_quantity(), 0);
-    // One version for the batch, then one per successful commit (each allocation or OutOfStock).
-    assert_eq!(product.version_number(), 1 + u64::from(allocators));
+    // One version for the batch, then one per allocation; a refusal makes no version.
+    assert_eq!(product.version_number(), 1 + u64::from(stock));
     assert_eq!(store.outbox(&sku).await.unwrap().len(), allocators as usize);
+}
+
+/// Records a store reads for one allocation through the bus.
+async fn records_read_by_allocation<S: Store>(store: &Arc<S>, sku: &str) -> u64 {
+    let before = store.records_read();
+    bus(Arc::clone(store))
+        .handle(
+            &Allocate {
+                orderid: unique("probe"),
+                sku: sku.to_owned(),
+                qty: 1,
+            },
+            None,
+        )
+        .await
+        .expect("allocated");
+    store.records_read() - before
+}
+
+/// Cost does not grow with history: an allocation on a SKU with many earlier lines reads exactly as
+/// many records as on a SKU with none (the product, its batches, and the order's own line if any).
+pub async fn an_allocation_reads_the_same_records_whatever_the_history<S: Store>(store: Arc<S>) {
+    let (fresh, busy) = (unique("FRESH"), unique("BUSY"));
+    create_batch(&store, &unique("b"), &fresh, 1_000, None).await;
+    create_batch(&store, &unique("b"), &busy, 1_000, None).await;
+    create_batch(&store, &unique("b"), &busy, 1_000, date(2027, 1, 1)).await;
+    create_batch(&store, &unique("b"), &fresh, 1_000, date(2027, 1, 1)).await;
+    let bus = bus(Arc::clone(&store));
+    for _ in 0..200 {
+        let cmd = Allocate {
+            orderid: unique("earlier"),
+            sku: busy.clone(),
+            qty: 1,
+        };
+        bus.handle(&cmd, None).await.unwrap();
+    }
+    let on_fresh = records_read_by_allocation(&store, &fresh).await;
+    let on_busy = records_read_by_allocation(&store, &busy).await;
+    assert_eq!(on_fresh, on_busy, "reads must not grow with the lines");
+    assert_eq!(on_busy, 3, "the product record and two batch records");
+}
+
+/// A shrink that frees k lines reads about k lines (at most a small page more), not the batch.
+pub async fn a_shrink_reads_about_the_lines_it_frees<S: Store>(store: Arc<S>) {
+    let sku = unique("SHRINK");
+    let batch = unique("b");
+    let lines = 150u32;
+    create_batch(&store, &batch, &sku, lines, None).await;
+    let bus = bus(Arc::clone(&store));
+    let mut orders = Vec::new();
+    for _ in 0..lines {
+        let orderid = unique("o");
+        let cmd = Allocate {
+            orderid: orderid.clone(),
+            sku: sku.clone(),
+            qty: 1,
+        };
+        bus.handle(&cmd, None).await.unwrap();
+        orders.push(orderid);
+    }
+    for freed in [3u32, 10] {
+        let before = store.records_read();
+        let qty = lines - freed - if freed == 10 { 3 } else { 0 };
+        let cmd = ChangeBatchQuantity {
+            reference: batch.clone(),
+            qty,
+        };
+        bus.handle(&cmd, None).await.unwrap();
+        let read = store.records_read() - before;
+        // The product and its batch, then the k lines (a page may read a few past them).
+        assert!(
+            read >= 2 + u64::from(freed) && read <= 2 + u64::from(freed) + 8,
+            "freeing {freed} lines read {read} records"
+        );
+    }
+    // The lines deallocated are the greatest order ids, as in every process.
+    orders.sort();
+    let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku, &ids).await.unwrap().unwrap();
+    let gone: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|o| product.allocation_of(o).is_none())
+        .collect();
+    assert_eq!(gone, ids[ids.len() - 13..].to_vec());
+}
+
+/// A refusal (out of stock) changes no version, so an allocation loaded on the same version still
+/// commits.
+pub async fn a_refusal_does_not_invalidate_a_concurrent_allocation<S: Store>(store: Arc<S>) {
+    let sku = unique("SCARCE");
+    create_batch(&store, &unique("b"), &sku, 5, None).await;
+    let (small, large) = (unique("o"), unique("o"));
+    let mut allocating = uows(&store).begin(None);
+    let mut refusing = uows(&store).begin(None);
+    let product = allocating.get(&sku, &[&small]).await.unwrap().unwrap();
+    assert!(product
+        .allocate(&OrderLine::new(&small, &sku, 2).unwrap())
+        .unwrap()
+        .is_some());
+    let product = refusing.get(&sku, &[&large]).await.unwrap().unwrap();
+    assert_eq!(
+        product
+            .allocate(&OrderLine::new(&large, &sku, 50).unwrap())
+            .unwrap(),
+        None
+    );
+    refusing.commit().await.unwrap();
+    allocating.commit().await.unwrap();
+    // The refusal is recorded on version 1, where it was decided; the allocation made version 2.
+    let ids: Vec<_> = store
+        .outbox(&sku)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            format!("{sku}:1:out-of-stock:{large}"),
+            format!("{sku}:2:0")
+        ]
+    );
+}
+
+/// A refusal is recorded only on the state it was decided on.
+pub async fn a_refusal_on_a_state_that_moved_is_a_version_conflict<S: Store>(store: Arc<S>) {
+    let sku = unique("MOVING");
+    create_batch(&store, &unique("b"), &sku, 5, None).await;
+    let (small, large) = (unique("o"), unique("o"));
+    let mut refusing = uows(&store).begin(None);
+    let product = refusing.get(&sku, &[&large]).await.unwrap().unwrap();
+    assert_eq!(
+        product
+            .allocate(&OrderLine::new(&large, &sku, 50).unwrap())
+            .unwrap(),
+        None
+    );
+    bus(Arc::clone(&store))
+        .handle(
+            &Allocate {
+                orderid: small,
+                sku: sku.clone(),
+                qty: 2,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refusing.commit().await,
+        Err(StoreError::VersionConflict { sku: sku.clone() })
+    );
+    assert_eq!(
+        store.outbox(&sku).await.unwrap().len(),
+        1,
+        "only the allocation"
+    );
+}
+
+/// Allocations of one SKU sent at once through the product's queue never race: each gets its own
+/// answer, nothing is oversold, and there are fewer commits than allocations.
+pub async fn allocations_queued_on_one_product_are_applied_together<S: Store>(store: Arc<S>) {
+    let sku = unique("QUEUED");
+    let batch = unique("b");
+    create_batch(&store, &batch, &sku, 30, None).await;
+    let bus = bus(Arc::clone(&store));
+    let calls: Vec<_> = (0..40)
+        .map(|n| {
+            let (bus, sku) = (bus.clone(), sku.clone());
+            tokio::spawn(async move {
+                let cmd = Allocate {
+                    orderid: format!("q-{n:02}"),
+                    sku,
+                    qty: 1,
+                };
+                bus.allocate(&cmd, Some(&format!("req-{n}"))).await
+            })
+        })
+        .collect();
+    let mut allocated = 0;
+    for call in calls {
+        match call.await.expect("task ran") {
+            Ok(reference) => {
+                assert_eq!(reference, batch);
+                allocated += 1;
+            }
+            Err(ServiceError::OutOfStock(_)) => {}
+            Err(other) => panic!("unexpected failure: {other}"),
+        }
+    }
+    assert_eq!(allocated, 30);
+    assert_eq!(
+        bus.stats()
+            .conflict_retries
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let groups = bus
+        .stats()
+        .allocation_groups
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(groups < 40, "{groups} groups for 40 allocations");
+    let outbox = store.outbox(&sku).await.unwrap();
+    assert_eq!(outbox.len(), 40);
+    for envelope in &outbox {
+        let (Event::Allocated { orderid, .. }
+        | Event::OutOfStock {
+            orderid: Some(orderid),
+            ..
+        }) = &envelope.event
+        else {
+            panic!("unexpected event {envelope:?}");
+        };
+        let n = orderid.trim_start_matches("q-").parse::<u32>().unwrap();
+        assert_eq!(
+            envelope.correlation_id,
+            Some(format!("req-{n}")),
+            "each caller's id"
+        );
+    }
 }
 
 /// Generates one `#[tokio::test]` per contract case, each with a store from `$make` (an async expression
@@ -490,6 +731,11 @@ macro_rules! contract_suite {
             a_quantity_change_persists_the_deallocations,
             a_large_deallocation_ends_consistent,
             concurrent_allocators_never_oversell,
+            an_allocation_reads_the_same_records_whatever_the_history,
+            a_shrink_reads_about_the_lines_it_frees,
+            a_refusal_does_not_invalidate_a_concurrent_allocation,
+            a_refusal_on_a_state_that_moved_is_a_version_conflict,
+            allocations_queued_on_one_product_are_applied_together,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

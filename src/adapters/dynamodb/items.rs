@@ -45,8 +45,8 @@ pub fn batchref_key(reference: &str) -> Item {
     key(batchref_pk(reference), BATCHREF_SK.to_owned())
 }
 
-pub fn outbox_key(sku: &str, version_number: u64, sequence: u32) -> Item {
-    key(outbox_pk(sku), outbox_sk(version_number, sequence))
+pub fn outbox_key(sku: &str, version_number: u64, slot: &str) -> Item {
+    key(outbox_pk(sku), outbox_sk(version_number, slot))
 }
 
 pub fn product_item(record: &ProductRecord) -> Item {
@@ -65,6 +65,10 @@ pub fn batch_item(record: &BatchRecord) -> Item {
     item.insert(
         "purchased_quantity".to_owned(),
         n(record.purchased_quantity),
+    );
+    item.insert(
+        "allocated_quantity".to_owned(),
+        n(record.allocated_quantity),
     );
     if let Some(eta) = record.eta {
         item.insert("eta".to_owned(), s(eta.format(ETA_FORMAT).to_string()));
@@ -89,6 +93,10 @@ pub fn allocation_item(record: &AllocationRecord) -> Item {
     item.insert("batchref".to_owned(), s(&record.batchref));
     item.insert(GSI1PK.to_owned(), s(order_gsi_pk(&record.orderid)));
     item.insert(GSI1SK.to_owned(), s(&record.sku));
+    item.insert(
+        LSI1SK.to_owned(),
+        s(batch_line_sk(&record.batchref, &record.orderid)),
+    );
     item
 }
 
@@ -100,7 +108,7 @@ pub fn outbox_item(record: &OutboxRecord, now: i64) -> Result<Item, StoreError> 
             record.envelope.id
         ))
     })?;
-    let mut item = outbox_key(&record.sku, record.version_number, record.sequence);
+    let mut item = outbox_key(&record.sku, record.version_number, &record.slot);
     item.insert(ENTITY.to_owned(), s("outbox"));
     item.insert(
         "event_type".to_owned(),
@@ -148,6 +156,7 @@ pub fn parse_product_part(item: &Item) -> Result<ProductPart, StoreError> {
             reference: reader.s("reference")?.to_owned(),
             sku: reader.s("sku")?.to_owned(),
             purchased_quantity: reader.n("purchased_quantity")?,
+            allocated_quantity: reader.n("allocated_quantity")?,
             eta,
         };
         if record.reference != reference {
@@ -240,6 +249,7 @@ mod tests {
             reference: "b-1".into(),
             sku: "LAMP".into(),
             purchased_quantity: 20,
+            allocated_quantity: 7,
             eta,
         }
     }
@@ -285,19 +295,23 @@ mod tests {
         let envelope = EventEnvelope {
             id: "LAMP:2:0".into(),
             correlation_id: Some("req-1".into()),
-            event: Event::OutOfStock { sku: "LAMP".into() },
+            event: Event::OutOfStock {
+                sku: "LAMP".into(),
+                orderid: Some("o-1".into()),
+                qty: Some(3),
+            },
         };
         let record = OutboxRecord {
             sku: "LAMP".into(),
             version_number: 2,
-            sequence: 0,
+            slot: "000000".into(),
             envelope,
         };
         let item = outbox_item(&record, 1_000).unwrap();
         assert_eq!(item[PK], AttributeValue::S("OUTBOX#LAMP".into()));
         assert_eq!(
             item[SK],
-            AttributeValue::S("00000000000000000002#000".into())
+            AttributeValue::S("00000000000000000002#000000".into())
         );
         assert_eq!(item["event_type"], AttributeValue::S("OutOfStock".into()));
         assert_eq!(

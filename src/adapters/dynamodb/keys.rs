@@ -10,6 +10,10 @@ pub const GSI1PK: &str = "gsi1pk";
 pub const GSI1SK: &str = "gsi1sk";
 /// The read model's index: allocations by order id.
 pub const BY_ORDER_INDEX: &str = "by_order";
+/// Sort key of the `by_batch` LSI (allocation items only): `batch_line_sk`.
+pub const LSI1SK: &str = "lsi1sk";
+/// A product's lines by batch and order id (local secondary index: strongly consistent reads).
+pub const BY_BATCH_INDEX: &str = "by_batch";
 /// Type tag of every item.
 pub const ENTITY: &str = "entity";
 /// TTL attribute of outbox items (epoch seconds).
@@ -50,9 +54,21 @@ pub fn outbox_pk(sku: &str) -> String {
     format!("OUTBOX#{sku}")
 }
 
-/// `<version zero-padded to 20>#<sequence zero-padded to 3>`: sorts in commit order.
-pub fn outbox_sk(version_number: u64, sequence: u32) -> String {
-    format!("{version_number:020}#{sequence:03}")
+/// `<version zero-padded to 20>#<slot>`: sorts in commit order (see `records::outbox_slot`).
+pub fn outbox_sk(version_number: u64, slot: &str) -> String {
+    format!("{version_number:020}#{slot}")
+}
+
+/// `lsi1sk` prefix of a batch's lines: `LINE#<length of the reference, 3 digits>#<reference>#`. The
+/// length makes the prefix of one batch never the prefix of another's (`b` and `b#x`).
+pub fn batch_lines_prefix(reference: &str) -> String {
+    format!("LINE#{:03}#{reference}#", reference.len())
+}
+
+/// `lsi1sk` of an allocation item: its batch's prefix, then the order id, so a batch's lines sort by
+/// order id (read backwards: deallocation order).
+pub fn batch_line_sk(reference: &str, orderid: &str) -> String {
+    format!("{}{orderid}", batch_lines_prefix(reference))
 }
 
 /// `gsi1pk` of an allocation item.
@@ -66,8 +82,14 @@ mod tests {
 
     #[test]
     fn outbox_sort_keys_sort_in_commit_order() {
-        assert_eq!(outbox_sk(7, 2), "00000000000000000007#002");
-        assert!(outbox_sk(9, 999) < outbox_sk(10, 0));
-        assert_eq!(outbox_sk(u64::MAX, 0).len(), 24);
+        assert_eq!(outbox_sk(7, "000002"), "00000000000000000007#000002");
+        assert!(outbox_sk(9, "000999") < outbox_sk(10, "000000"));
+        assert!(outbox_sk(9, "000999") < outbox_sk(9, "~order-1"));
+    }
+
+    #[test]
+    fn a_batch_line_prefix_never_starts_another_batch_s_lines() {
+        assert_eq!(batch_line_sk("b", "o-1"), "LINE#001#b#o-1");
+        assert!(!batch_line_sk("b#x", "o").starts_with(&batch_lines_prefix("b")));
     }
 }

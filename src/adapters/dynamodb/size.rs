@@ -6,7 +6,9 @@
 //! BOOL and NULL = 1; SS/NS/BS = the sum of their elements; L and M = 3 bytes plus, per element, its
 //! size (and key, for M) plus 1 byte. A standard write costs 1 write unit per started KB (1,024 bytes)
 //! of item, at least 1; a write in `TransactWriteItems` costs twice that. A put that replaces an item
-//! is sized by the larger of the old and the new item; a delete by the deleted item.
+//! is sized by the larger of the old and the new item; a delete by the deleted item. A strongly
+//! consistent read costs 1 read unit per started 4 KB read (a Query: of all the items it returns),
+//! at least 1.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -14,6 +16,9 @@ use super::items::Item;
 
 /// Bytes per write unit.
 pub const WRITE_UNIT_BYTES: usize = 1024;
+
+/// Bytes per read unit.
+pub const READ_UNIT_BYTES: usize = 4096;
 
 /// The size of an item in bytes.
 pub fn item_size(item: &Item) -> usize {
@@ -52,6 +57,16 @@ pub fn number_size(number: &str) -> usize {
     let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
     let negative = usize::from(mantissa.trim_start().starts_with('-'));
     significant.div_ceil(2) + 1 + negative
+}
+
+/// Read units of one strongly consistent read (a GetItem, or one Query page) that returned items of
+/// these sizes: 1 per started 4 KB of their total, at least 1 (a read that finds nothing costs 1).
+pub fn strong_read_units(item_sizes: impl IntoIterator<Item = usize>) -> u64 {
+    item_sizes
+        .into_iter()
+        .sum::<usize>()
+        .div_ceil(READ_UNIT_BYTES)
+        .max(1) as u64
 }
 
 /// Write units of a standard (non-transactional) write of an item of this size: 1 per started KB, ≥ 1.

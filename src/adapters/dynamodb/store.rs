@@ -1,13 +1,19 @@
 //! `DynamoDbStore`: the `Store` port over one DynamoDB table (reads by Query, commits by one transaction).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
+use futures_util::future::try_join_all;
 
 use super::commit::{self, Target, MAX_LINES_PER_COMMIT, MAX_TRANSACTION_ACTIONS};
 use super::errors::{commit_error, unavailable};
 use super::items::{self, Item, ProductPart};
-use super::keys::{self, BY_ORDER_INDEX, GSI1PK, PK};
-use crate::adapters::records::restore_product;
+use super::keys::{
+    self, BATCH_SK_PREFIX, BY_BATCH_INDEX, BY_ORDER_INDEX, GSI1PK, LSI1SK, PK, PRODUCT_SK, SK,
+};
+use crate::adapters::records::{restore_lines, restore_product, AllocationRecord, LinesToFree};
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
 
@@ -16,6 +22,8 @@ use crate::service::{AllocationView, ProductWrite, Store, StoreError};
 pub struct DynamoDbStore {
     client: Client,
     table_name: String,
+    /// Items returned by loads (shared by clones).
+    records_read: Arc<AtomicU64>,
 }
 
 impl DynamoDbStore {
@@ -23,6 +31,7 @@ impl DynamoDbStore {
         Self {
             client,
             table_name: table_name.into(),
+            records_read: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -37,6 +46,62 @@ impl DynamoDbStore {
     /// Creates this store's table (tests and local setup; see [`super::create_table`]).
     pub async fn create_table(&self) -> Result<(), StoreError> {
         super::create_table(&self.client, &self.table_name).await
+    }
+
+    fn count(&self, items: usize) {
+        self.records_read.fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    /// The product's head: its product item and batch items, one strongly consistent Query of the
+    /// sort keys from `BATCH#` to `PRODUCT` (allocation items, `ALLOCATION#...`, sort before).
+    async fn query_head(&self, sku: &str) -> Result<Vec<Item>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", AttributeValue::S(keys::product_pk(sku)))
+            .expression_attribute_values(":from", AttributeValue::S(BATCH_SK_PREFIX.to_owned()))
+            .expression_attribute_values(":to", AttributeValue::S(PRODUCT_SK.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut found = Vec::new();
+        while let Some(item) = pages.next().await {
+            found.push(item.map_err(|e| unavailable("Query", &e))?);
+        }
+        self.count(found.len());
+        Ok(found)
+    }
+
+    /// The allocation items of these orders in the SKU (those that exist): one strongly consistent
+    /// GetItem each, concurrently.
+    async fn get_lines(
+        &self,
+        sku: &str,
+        orderids: &[&str],
+    ) -> Result<Vec<AllocationRecord>, StoreError> {
+        let gets = orderids.iter().map(|orderid| {
+            self.client
+                .get_item()
+                .table_name(&self.table_name)
+                .set_key(Some(items::allocation_key(sku, orderid)))
+                .consistent_read(true)
+                .send()
+        });
+        let found = try_join_all(gets)
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        let lines = found
+            .iter()
+            .filter_map(|output| output.item())
+            .map(items::parse_allocation)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.count(lines.len());
+        Ok(lines)
     }
 
     /// Every item of a partition (of the table, or of `index`), all pages, in sort key order.
@@ -68,26 +133,29 @@ impl DynamoDbStore {
 }
 
 impl Store for DynamoDbStore {
-    async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-        let found = self
-            .query_partition(None, PK, keys::product_pk(sku))
-            .await?;
-        let (mut product, mut batches, mut allocations) = (None, Vec::new(), Vec::new());
+    async fn load(&self, sku: &str, orderids: &[&str]) -> Result<Option<Product>, StoreError> {
+        let (found, lines) = tokio::try_join!(self.query_head(sku), self.get_lines(sku, orderids))?;
+        let (mut product, mut batches) = (None, Vec::new());
         for item in &found {
             match items::parse_product_part(item)? {
                 ProductPart::Product(record) => product = Some(record),
                 ProductPart::Batch(record) => batches.push(record),
-                ProductPart::Allocation(record) => allocations.push(record),
+                ProductPart::Allocation(_) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "partition {}: an allocation item among the batch items",
+                        keys::product_pk(sku)
+                    )))
+                }
             }
         }
         let Some(product) = product else {
-            if found.is_empty() {
+            if found.is_empty() && lines.is_empty() {
                 return Ok(None);
             }
             return Err(StoreError::Corrupt(format!(
                 "partition {}: {} items but no product item",
                 keys::product_pk(sku),
-                found.len()
+                found.len() + lines.len()
             )));
         };
         if product.sku != sku {
@@ -97,7 +165,61 @@ impl Store for DynamoDbStore {
                 product.sku
             )));
         }
-        restore_product(product, batches, allocations).map(Some)
+        let mut product = restore_product(product, batches)?;
+        restore_lines(&mut product, orderids, lines)?;
+        Ok(Some(product))
+    }
+
+    async fn load_lines(&self, product: &mut Product, orderids: &[&str]) -> Result<(), StoreError> {
+        let lines = self.get_lines(product.sku(), orderids).await?;
+        restore_lines(product, orderids, lines)
+    }
+
+    /// Reads the batch's lines backwards on the `by_batch` LSI (strongly consistent), in small pages,
+    /// until they free `excess` units or `max_lines` are read.
+    async fn load_lines_to_free(
+        &self,
+        product: &mut Product,
+        reference: &str,
+        excess: u64,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        let mut taken = LinesToFree::new(excess, max_lines);
+        let mut start: Option<Item> = None;
+        while !taken.is_done() {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table_name)
+                .index_name(BY_BATCH_INDEX)
+                .key_condition_expression("#pk = :pk AND begins_with(#lsk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#lsk", LSI1SK)
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(keys::product_pk(product.sku())),
+                )
+                .expression_attribute_values(
+                    ":prefix",
+                    AttributeValue::S(keys::batch_lines_prefix(reference)),
+                )
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(i32::try_from(taken.page()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", &e))?;
+            self.count(page.items().len());
+            for item in page.items() {
+                taken.take(items::parse_allocation(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !page.items().is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        taken.restore_into(product)
     }
 
     async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
@@ -167,6 +289,10 @@ impl Store for DynamoDbStore {
     async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
         let found = self.query_partition(None, PK, keys::outbox_pk(sku)).await?;
         found.iter().map(items::parse_outbox).collect()
+    }
+
+    fn records_read(&self) -> u64 {
+        self.records_read.load(Ordering::Relaxed)
     }
 
     fn max_lines_per_commit(&self) -> Option<usize> {

@@ -3,21 +3,21 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
 use super::errors::unavailable;
-use super::keys::{BY_ORDER_INDEX, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK};
+use super::keys::{BY_BATCH_INDEX, BY_ORDER_INDEX, EXPIRES_AT, GSI1PK, GSI1SK, LSI1SK, PK, SK};
 use crate::service::StoreError;
 
 /// How long `create_table` waits for the table to become ACTIVE.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Creates the table: on demand, `pk`/`sk` strings, GSI `by_order` on `gsi1pk`/`gsi1sk` projecting
-/// all attributes, a NEW_IMAGE stream, TTL on `expires_at`; waits until it is ACTIVE. (The template
+/// Creates the table: on demand, `pk`/`sk` strings, GSI `by_order` on `gsi1pk`/`gsi1sk` and LSI
+/// `by_batch` on `pk`/`lsi1sk`, both projecting all attributes, a NEW_IMAGE stream, TTL on `expires_at`; waits until it is ACTIVE. (The template
 /// also enables point-in-time recovery and deletion protection, which tests do not want.)
 pub async fn create_table(client: &Client, table_name: &str) -> Result<(), StoreError> {
     let invalid = |e: aws_sdk_dynamodb::error::BuildError| {
@@ -48,6 +48,17 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
         )
         .build()
         .map_err(invalid)?;
+    let by_batch = LocalSecondaryIndex::builder()
+        .index_name(BY_BATCH_INDEX)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(LSI1SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(invalid)?;
     let stream = StreamSpecification::builder()
         .stream_enabled(true)
         .stream_view_type(StreamViewType::NewImage)
@@ -61,9 +72,11 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
         .attribute_definitions(attribute(SK)?)
         .attribute_definitions(attribute(GSI1PK)?)
         .attribute_definitions(attribute(GSI1SK)?)
+        .attribute_definitions(attribute(LSI1SK)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
         .global_secondary_indexes(by_order)
+        .local_secondary_indexes(by_batch)
         .stream_specification(stream)
         .send()
         .await

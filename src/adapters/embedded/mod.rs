@@ -9,14 +9,13 @@
 //! - Group commit: one writer thread applies all waiting commits in one transaction with one fsync.
 //! - Reads are redb read transactions (snapshots of the last durable commit), run concurrently.
 
-mod cache;
 mod read;
 pub mod relay;
 pub mod tables;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,7 +29,6 @@ pub use tables::DATABASE_FILE;
 use crate::adapters::records::record_writes;
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
-use cache::ProductCache;
 use tables::{unavailable, Op};
 use writer::{Counters, Request, Shared, Writer};
 
@@ -50,9 +48,6 @@ pub struct EmbeddedOptions {
     /// redb's page cache, in bytes.
     pub cache_size: usize,
     pub read_mode: ReadMode,
-    /// How many batches and lines of decoded products the product cache may hold (0: no cache);
-    /// roughly 250 bytes each. A product larger than half of this is never cached.
-    pub product_cache_lines: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -60,7 +55,6 @@ impl Default for EmbeddedOptions {
         Self {
             cache_size: 8 * 1024 * 1024,
             read_mode: ReadMode::Inline,
-            product_cache_lines: 20_000,
         }
     }
 }
@@ -82,10 +76,8 @@ pub struct EmbeddedStats {
     pub largest_group: u64,
     /// Time spent in durable commits (writing the group's pages and the fsync).
     pub durable_commit_time: std::time::Duration,
-    /// Loads answered from the product cache.
-    pub product_cache_hits: u64,
-    /// Loads that decoded the product's records (the cache did not hold its stored version).
-    pub product_cache_misses: u64,
+    /// Product, batch and line records read by loads.
+    pub records_read: u64,
 }
 
 /// A durable store in one redb file in a directory of its own. See the module documentation.
@@ -97,7 +89,7 @@ pub struct EmbeddedStore {
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
-    products: Arc<ProductCache>,
+    records_read: AtomicU64,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -166,7 +158,7 @@ impl EmbeddedStore {
             requests: Some(requests),
             writer: Some(writer),
             shared,
-            products: Arc::new(ProductCache::new(options.product_cache_lines)),
+            records_read: AtomicU64::new(0),
         })
     }
 
@@ -178,10 +170,8 @@ impl EmbeddedStore {
     pub fn stats(&self) -> EmbeddedStats {
         let c = &self.shared.counters;
         let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-        let (product_cache_hits, product_cache_misses) = self.products.hits_and_misses();
         EmbeddedStats {
-            product_cache_hits,
-            product_cache_misses,
+            records_read: self.records_read.load(Ordering::Relaxed),
             group_commits: get(&c.group_commits),
             requests: get(&c.requests),
             commits: get(&c.commits),
@@ -216,6 +206,11 @@ impl EmbeddedStore {
         answer.await.map_err(|_| stopped())?
     }
 
+    fn count(&self, records: usize) {
+        self.records_read
+            .fetch_add(records as u64, Ordering::Relaxed);
+    }
+
     /// Runs a read on a snapshot, where [`EmbeddedOptions::read_mode`] says.
     async fn read<T: Send + 'static>(
         &self,
@@ -242,14 +237,7 @@ fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
         .map_err(|e| unavailable("begin write", e))?;
     let counters = {
         let open = |e: redb::TableError| unavailable("open table", e);
-        txn.open_table(PRODUCTS).map_err(open)?;
-        txn.open_table(BATCHES).map_err(open)?;
-        txn.open_table(ALLOCATIONS).map_err(open)?;
-        txn.open_table(BATCH_REFS).map_err(open)?;
-        txn.open_table(ORDERS).map_err(open)?;
-        txn.open_table(OUTBOX).map_err(open)?;
-        txn.open_table(PENDING).map_err(open)?;
-        txn.open_table(DEAD_LETTERS).map_err(open)?;
+        // The layout version first: an older file's tables may not even open with today's types.
         let mut meta = txn.open_table(META).map_err(open)?;
         let storage = |e: redb::StorageError| unavailable("initialize", e);
         let get = |key: &str| -> Result<Option<u64>, StoreError> {
@@ -265,11 +253,21 @@ fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
             }
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
-                    "embedded store: file has layout version {other}, this build reads \
-                     {SCHEMA_VERSION}"
+                    "embedded store: the file has layout version {other}, this build reads \
+                     {SCHEMA_VERSION} (see docs/embedded-store.md); start with another data \
+                     directory, or move this one away"
                 )))
             }
         }
+        txn.open_table(PRODUCTS).map_err(open)?;
+        txn.open_table(BATCHES).map_err(open)?;
+        txn.open_table(ALLOCATIONS).map_err(open)?;
+        txn.open_table(BATCH_LINES).map_err(open)?;
+        txn.open_table(BATCH_REFS).map_err(open)?;
+        txn.open_table(ORDERS).map_err(open)?;
+        txn.open_table(OUTBOX).map_err(open)?;
+        txn.open_table(PENDING).map_err(open)?;
+        txn.open_table(DEAD_LETTERS).map_err(open)?;
         if next_seq == 0 || next_dead_letter == 0 {
             return Err(StoreError::Corrupt(
                 "embedded store: meta counters are zero".into(),
@@ -293,9 +291,36 @@ impl Drop for EmbeddedStore {
 }
 
 impl Store for EmbeddedStore {
-    async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-        let (sku, cache) = (sku.to_owned(), Arc::clone(&self.products));
-        self.read(move |db| read::load(db, &cache, &sku)).await
+    async fn load(&self, sku: &str, orderids: &[&str]) -> Result<Option<Product>, StoreError> {
+        let sku = sku.to_owned();
+        let orderids: Vec<String> = orderids.iter().map(|o| (*o).to_owned()).collect();
+        let (product, read) = self
+            .read(move |db| {
+                let orderids: Vec<&str> = orderids.iter().map(String::as_str).collect();
+                read::load(db, &sku, &orderids)
+            })
+            .await?;
+        self.count(read);
+        Ok(product)
+    }
+
+    async fn load_lines(&self, product: &mut Product, orderids: &[&str]) -> Result<(), StoreError> {
+        // Point reads of a few records: always on the calling task.
+        let read = read::load_lines(&self.db, product, orderids)?;
+        self.count(read);
+        Ok(())
+    }
+
+    async fn load_lines_to_free(
+        &self,
+        product: &mut Product,
+        reference: &str,
+        excess: u64,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        let read = read::load_lines_to_free(&self.db, product, reference, excess, max_lines)?;
+        self.count(read);
+        Ok(())
     }
 
     async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
@@ -312,10 +337,6 @@ impl Store for EmbeddedStore {
             }
         }
         self.request(|reply| Request::Commit { ops, reply }).await?;
-        // Durable: the committed products are the stored state at their new versions.
-        for write in writes {
-            self.products.put(write.product);
-        }
         Ok(())
     }
 
@@ -331,5 +352,9 @@ impl Store for EmbeddedStore {
     async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
         let sku = sku.to_owned();
         self.read(move |db| read::outbox(db, &sku)).await
+    }
+
+    fn records_read(&self) -> u64 {
+        self.records_read.load(Ordering::Relaxed)
     }
 }

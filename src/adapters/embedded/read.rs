@@ -5,14 +5,14 @@ use std::collections::BTreeSet;
 
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition};
 
-use super::cache::ProductCache;
 use super::relay::{DeadLetter, OutboxCheck, StoredDeadLetter};
 use super::tables::{
-    decode, unavailable, ALLOCATIONS, BATCHES, BATCH_REFS, DEAD_LETTERS, META, META_NEXT_SEQ,
-    ORDERS, OUTBOX, PENDING, PRODUCTS,
+    decode, unavailable, ALLOCATIONS, BATCHES, BATCH_LINES, BATCH_REFS, DEAD_LETTERS, META,
+    META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS,
 };
 use crate::adapters::records::{
-    restore_product, AllocationRecord, BatchRecord, OutboxRecord, ProductRecord,
+    restore_lines, restore_product, AllocationRecord, BatchRecord, LinesToFree, OutboxRecord,
+    ProductRecord,
 };
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, StoreError};
@@ -33,44 +33,24 @@ fn storage(error: redb::StorageError) -> StoreError {
     unavailable("read", error)
 }
 
-/// The product of this SKU: the stored product record decides the version; the product comes from
-/// the cache when it holds that version, else it is rebuilt by the shared mapping from its product,
-/// batch and line records (and cached).
+/// A read's result and how many records it read.
+pub(super) type Counted<T> = (T, usize);
+
+/// The product of this SKU (its record and batch records) with the lines of these orders, from one
+/// snapshot.
 pub(super) fn load(
     db: &Database,
-    cache: &ProductCache,
     sku: &str,
-) -> Result<Option<Product>, StoreError> {
+    orderids: &[&str],
+) -> Result<Counted<Option<Product>>, StoreError> {
     let txn = begin(db)?;
     let products = table(&txn, PRODUCTS)?;
     let Some(value) = products.get(sku).map_err(storage)? else {
-        return Ok(None);
+        return Ok((None, 0));
     };
     let record: ProductRecord = decode("products", sku, value.value())?;
-    if let Some(cached) = cache.get(sku, record.version_number) {
-        #[cfg(debug_assertions)]
-        {
-            let stored = restore(&txn, record)?;
-            if !super::cache::same_state(&cached, &stored) {
-                return Err(StoreError::Corrupt(format!(
-                    "embedded store: cached product {sku} differs from its records at version {}",
-                    stored.version_number()
-                )));
-            }
-        }
-        return Ok(Some(cached));
-    }
-    let product = restore(&txn, record)?;
-    cache.put(&product);
-    Ok(Some(product))
-}
-
-/// Rebuilds a product from its batch and line records (the shared mapping).
-fn restore(txn: &ReadTransaction, record: ProductRecord) -> Result<Product, StoreError> {
-    let sku = record.sku.clone();
-    let sku = sku.as_str();
     let mut batches = Vec::new();
-    for entry in table(txn, BATCHES)?.range((sku, "")..).map_err(storage)? {
+    for entry in table(&txn, BATCHES)?.range((sku, "")..).map_err(storage)? {
         let (key, value) = entry.map_err(storage)?;
         let key = key.value();
         if key.0 != sku {
@@ -78,24 +58,78 @@ fn restore(txn: &ReadTransaction, record: ProductRecord) -> Result<Product, Stor
         }
         batches.push(decode::<BatchRecord>("batches", key, value.value())?);
     }
+    let read = 1 + batches.len();
+    let mut product = restore_product(record, batches)?;
+    let found = lines(&txn, sku, orderids)?;
+    let read = read + found.len();
+    restore_lines(&mut product, orderids, found)?;
+    Ok((Some(product), read))
+}
 
-    let mut allocations = Vec::new();
-    for entry in table(txn, ALLOCATIONS)?
-        .range((sku, "")..)
-        .map_err(storage)?
-    {
-        let (key, value) = entry.map_err(storage)?;
-        let key = key.value();
-        if key.0 != sku {
+/// The stored lines of these orders (those that exist) in the product of `sku`.
+fn lines(
+    txn: &ReadTransaction,
+    sku: &str,
+    orderids: &[&str],
+) -> Result<Vec<AllocationRecord>, StoreError> {
+    let allocations = table(txn, ALLOCATIONS)?;
+    let mut found = Vec::new();
+    for orderid in orderids {
+        if let Some(value) = allocations.get((sku, *orderid)).map_err(storage)? {
+            found.push(decode("allocations", (sku, orderid), value.value())?);
+        }
+    }
+    Ok(found)
+}
+
+/// Adds the lines of these orders to a loaded product.
+pub(super) fn load_lines(
+    db: &Database,
+    product: &mut Product,
+    orderids: &[&str],
+) -> Result<usize, StoreError> {
+    let txn = begin(db)?;
+    let found = lines(&txn, product.sku(), orderids)?;
+    let read = found.len();
+    restore_lines(product, orderids, found)?;
+    Ok(read)
+}
+
+/// Adds to a loaded product the lines batch `reference` gives up first (greatest order id first).
+pub(super) fn load_lines_to_free(
+    db: &Database,
+    product: &mut Product,
+    reference: &str,
+    excess: u64,
+    max_lines: usize,
+) -> Result<usize, StoreError> {
+    let txn = begin(db)?;
+    let sku = product.sku().to_owned();
+    let sku = sku.as_str();
+    let mut taken = LinesToFree::new(excess, max_lines);
+    let mut read = 0;
+    // References hold no control characters: (sku, `<reference>\0`, "") sorts after every line of
+    // this batch and before any other batch's.
+    let end = format!("{reference}\0");
+    let range = table(&txn, BATCH_LINES)?
+        .range((sku, reference, "")..(sku, end.as_str(), ""))
+        .map_err(storage)?;
+    for entry in range.rev() {
+        if taken.is_done() {
             break;
         }
-        allocations.push(decode::<AllocationRecord>(
-            "allocations",
-            key,
-            value.value(),
-        )?);
+        let (key, qty) = entry.map_err(storage)?;
+        let (_, batchref, orderid) = key.value();
+        read += 1;
+        taken.take(AllocationRecord {
+            orderid: orderid.to_owned(),
+            sku: sku.to_owned(),
+            qty: qty.value(),
+            batchref: batchref.to_owned(),
+        });
     }
-    restore_product(record, batches, allocations)
+    taken.restore_into(product)?;
+    Ok(read)
 }
 
 pub(super) fn sku_of_batch(db: &Database, reference: &str) -> Result<Option<String>, StoreError> {
@@ -128,7 +162,7 @@ pub(super) fn allocations_for_order(
     Ok(views)
 }
 
-fn outbox_record(key: (&str, u64, u32), bytes: &[u8]) -> Result<OutboxRecord, StoreError> {
+fn outbox_record(key: (&str, u64, &str), bytes: &[u8]) -> Result<OutboxRecord, StoreError> {
     decode("outbox", key, bytes)
 }
 
@@ -137,10 +171,13 @@ pub(super) fn outbox(db: &Database, sku: &str) -> Result<Vec<EventEnvelope>, Sto
     let txn = begin(db)?;
     let mut events = Vec::new();
     for entry in table(&txn, OUTBOX)?
-        .range((sku, 0, 0)..=(sku, u64::MAX, u32::MAX))
+        .range((sku, 0, "")..)
         .map_err(storage)?
     {
         let (key, value) = entry.map_err(storage)?;
+        if key.value().0 != sku {
+            break;
+        }
         let (_seq, bytes) = value.value();
         events.push(outbox_record(key.value(), bytes)?.envelope);
     }
@@ -196,8 +233,12 @@ pub(super) fn check_outbox(db: &Database) -> Result<OutboxCheck, StoreError> {
         let (key, value) = entry.map_err(storage)?;
         let (seq, bytes) = value.value();
         let record = outbox_record(key.value(), bytes)?;
-        let (sku, version, sequence) = key.value();
-        if (record.sku.as_str(), record.version_number, record.sequence) != (sku, version, sequence)
+        let (sku, version, slot) = key.value();
+        if (
+            record.sku.as_str(),
+            record.version_number,
+            record.slot.as_str(),
+        ) != (sku, version, slot)
         {
             return Err(corrupt(format!(
                 "record under {:?} is {}",

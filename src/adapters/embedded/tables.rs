@@ -13,7 +13,7 @@ use crate::service::StoreError;
 pub const DATABASE_FILE: &str = "allocation.redb";
 
 /// Layout version written in [`META`]; a store refuses a file with another one.
-pub(super) const SCHEMA_VERSION: u64 = 1;
+pub(super) const SCHEMA_VERSION: u64 = 2;
 
 /// sku → `ProductRecord` (JSON).
 pub(super) const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("products");
@@ -22,16 +22,20 @@ pub(super) const BATCHES: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 /// (sku, order id) → `AllocationRecord` (JSON).
 pub(super) const ALLOCATIONS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("allocations");
+/// (sku, batch reference, order id) → line quantity: a batch's lines in order id order (serves
+/// `load_lines_to_free`, greatest order id first).
+pub(super) const BATCH_LINES: TableDefinition<(&str, &str, &str), u32> =
+    TableDefinition::new("batch_lines");
 /// batch reference → sku: makes references unique across SKUs and serves `sku_of_batch`.
 pub(super) const BATCH_REFS: TableDefinition<&str, &str> = TableDefinition::new("batch_refs");
 /// (order id, sku) → batch reference: the `allocations_for_order` read model.
 pub(super) const ORDERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("orders");
-/// (sku, version, sequence) → (global outbox sequence number, `OutboxRecord` JSON); kept after
+/// (sku, version, slot) → (global outbox sequence number, `OutboxRecord` JSON); kept after
 /// delivery.
-pub(super) const OUTBOX: TableDefinition<(&str, u64, u32), (u64, &[u8])> =
+pub(super) const OUTBOX: TableDefinition<(&str, u64, &str), (u64, &[u8])> =
     TableDefinition::new("outbox");
 /// global outbox sequence number → outbox key, for events not yet delivered, in commit order.
-pub(super) const PENDING: TableDefinition<u64, (&str, u64, u32)> =
+pub(super) const PENDING: TableDefinition<u64, (&str, u64, &str)> =
     TableDefinition::new("outbox_pending");
 /// dead-letter id → dead letter (JSON), in the order they were added.
 pub(super) const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
@@ -70,6 +74,11 @@ pub(super) enum Op {
         expected_version: Option<u64>,
         value: Vec<u8>,
     },
+    /// Nothing written, but the product's stored version must be `version_number`.
+    CheckVersion {
+        sku: String,
+        version_number: u64,
+    },
     /// A new batch: its reference must be unused in every SKU.
     NewBatch {
         sku: String,
@@ -85,6 +94,7 @@ pub(super) enum Op {
         sku: String,
         orderid: String,
         batchref: String,
+        qty: u32,
         value: Vec<u8>,
     },
     DeleteAllocation {
@@ -94,7 +104,7 @@ pub(super) enum Op {
     Outbox {
         sku: String,
         version_number: u64,
-        sequence: u32,
+        slot: String,
         value: Vec<u8>,
     },
 }
@@ -111,6 +121,13 @@ impl Op {
                 sku: record.sku,
                 expected_version,
             },
+            RecordWrite::CheckVersion {
+                sku,
+                version_number,
+            } => Op::CheckVersion {
+                sku,
+                version_number,
+            },
             RecordWrite::NewBatch(batch) => Op::NewBatch {
                 value: encode("batch", &batch)?,
                 sku: batch.sku,
@@ -126,13 +143,14 @@ impl Op {
                 sku: line.sku,
                 orderid: line.orderid,
                 batchref: line.batchref,
+                qty: line.qty,
             },
             RecordWrite::DeleteAllocation { sku, orderid } => Op::DeleteAllocation { sku, orderid },
             RecordWrite::Outbox(record) => Op::Outbox {
                 value: encode("outbox record", &record)?,
                 sku: record.sku,
                 version_number: record.version_number,
-                sequence: record.sequence,
+                slot: record.slot,
             },
         })
     }

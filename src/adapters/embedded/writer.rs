@@ -17,10 +17,10 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{oneshot, watch};
 
 use super::tables::{
-    decode, unavailable, Op, ALLOCATIONS, BATCHES, BATCH_REFS, DEAD_LETTERS, META,
+    decode, unavailable, Op, ALLOCATIONS, BATCHES, BATCH_LINES, BATCH_REFS, DEAD_LETTERS, META,
     META_NEXT_DEAD_LETTER, META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS,
 };
-use crate::adapters::records::ProductRecord;
+use crate::adapters::records::{AllocationRecord, ProductRecord};
 use crate::service::StoreError;
 
 /// The most requests applied in one transaction (bounds a group's latency).
@@ -304,10 +304,11 @@ struct Tables<'txn> {
     products: Table<'txn, &'static str, &'static [u8]>,
     batches: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     allocations: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    batch_lines: Table<'txn, (&'static str, &'static str, &'static str), u32>,
     batch_refs: Table<'txn, &'static str, &'static str>,
     orders: Table<'txn, (&'static str, &'static str), &'static str>,
-    outbox: Table<'txn, (&'static str, u64, u32), (u64, &'static [u8])>,
-    pending: Table<'txn, u64, (&'static str, u64, u32)>,
+    outbox: Table<'txn, (&'static str, u64, &'static str), (u64, &'static [u8])>,
+    pending: Table<'txn, u64, (&'static str, u64, &'static str)>,
     dead_letters: Table<'txn, u64, &'static [u8]>,
     meta: Table<'txn, &'static str, u64>,
 }
@@ -319,6 +320,7 @@ impl<'txn> Tables<'txn> {
             products: txn.open_table(PRODUCTS).map_err(open)?,
             batches: txn.open_table(BATCHES).map_err(open)?,
             allocations: txn.open_table(ALLOCATIONS).map_err(open)?,
+            batch_lines: txn.open_table(BATCH_LINES).map_err(open)?,
             batch_refs: txn.open_table(BATCH_REFS).map_err(open)?,
             orders: txn.open_table(ORDERS).map_err(open)?,
             outbox: txn.open_table(OUTBOX).map_err(open)?,
@@ -338,17 +340,11 @@ impl<'txn> Tables<'txn> {
                     sku,
                     expected_version,
                     ..
-                } => {
-                    let stored = match self.products.get(sku.as_str()).map_err(storage)? {
-                        Some(value) => Some(
-                            decode::<ProductRecord>("products", sku, value.value())?.version_number,
-                        ),
-                        None => None,
-                    };
-                    if stored != *expected_version {
-                        return Err(StoreError::VersionConflict { sku: sku.clone() });
-                    }
-                }
+                } => self.check_version(sku, *expected_version)?,
+                Op::CheckVersion {
+                    sku,
+                    version_number,
+                } => self.check_version(sku, Some(*version_number))?,
                 Op::NewBatch { reference, .. } => {
                     let taken = new_references.contains(&reference.as_str())
                         || self
@@ -364,6 +360,36 @@ impl<'txn> Tables<'txn> {
                 _ => {}
             }
         }
+        Ok(())
+    }
+
+    /// The product's stored version must be `expected` (`None`: no product yet).
+    fn check_version(&self, sku: &str, expected: Option<u64>) -> Result<(), StoreError> {
+        let stored = match self.products.get(sku).map_err(storage)? {
+            Some(value) => {
+                Some(decode::<ProductRecord>("products", sku, value.value())?.version_number)
+            }
+            None => None,
+        };
+        if stored != expected {
+            return Err(StoreError::VersionConflict {
+                sku: sku.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes a line's entry in `batch_lines`, given its stored allocation record.
+    fn forget_batch_line(
+        &mut self,
+        sku: &str,
+        orderid: &str,
+        old: &[u8],
+    ) -> Result<(), StoreError> {
+        let old: AllocationRecord = decode("allocations", (sku, orderid), old)?;
+        self.batch_lines
+            .remove((sku, old.batchref.as_str(), orderid))
+            .map_err(storage)?;
         Ok(())
     }
 
@@ -393,23 +419,38 @@ impl<'txn> Tables<'txn> {
                         .insert(reference.as_str(), sku.as_str())
                         .map_err(storage)?;
                 }
+                Op::CheckVersion { .. } => {}
                 Op::PutAllocation {
                     sku,
                     orderid,
                     batchref,
+                    qty,
                     value,
                 } => {
-                    self.allocations
+                    let old = self
+                        .allocations
                         .insert((sku.as_str(), orderid.as_str()), value.as_slice())
+                        .map_err(storage)?
+                        .map(|old| old.value().to_vec());
+                    if let Some(old) = old {
+                        self.forget_batch_line(sku, orderid, &old)?;
+                    }
+                    self.batch_lines
+                        .insert((sku.as_str(), batchref.as_str(), orderid.as_str()), *qty)
                         .map_err(storage)?;
                     self.orders
                         .insert((orderid.as_str(), sku.as_str()), batchref.as_str())
                         .map_err(storage)?;
                 }
                 Op::DeleteAllocation { sku, orderid } => {
-                    self.allocations
+                    let old = self
+                        .allocations
                         .remove((sku.as_str(), orderid.as_str()))
-                        .map_err(storage)?;
+                        .map_err(storage)?
+                        .map(|old| old.value().to_vec());
+                    if let Some(old) = old {
+                        self.forget_batch_line(sku, orderid, &old)?;
+                    }
                     self.orders
                         .remove((orderid.as_str(), sku.as_str()))
                         .map_err(storage)?;
@@ -417,11 +458,15 @@ impl<'txn> Tables<'txn> {
                 Op::Outbox {
                     sku,
                     version_number,
-                    sequence,
+                    slot,
                     value,
                 } => {
+                    let key = (sku.as_str(), *version_number, slot.as_str());
+                    // The same refusal recorded again on the same version is the same event.
+                    if self.outbox.get(key).map_err(storage)?.is_some() {
+                        continue;
+                    }
                     let seq = *next_seq;
-                    let key = (sku.as_str(), *version_number, *sequence);
                     self.outbox
                         .insert(key, (seq, value.as_slice()))
                         .map_err(storage)?;

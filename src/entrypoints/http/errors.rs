@@ -15,6 +15,7 @@ pub fn error_response(error: &ServiceError) -> HttpResponse {
         ServiceError::Store(StoreError::Unavailable(_)) => 503,
         ServiceError::Store(StoreError::CommitTooLarge(_) | StoreError::Corrupt(_))
         | ServiceError::Store(StoreError::DuplicateBatchReference(_))
+        | ServiceError::Internal(_)
         | ServiceError::Notification(_) => 500,
     };
     match status {

@@ -1,4 +1,4 @@
-//! The HTTP contract (ARCHITECTURE §4), independent of the server: the Lambda functions and the local
+//! The HTTP contract (`docs/openapi.yaml`), independent of the server: the Lambda functions and the local
 //! server both turn their requests into an [`HttpRequest`] and answer the [`HttpResponse`] of [`handle`].
 
 mod errors;
@@ -85,7 +85,9 @@ async fn dispatch<S: Store>(bus: &Bus<S>, route: Route, request: &HttpRequest<'_
             }
             Route::Allocate => {
                 let cmd = input::allocate(request)?;
-                let batchref = bus.handle(&cmd, correlation_id).await?;
+                // Through the product's queue: concurrent allocations of one SKU are applied
+                // together instead of racing (see `service::product_queue`).
+                let batchref = bus.allocate(&cmd, correlation_id).await?;
                 Ok(HttpResponse::json(201, &json!({ "batchref": batchref })))
             }
             Route::ChangeBatchQuantity => {

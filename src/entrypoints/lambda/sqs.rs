@@ -1,17 +1,20 @@
 //! SQS (the reallocation queue, raw SNS delivery) → the bus, with partial batch responses.
 //!
-//! Each record's body is an [`EventEnvelope`] JSON, handled by `bus.handle_delivered_event`. A record
+//! Each record's body is an [`EventEnvelope`] JSON; reallocations are applied together per SKU (see
+//! [`handle`]), other events by `bus.handle_delivered_event`. A record
 //! that fails (bad JSON, unknown SKU, store down...) is reported in `batchItemFailures` and only it is
 //! retried (`ReportBatchItemFailures`): the others of the batch are deleted from the queue. A record
 //! that can never succeed (bad JSON) is retried too, until the queue's `maxReceiveCount` moves it to
 //! the dead-letter queue, where the alarm and an operator see it: nothing is dropped silently.
+
+use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Error, LambdaEvent};
 use tracing::{error, field, info, info_span, Instrument, Span};
 
 use crate::domain::EventEnvelope;
-use crate::service::{Bus, ServiceError, Store};
+use crate::service::{handlers, Bus, QueuedAllocation, ServiceError, Store};
 
 /// Why a record failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,35 +28,69 @@ pub enum RecordError {
 }
 
 /// Handles a batch: the function the `reallocate` binary runs under `lambda_runtime::run`.
-/// Records are handled one after the other (they often concern the same product).
+///
+/// The `AllocationRequired` events of the batch are grouped by SKU, and each group is applied in one
+/// unit of work (one load, one commit: `MessageBus::allocate_together`); any other event is handled
+/// alone. Failures are reported per message: a group that cannot commit fails each of its messages.
 pub async fn handle<S: Store>(
     bus: &Bus<S>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let (event, context) = event.into_parts();
+    let mut outcomes: Vec<Option<Result<(), RecordError>>> =
+        event.records.iter().map(|_| None).collect();
+    let mut groups: BTreeMap<String, Vec<(usize, QueuedAllocation)>> = BTreeMap::new();
+    for (index, record) in event.records.iter().enumerate() {
+        let span = record_span(&context.request_id, record);
+        match parse_record(record, &span) {
+            Err(failure) => outcomes[index] = Some(Err(failure)),
+            Ok(envelope) => match handlers::reallocation(&envelope.event) {
+                Some(cmd) => groups.entry(cmd.sku.clone()).or_default().push((
+                    index,
+                    QueuedAllocation {
+                        cmd,
+                        correlation_id: envelope.correlation_id.clone(),
+                    },
+                )),
+                None => {
+                    // Boxed: the bus's future is deep enough to overflow rustc's layout query depth.
+                    let outcome = Box::pin(bus.handle_delivered_event(&envelope))
+                        .instrument(span)
+                        .await
+                        .map_err(RecordError::Handler);
+                    outcomes[index] = Some(outcome);
+                }
+            },
+        }
+    }
+    for (sku, group) in groups {
+        let (indices, allocations): (Vec<usize>, Vec<QueuedAllocation>) = group.into_iter().unzip();
+        let span = info_span!("reallocation_group", request_id = %context.request_id, %sku,
+            messages = allocations.len());
+        let answers = Box::pin(bus.allocate_together(&sku, &allocations))
+            .instrument(span)
+            .await;
+        for (index, answer) in indices.into_iter().zip(answers) {
+            outcomes[index] = Some(match answer {
+                Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
+                Err(error) => Err(RecordError::Handler(error)),
+            });
+        }
+    }
     let mut response = SqsBatchResponse::default();
-    for record in &event.records {
-        let span = info_span!(
-            "sqs_message",
-            request_id = %context.request_id,
-            message_id = record.message_id.as_deref().unwrap_or_default(),
-            receive_count = record
-                .attributes
-                .get("ApproximateReceiveCount")
-                .map(String::as_str)
-                .unwrap_or_default(),
-            event_id = field::Empty,
-            event_type = field::Empty,
-            correlation_id = field::Empty,
-        );
-        let outcome = handle_record(bus, record).instrument(span.clone()).await;
+    for (record, outcome) in event.records.iter().zip(outcomes) {
+        let span = record_span(&context.request_id, record);
         let failed = span.in_scope(|| match outcome {
-            Ok(()) => {
+            Some(Ok(())) => {
                 info!("message handled");
                 false
             }
-            Err(failure) => {
+            Some(Err(failure)) => {
                 error!(error = %failure, "message failed; the queue will redeliver it");
+                true
+            }
+            None => {
+                error!("message not handled; the queue will redeliver it");
                 true
             }
         });
@@ -68,16 +105,37 @@ pub async fn handle<S: Store>(
     Ok(response)
 }
 
-/// Parses one record's envelope and runs its handler.
-pub async fn handle_record<S: Store>(bus: &Bus<S>, record: &SqsMessage) -> Result<(), RecordError> {
+fn record_span(request_id: &str, record: &SqsMessage) -> Span {
+    info_span!(
+        "sqs_message",
+        request_id = %request_id,
+        message_id = record.message_id.as_deref().unwrap_or_default(),
+        receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        event_id = field::Empty,
+        event_type = field::Empty,
+        correlation_id = field::Empty,
+    )
+}
+
+/// Parses one record's envelope and records its identity in the record's span.
+fn parse_record(record: &SqsMessage, span: &Span) -> Result<EventEnvelope, RecordError> {
     let body = record.body.as_deref().ok_or(RecordError::NoBody)?;
     let envelope: EventEnvelope = serde_json::from_str(body).map_err(RecordError::BadBody)?;
-    let span = Span::current();
     span.record("event_id", envelope.id.as_str());
     span.record("event_type", envelope.event.type_name());
     if let Some(correlation_id) = &envelope.correlation_id {
         span.record("correlation_id", correlation_id.as_str());
     }
+    Ok(envelope)
+}
+
+/// Parses one record's envelope and runs its handler (alone).
+pub async fn handle_record<S: Store>(bus: &Bus<S>, record: &SqsMessage) -> Result<(), RecordError> {
+    let envelope = parse_record(record, &Span::current())?;
     // Boxed: the bus's future is deep enough to overflow rustc's layout query depth in a binary.
     Box::pin(bus.handle_delivered_event(&envelope))
         .await

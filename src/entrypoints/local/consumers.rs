@@ -80,7 +80,7 @@ impl Mailbox {
 
 impl Consumer for Mailbox {
     async fn consume(&self, envelope: &EventEnvelope) -> Result<(), String> {
-        let Event::OutOfStock { sku } = &envelope.event else {
+        let Event::OutOfStock { sku, .. } = &envelope.event else {
             return Ok(());
         };
         let entry = Self::entry(envelope, sku, Utc::now());
@@ -108,6 +108,8 @@ mod tests {
             correlation_id: Some("req-7".into()),
             event: Event::OutOfStock {
                 sku: "SMALL-TABLE".into(),
+                orderid: Some("order-9".into()),
+                qty: Some(2),
             },
         };
         mailbox.consume(&envelope).await.unwrap();

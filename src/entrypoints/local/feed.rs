@@ -121,8 +121,28 @@ impl MemoryFeedStore {
 }
 
 impl Store for MemoryFeedStore {
-    async fn load(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-        self.inner.load(sku).await
+    async fn load(&self, sku: &str, orderids: &[&str]) -> Result<Option<Product>, StoreError> {
+        self.inner.load(sku, orderids).await
+    }
+
+    async fn load_lines(&self, product: &mut Product, orderids: &[&str]) -> Result<(), StoreError> {
+        self.inner.load_lines(product, orderids).await
+    }
+
+    async fn load_lines_to_free(
+        &self,
+        product: &mut Product,
+        reference: &str,
+        excess: u64,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .load_lines_to_free(product, reference, excess, max_lines)
+            .await
+    }
+
+    fn records_read(&self) -> u64 {
+        self.inner.records_read()
     }
 
     async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {

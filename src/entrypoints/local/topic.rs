@@ -161,7 +161,15 @@ mod tests {
     fn routes_by_event_type_only_to_matching_subscriptions() {
         let (topic, mut queue, mut mailbox) = topic();
         let (tx, mut outcomes) = mpsc::unbounded_channel();
-        topic.publish(7, envelope(Event::OutOfStock { sku: "LAMP".into() }), &tx);
+        topic.publish(
+            7,
+            envelope(Event::OutOfStock {
+                sku: "LAMP".into(),
+                orderid: None,
+                qty: None,
+            }),
+            &tx,
+        );
         assert!(queue.try_recv().is_err());
         let delivery = mailbox.try_recv().expect("mailbox gets OutOfStock");
         assert_eq!(delivery.seq, 7);
