@@ -8,7 +8,13 @@
 //! products, round robin) and "hot SKU" (every request allocates from one product). Every line is a new
 //! order line of quantity 1, answered 201 from a batch big enough for the whole run. It prints one
 //! Markdown table row per run and, with `--json FILE`, writes the results as JSON lines. scripts/loadtest.sh
-//! starts the server, runs this and writes docs/performance.md.
+//! starts the server, runs this and writes docs/performance.md. `--prefill N` first allocates N lines
+//! on the hot SKU (untimed), so the hot runs start from a product with a long history.
+//!
+//! `--growth 0,10000,50000 [--samples 300]` measures instead how one SKU's history affects an
+//! allocation: for each level it fills the SKU up to that many earlier lines (16 connections, untimed),
+//! then times `--samples` sequential allocations on one connection, and prints their median and p90
+//! (scripts/growth.sh).
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +33,11 @@ struct Options {
     prefix: String,
     /// The server's pid, to measure its CPU time during each run (Linux /proc).
     server_pid: Option<u32>,
+    /// Lines allocated on the hot SKU before its timed runs.
+    prefill: usize,
+    /// Levels of earlier lines for the growth measurement (empty: the load scenarios).
+    growth: Vec<usize>,
+    samples: usize,
 }
 
 fn options() -> Options {
@@ -40,6 +51,9 @@ fn options() -> Options {
         json: None,
         prefix: format!("lt{:x}", std::process::id()),
         server_pid: None,
+        prefill: 0,
+        growth: Vec::new(),
+        samples: 300,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -60,6 +74,14 @@ fn options() -> Options {
             "--json" => options.json = Some(value),
             "--prefix" => options.prefix = value,
             "--server-pid" => options.server_pid = Some(value.parse().expect("pid")),
+            "--prefill" => options.prefill = value.parse().expect("prefill lines"),
+            "--growth" => {
+                options.growth = value
+                    .split(',')
+                    .map(|c| c.parse().expect("growth level"))
+                    .collect()
+            }
+            "--samples" => options.samples = value.parse().expect("samples"),
             other => {
                 eprintln!("unknown option {other}; see the top of examples/loadtest.rs");
                 std::process::exit(2);
@@ -250,15 +272,90 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
 }
 
+/// Allocates `lines` new lines of qty 1 on `sku` over 16 connections, untimed; panics on any non-201.
+async fn fill(options: &Options, sku: &str, tag: &str, lines: usize) {
+    let connections = 16.min(lines.max(1));
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| {
+            let (addr, sku, tag, prefix) = (
+                options.addr.clone(),
+                sku.to_owned(),
+                tag.to_owned(),
+                options.prefix.clone(),
+            );
+            tokio::spawn(async move {
+                let mut connection = Connection::open(&addr).await.expect("connect for fill");
+                for n in (c..lines).step_by(connections) {
+                    let body = format!(
+                        r#"{{"orderid":"{prefix}-{tag}-fill-{n:08}","sku":"{sku}","qty":1}}"#
+                    );
+                    let (status, answer) =
+                        connection.post("/allocate", &body).await.expect("allocate");
+                    assert_eq!(status, 201, "fill: {}", String::from_utf8_lossy(&answer));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("fill task");
+    }
+}
+
+/// The growth measurement (see the module documentation).
+async fn growth(options: &Options) {
+    setup(options, "growth", 1).await;
+    let sku = sku_name(&options.prefix, "growth", 0);
+    println!("| earlier lines on the SKU | samples | median ms | p90 ms | median / median at the first level |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut filled = 0;
+    let mut first_median = None;
+    let mut connection = Connection::open(&options.addr).await.expect("connect");
+    for &level in &options.growth {
+        if level > filled {
+            fill(options, &sku, &format!("to{level}"), level - filled).await;
+            filled = level;
+        }
+        let mut latencies = Vec::with_capacity(options.samples);
+        for n in 0..options.samples {
+            let body = format!(
+                r#"{{"orderid":"{}-growth-{level}-{n}","sku":"{sku}","qty":1}}"#,
+                options.prefix
+            );
+            let started = Instant::now();
+            let (status, answer) = connection.post("/allocate", &body).await.expect("allocate");
+            let elapsed = started.elapsed();
+            assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+            latencies.push(elapsed.as_micros().min(u32::MAX as u128) as u32);
+        }
+        filled += options.samples;
+        latencies.sort_unstable();
+        let (median, p90) = (percentile(&latencies, 50.0), percentile(&latencies, 90.0));
+        let first = *first_median.get_or_insert(median);
+        println!(
+            "| {level} | {} | {median:.2} | {p90:.2} | {:.2} |",
+            options.samples,
+            median / first
+        );
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let options = options();
+    if !options.growth.is_empty() {
+        growth(&options).await;
+        return;
+    }
     let mut json_lines = Vec::new();
     println!("| scenario | connections | requests | allocations/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for scenario in &options.scenarios {
         let skus = if scenario == "hot" { 1 } else { options.skus };
         setup(&options, scenario, skus).await;
+        if scenario == "hot" && options.prefill > 0 {
+            let sku = sku_name(&options.prefix, scenario, 0);
+            fill(&options, &sku, "prefill", options.prefill).await;
+        }
         for &connections in &options.connections {
             let start = Instant::now();
             let warmup_until = start + Duration::from_secs_f64(options.warmup_seconds);

@@ -557,3 +557,198 @@ mod message_bus {
         );
     }
 }
+
+/// A quantity change larger than one commit, in chunks (a store that moves at most 2 lines a commit).
+mod change_batch_quantity_in_chunks {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use allocation::domain::{EventEnvelope, OrderLine};
+
+    use super::*;
+
+    /// After each commit that deallocates lines, reallocates them at once, as another process's
+    /// reallocation would between two chunks.
+    #[derive(Default)]
+    struct ReallocatingBetweenChunks {
+        inner: InMemoryStore,
+        reallocating: AtomicBool,
+        reallocated: Mutex<Vec<(String, Option<String>)>>,
+    }
+
+    impl Store for ReallocatingBetweenChunks {
+        delegate_loads!(inner);
+        async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
+            self.inner.sku_of_batch(reference).await
+        }
+        async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
+            self.inner.commit(writes).await?;
+            if self.reallocating.swap(true, Ordering::SeqCst) {
+                return Ok(());
+            }
+            for envelope in writes.iter().flat_map(|w| w.outbox.iter()) {
+                let Event::AllocationRequired { orderid, sku, qty } = &envelope.event else {
+                    continue;
+                };
+                let mut product = self.inner.load(sku, &[orderid]).await?.unwrap();
+                let loaded = product.version_number();
+                let line = OrderLine::new(orderid, sku, *qty).unwrap();
+                let batch = product.allocate(&line).unwrap();
+                if batch.is_some() {
+                    let write = ProductWrite {
+                        product: &product,
+                        expected_version: Some(loaded),
+                        changes: product.changes(),
+                        outbox: &[],
+                    };
+                    self.inner.commit(&[write]).await?;
+                }
+                self.reallocated
+                    .lock()
+                    .unwrap()
+                    .push((orderid.to_string(), batch.map(|b| b.to_string())));
+            }
+            self.reallocating.store(false, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn allocations_for_order(
+            &self,
+            orderid: &str,
+        ) -> Result<Vec<AllocationView>, StoreError> {
+            self.inner.allocations_for_order(orderid).await
+        }
+        async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
+            self.inner.outbox(sku).await
+        }
+        fn max_lines_per_commit(&self) -> Option<usize> {
+            Some(2)
+        }
+    }
+
+    /// Refuses one commit (a version conflict, writing nothing) once armed, `skip` commits later.
+    #[derive(Default)]
+    struct ConflictOnLaterChunk {
+        inner: InMemoryStore,
+        /// Commits to let through before the refused one; `usize::MAX`: never refuse.
+        skip: AtomicUsize,
+    }
+
+    impl Store for ConflictOnLaterChunk {
+        delegate_loads!(inner);
+        async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
+            self.inner.sku_of_batch(reference).await
+        }
+        async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
+            let left = self.skip.load(Ordering::SeqCst);
+            if left != usize::MAX {
+                self.skip.store(left.wrapping_sub(1), Ordering::SeqCst);
+                if left == 0 {
+                    return Err(StoreError::VersionConflict {
+                        sku: writes[0].product.sku().to_owned(),
+                    });
+                }
+            }
+            self.inner.commit(writes).await
+        }
+        async fn allocations_for_order(
+            &self,
+            orderid: &str,
+        ) -> Result<Vec<AllocationView>, StoreError> {
+            self.inner.allocations_for_order(orderid).await
+        }
+        async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
+            self.inner.outbox(sku).await
+        }
+        fn max_lines_per_commit(&self) -> Option<usize> {
+            Some(2)
+        }
+    }
+
+    async fn six_lines_on_b_now<S: Store>(fx: &Fixture<S>) {
+        fx.bus
+            .handle(&create_batch("b-now", "SHELF", 6, None), None)
+            .await
+            .unwrap();
+        fx.bus
+            .handle(&create_batch("b-later", "SHELF", 10, later()), None)
+            .await
+            .unwrap();
+        for n in 0..6 {
+            let batch = fx
+                .bus
+                .handle(&allocate(&format!("o{n}"), "SHELF", 1), None)
+                .await
+                .unwrap();
+            assert_eq!(batch, "b-now");
+        }
+    }
+
+    fn later() -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(2027, 3, 1)
+    }
+
+    async fn lines_on<S: Store>(fx: &Fixture<S>, batch: &str) -> usize {
+        let mut on = 0;
+        for n in 0..6 {
+            let views = fx
+                .store
+                .allocations_for_order(&format!("o{n}"))
+                .await
+                .unwrap();
+            on += views.iter().filter(|v| v.batchref == batch).count();
+        }
+        on
+    }
+
+    #[tokio::test]
+    async fn a_reallocation_between_chunks_never_takes_back_the_room_a_chunk_freed() {
+        let fx = bootstrap_with(
+            ReallocatingBetweenChunks::default(),
+            EventWiring::outbox(),
+            FakeNotifications::default(),
+        );
+        six_lines_on_b_now(&fx).await;
+        let change = ChangeBatchQuantity {
+            reference: "b-now".into(),
+            qty: 0,
+        };
+        fx.bus.handle(&change, None).await.unwrap();
+
+        let reallocated = fx.store.reallocated.lock().unwrap().clone();
+        assert_eq!(reallocated.len(), 6, "{reallocated:?}");
+        assert!(
+            reallocated
+                .iter()
+                .all(|(_, batch)| batch.as_deref() == Some("b-later")),
+            "no freed line went back to the shrinking batch: {reallocated:?}"
+        );
+        let product = product(&fx, "SHELF").await;
+        let now = product.batch("b-now").unwrap();
+        assert_eq!((now.purchased_quantity(), now.allocated_quantity()), (0, 0));
+        assert_eq!(lines_on(&fx, "b-later").await, 6);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_on_a_later_chunk_keeps_the_events_of_the_chunks_committed() {
+        let fx = bootstrap_with(
+            ConflictOnLaterChunk {
+                skip: AtomicUsize::new(usize::MAX),
+                ..ConflictOnLaterChunk::default()
+            },
+            EventWiring::in_process(),
+            FakeNotifications::default(),
+        );
+        six_lines_on_b_now(&fx).await;
+        // The first chunk commits, the second is refused: the bus retries the command.
+        fx.store.skip.store(1, Ordering::SeqCst);
+        let change = ChangeBatchQuantity {
+            reference: "b-now".into(),
+            qty: 0,
+        };
+        fx.bus.handle(&change, None).await.unwrap();
+
+        assert_eq!(fx.bus.stats().conflict_retries.load(Ordering::Relaxed), 1);
+        // Every deallocated line was reallocated in process, the first chunk's two included.
+        assert_eq!(lines_on(&fx, "b-later").await, 6);
+        assert_eq!(lines_on(&fx, "b-now").await, 0);
+    }
+}

@@ -269,6 +269,49 @@ async fn a_redelivered_message_changes_nothing() {
 }
 
 #[tokio::test]
+async fn the_reallocations_of_a_batch_are_applied_together_one_commit_per_sku() {
+    let (store, bus) = bus();
+    for (reference, sku) in [("b1", "LAMP"), ("b2", "DESK")] {
+        assert_eq!(
+            call_http(&bus, &add_batch(reference, sku, 50)).await.status,
+            201
+        );
+    }
+    let messages = [
+        allocation_required("LAMP:9:0", "o1", "LAMP", 1),
+        allocation_required("DESK:4:0", "o2", "DESK", 2),
+        allocation_required("LAMP:9:1", "o3", "LAMP", 3),
+        allocation_required("LAMP:9:2", "o4", "LAMP", 200),
+        allocation_required("LAMP:9:0", "o1", "LAMP", 1),
+    ];
+    let bodies: Vec<Option<&str>> = messages.iter().map(|m| Some(m.as_str())).collect();
+    let read_before = store.records_read();
+    let response = sqs::handle(&bus, sqs_event(&bodies)).await.unwrap();
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "out of stock (o4) is not a failure; the redelivered o1 changes nothing"
+    );
+    let groups = bus
+        .stats()
+        .allocation_groups
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(groups, 2, "one group per SKU");
+    // One load per group: the product and batch records (no line of these orders existed).
+    assert_eq!(store.records_read() - read_before, 4);
+    // One commit for LAMP: both allocations and the refusal carry its one new version.
+    let ids: Vec<String> = store
+        .outbox("LAMP")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["LAMP:3:0", "LAMP:3:1", "LAMP:3:2"]);
+    let product = store.load("LAMP", &["o1", "o3"]).await.unwrap().unwrap();
+    assert_eq!(product.batches()[0].allocated_quantity(), 4);
+}
+
+#[tokio::test]
 async fn the_sample_sqs_event_fails_both_records_on_an_empty_store() {
     let (_, bus) = bus();
     let event: SqsEvent = serde_json::from_value(sample("reallocate.json")).unwrap();

@@ -220,6 +220,9 @@ impl Store for InMemoryStore {
                 }
             }
         }
+        if !taken.is_done() {
+            return Err(taken.shortfall(product, reference));
+        }
         taken.restore_into(product)
     }
 

@@ -263,6 +263,18 @@ impl LinesToFree {
         }
     }
 
+    /// The error for a batch whose lines ran out before freeing `excess`: its stored total is more
+    /// than its lines hold. Only a snapshot read can say this; see the DynamoDB store.
+    pub fn shortfall(&self, product: &Product, reference: &str) -> StoreError {
+        corrupt(
+            product.sku(),
+            format!(
+                "batch {reference}: its lines free {} units, its allocated total needs {}",
+                self.freed, self.excess
+            ),
+        )
+    }
+
     /// Adds the lines taken to the product.
     pub fn restore_into(self, product: &mut Product) -> Result<(), StoreError> {
         for record in &self.lines {

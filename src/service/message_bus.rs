@@ -4,10 +4,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
 use super::handlers::{self, QueuedAllocation};
-use super::product_queue::ProductQueues;
+use super::product_queue::{Exclusive, ProductQueues};
 use super::{Delivery, EventWiring, Notifications, RetryPolicy, ServiceError};
 use super::{UnitOfWork, UnitOfWorkFactory};
 use crate::domain::{Allocate, ChangeBatchQuantity, Command, CreateBatch, Event, EventEnvelope};
@@ -161,6 +162,59 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
             correlation_id: correlation_id.map(str::to_owned),
         };
         self.queues().allocate(self, allocation).await
+    }
+
+    /// Creates a batch through its product's queue (alone, after the commands waiting there).
+    pub async fn add_batch(
+        &self,
+        cmd: &CreateBatch,
+        correlation_id: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        self.handle_queued(cmd.sku.clone(), cmd.clone(), correlation_id)
+            .await
+    }
+
+    /// Changes a batch's quantity through its product's queue (alone, after the commands waiting
+    /// there). An unknown batch answers as `handle` does.
+    pub async fn change_batch_quantity(
+        &self,
+        cmd: &ChangeBatchQuantity,
+        correlation_id: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let sku = self
+            .inner
+            .uows
+            .begin(None)
+            .sku_of_batch(&cmd.reference)
+            .await?;
+        match sku {
+            Some(sku) => self.handle_queued(sku, cmd.clone(), correlation_id).await,
+            None => self.handle(cmd, correlation_id).await,
+        }
+    }
+
+    /// Runs a command alone in the queue of product `sku`, like `handle`.
+    async fn handle_queued<C>(
+        &self,
+        sku: String,
+        cmd: C,
+        correlation_id: Option<&str>,
+    ) -> Result<C::Output, ServiceError>
+    where
+        C: Message + 'static,
+        C::Output: 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let bus = self.clone();
+        let correlation_id = correlation_id.map(str::to_owned);
+        let run: Exclusive = Box::new(move || {
+            Box::pin(async move {
+                let result = bus.handle(&cmd, correlation_id.as_deref()).await;
+                // The caller may have stopped waiting; the command stands all the same.
+                let _ = answer.send(result);
+            })
+        });
+        self.queues().exclusive(self, sku, run, answered).await
     }
 
     /// Applies allocations of one SKU together, retrying version conflicts, then handles the events

@@ -1,13 +1,16 @@
-//! Per-product queues of allocations: a hot SKU is served, not fought over.
+//! Per-product queues: a hot SKU is served, not fought over.
 //!
-//! An allocation of a SKU joins that SKU's queue. If no group of that SKU is being applied, a drain
-//! task starts; it takes everything waiting (up to the group limit), applies it as one group (one
-//! load, each allocation in turn, one commit: `MessageBus::allocate_together`), answers each caller,
-//! and repeats until the queue is empty. Allocations of one SKU thus never race each other in this
-//! process; other SKUs' queues drain in parallel. Version conflicts come only from other processes,
-//! and the bus still retries them.
+//! Every command on a product joins that product's queue (allocations, reallocations, and the batch
+//! commands). If the product has no drain task, one starts; it takes what is waiting, in arrival
+//! order, and applies each run of consecutive allocations as ONE group (one load, each allocation in
+//! turn, one commit: `MessageBus::allocate_together`; at most `MessageBus::max_group` per group) and
+//! each other command alone, answers each caller, and repeats until the queue is empty. Commands on one
+//! product thus never race each other in this process, while other products' queues drain in
+//! parallel. Version conflicts come only from other processes, and the bus still retries them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
@@ -15,37 +18,72 @@ use tokio::sync::oneshot;
 use super::handlers::QueuedAllocation;
 use super::{MessageBus, ServiceError, StoreError, UnitOfWorkFactory};
 
-type Answer = oneshot::Sender<Result<String, ServiceError>>;
+/// A command run alone by the drain task (it answers its caller itself).
+pub(crate) type Exclusive = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// The allocations waiting, by SKU. A SKU has an entry exactly while its drain task runs.
+/// One waiting command.
+enum Queued {
+    Allocate(
+        QueuedAllocation,
+        oneshot::Sender<Result<String, ServiceError>>,
+    ),
+    Exclusive(Exclusive),
+}
+
+/// The commands waiting, by SKU. A SKU has an entry exactly while its drain task runs.
 #[derive(Default)]
 pub struct ProductQueues {
-    waiting: Mutex<HashMap<String, Vec<(QueuedAllocation, Answer)>>>,
+    waiting: Mutex<HashMap<String, VecDeque<Queued>>>,
+}
+
+/// The answer of a caller whose command's drain task stopped without answering (it panicked).
+fn stopped() -> ServiceError {
+    ServiceError::Store(StoreError::Unavailable(
+        "the product's queue stopped before answering".into(),
+    ))
 }
 
 impl ProductQueues {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<(QueuedAllocation, Answer)>>> {
-        // Nothing is left half-done under this lock (pushes and swaps only).
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Queued>>> {
+        // Nothing is left half-done under this lock (pushes and pops only).
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues the allocation, starts its SKU's drain task if none runs, and waits for the answer.
-    pub async fn allocate<F: UnitOfWorkFactory>(
+    /// Queues an allocation and waits for its answer.
+    pub(crate) async fn allocate<F: UnitOfWorkFactory>(
         &self,
         bus: &MessageBus<F>,
         allocation: QueuedAllocation,
     ) -> Result<String, ServiceError> {
         let sku = allocation.cmd.sku.clone();
         let (answer, answered) = oneshot::channel();
+        self.push(bus, sku, Queued::Allocate(allocation, answer));
+        answered.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Queues a command that runs alone (`run` answers through the channel it captured) and waits.
+    pub(crate) async fn exclusive<F: UnitOfWorkFactory, T>(
+        &self,
+        bus: &MessageBus<F>,
+        sku: String,
+        run: Exclusive,
+        answered: oneshot::Receiver<Result<T, ServiceError>>,
+    ) -> Result<T, ServiceError> {
+        self.push(bus, sku, Queued::Exclusive(run));
+        answered.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Adds the command to its SKU's queue and starts the SKU's drain task if none runs.
+    fn push<F: UnitOfWorkFactory>(&self, bus: &MessageBus<F>, sku: String, queued: Queued) {
         let start_drain = {
             let mut waiting = self.lock();
             match waiting.get_mut(&sku) {
                 Some(queue) => {
-                    queue.push((allocation, answer));
+                    queue.push_back(queued);
                     false
                 }
                 None => {
-                    waiting.insert(sku.clone(), vec![(allocation, answer)]);
+                    waiting.insert(sku.clone(), VecDeque::from([queued]));
                     true
                 }
             }
@@ -53,35 +91,55 @@ impl ProductQueues {
         if start_drain {
             tokio::spawn(drain(bus.clone(), sku));
         }
-        answered.await.unwrap_or_else(|_| {
-            Err(ServiceError::Store(StoreError::Unavailable(
-                "the allocation's group stopped before answering".into(),
-            )))
-        })
     }
 
-    /// Takes up to `max` waiting allocations of the SKU; when none wait, removes the SKU's entry (the
-    /// drain task then ends).
-    fn take(&self, sku: &str, max: usize) -> Vec<(QueuedAllocation, Answer)> {
+    /// The next work of the SKU: a run of consecutive allocations (at most `max`), or one other
+    /// command. When nothing waits, removes the SKU's entry (the drain task then ends).
+    fn next(&self, sku: &str, max: usize) -> Option<Work> {
         let mut waiting = self.lock();
-        let Some(queue) = waiting.get_mut(sku) else {
-            return Vec::new();
-        };
-        if queue.is_empty() {
-            waiting.remove(sku);
-            return Vec::new();
+        let queue = waiting.get_mut(sku)?;
+        match queue.pop_front() {
+            None => {
+                waiting.remove(sku);
+                None
+            }
+            Some(Queued::Exclusive(run)) => Some(Work::Exclusive(run)),
+            Some(Queued::Allocate(first, answer)) => {
+                let mut group = vec![(first, answer)];
+                while group.len() < max {
+                    match queue.pop_front() {
+                        Some(Queued::Allocate(allocation, answer)) => {
+                            group.push((allocation, answer))
+                        }
+                        Some(other) => {
+                            queue.push_front(other);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                Some(Work::Allocations(group))
+            }
         }
-        let rest = queue.split_off(queue.len().min(max));
-        std::mem::replace(queue, rest)
     }
 
     fn abandon(&self, sku: &str) {
-        // Dropping the answers tells their callers the group stopped.
+        // Dropping the waiting commands' answer channels tells their callers the queue stopped.
         self.lock().remove(sku);
     }
 }
 
-/// Removes the SKU's entry if the drain task ends early (a panic), so later allocations start anew.
+enum Work {
+    Allocations(
+        Vec<(
+            QueuedAllocation,
+            oneshot::Sender<Result<String, ServiceError>>,
+        )>,
+    ),
+    Exclusive(Exclusive),
+}
+
+/// Removes the SKU's entry if the drain task ends early (a panic), so later commands start anew.
 struct DrainGuard<F: UnitOfWorkFactory> {
     bus: MessageBus<F>,
     sku: String,
@@ -96,7 +154,7 @@ impl<F: UnitOfWorkFactory> Drop for DrainGuard<F> {
     }
 }
 
-/// Applies the SKU's waiting allocations, group after group, until none wait.
+/// Applies the SKU's waiting commands, in order, until none wait.
 async fn drain<F: UnitOfWorkFactory>(bus: MessageBus<F>, sku: String) {
     let mut guard = DrainGuard {
         bus: bus.clone(),
@@ -104,17 +162,18 @@ async fn drain<F: UnitOfWorkFactory>(bus: MessageBus<F>, sku: String) {
         finished: false,
     };
     let max = bus.max_group();
-    loop {
-        let group = bus.queues().take(&sku, max);
-        if group.is_empty() {
-            guard.finished = true;
-            return;
-        }
-        let (allocations, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        let results = bus.allocate_together(&sku, &allocations).await;
-        for (answer, result) in answers.into_iter().zip(results) {
-            // A caller that stopped waiting still had its allocation applied.
-            let _ = answer.send(result);
+    while let Some(work) = bus.queues().next(&sku, max) {
+        match work {
+            Work::Exclusive(run) => run().await,
+            Work::Allocations(group) => {
+                let (allocations, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                let results = bus.allocate_together(&sku, &allocations).await;
+                for (answer, result) in answers.into_iter().zip(results) {
+                    // A caller that stopped waiting still had its allocation applied.
+                    let _ = answer.send(result);
+                }
+            }
         }
     }
+    guard.finished = true;
 }

@@ -17,6 +17,12 @@ pub trait UnitOfWork: Send {
         orderids: &[&str],
     ) -> impl Future<Output = Result<Option<&mut Product>, StoreError>> + Send;
 
+    /// The SKU of the batch with this reference (a tracked product's, or the store's answer).
+    fn sku_of_batch(
+        &mut self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
     /// The product holding the batch with this reference (without lines).
     fn get_by_batchref(
         &mut self,
@@ -146,21 +152,24 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
         Ok(self.seen.get_mut(sku).map(|seen| &mut seen.product))
     }
 
-    async fn get_by_batchref(
-        &mut self,
-        reference: &str,
-    ) -> Result<Option<&mut Product>, StoreError> {
+    async fn sku_of_batch(&mut self, reference: &str) -> Result<Option<String>, StoreError> {
         let tracked = self
             .seen
             .values()
             .find(|seen| seen.product.batch(reference).is_some())
             .map(|seen| seen.product.sku().to_owned());
-        let sku = match tracked {
-            Some(sku) => sku,
-            None => match self.store.sku_of_batch(reference).await? {
-                Some(sku) => sku,
-                None => return Ok(None),
-            },
+        match tracked {
+            Some(sku) => Ok(Some(sku)),
+            None => self.store.sku_of_batch(reference).await,
+        }
+    }
+
+    async fn get_by_batchref(
+        &mut self,
+        reference: &str,
+    ) -> Result<Option<&mut Product>, StoreError> {
+        let Some(sku) = self.sku_of_batch(reference).await? else {
+            return Ok(None);
         };
         Ok(self
             .get(&sku, &[])

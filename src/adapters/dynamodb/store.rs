@@ -104,6 +104,27 @@ impl DynamoDbStore {
         Ok(lines)
     }
 
+    /// The stored version of the product, strongly consistent (`None`: no product item).
+    async fn stored_version(&self, sku: &str) -> Result<Option<u64>, StoreError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table_name)
+            .set_key(Some(items::product_key(sku)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        match found.item().map(items::parse_product_part).transpose()? {
+            Some(ProductPart::Product(record)) => Ok(Some(record.version_number)),
+            Some(_) => Err(StoreError::Corrupt(format!(
+                "item {} PRODUCT is not a product item",
+                keys::product_pk(sku)
+            ))),
+            None => Ok(None),
+        }
+    }
+
     /// Every item of a partition (of the table, or of `index`), all pages, in sort key order.
     async fn query_partition(
         &self,
@@ -218,6 +239,18 @@ impl Store for DynamoDbStore {
                 Some(key) if !page.items().is_empty() => start = Some(key.clone()),
                 _ => break,
             }
+        }
+        if !taken.is_done() {
+            // The lines ran out first. The head and the lines are two reads: if the product moved
+            // in between, retry on fresh state; if not, its stored total is wrong.
+            return Err(match self.stored_version(product.sku()).await? {
+                Some(version) if version == product.version_number() => {
+                    taken.shortfall(product, reference)
+                }
+                _ => StoreError::VersionConflict {
+                    sku: product.sku().to_owned(),
+                },
+            });
         }
         taken.restore_into(product)
     }

@@ -128,6 +128,9 @@ pub(super) fn load_lines_to_free(
             batchref: batchref.to_owned(),
         });
     }
+    if !taken.is_done() {
+        return Err(taken.shortfall(product, reference));
+    }
     taken.restore_into(product)?;
     Ok(read)
 }
