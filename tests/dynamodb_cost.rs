@@ -248,6 +248,33 @@ async fn measure(client: &Client, table: &str, store: &Arc<DynamoDbStore>, n: &N
     }
 }
 
+/// The actions of allocating `n.order` (qty 3) on `n.sku`, loaded at version 1 with one empty batch.
+fn offline_allocation(n: &Names) -> Vec<commit::Action> {
+    let batch = Batch::restore(&n.batch, &n.sku, 1_000, None, 0).unwrap();
+    let mut product = Product::restore(&n.sku, 1, vec![batch]).unwrap();
+    product.restore_no_line(&n.order);
+    product
+        .allocate(&OrderLine::new(&n.order, &n.sku, 3).unwrap())
+        .unwrap();
+    let outbox: Vec<EventEnvelope> = product
+        .take_events()
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| EventEnvelope {
+            id: EventEnvelope::event_id(&n.sku, 2, index),
+            correlation_id: Some(CORRELATION.to_owned()),
+            event,
+        })
+        .collect();
+    let write = ProductWrite {
+        product: &product,
+        expected_version: Some(1),
+        changes: product.changes(),
+        outbox: &outbox,
+    };
+    commit::actions(&[write], NOW).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_allocation_reads_and_writes_the_same_units_whatever_the_history() {
     let moto = support::moto::moto().await;
@@ -294,29 +321,7 @@ async fn the_store_writes_exactly_the_items_of_its_actions() {
     let measured = measure(&client, &table, &store, &n).await;
 
     // The same commit computed offline, from a product loaded as the store loads it.
-    let batch = Batch::restore(&n.batch, &n.sku, 1_000, None, 0).unwrap();
-    let mut product = Product::restore(&n.sku, 1, vec![batch]).unwrap();
-    product.restore_no_line(&n.order);
-    product
-        .allocate(&OrderLine::new(&n.order, &n.sku, 3).unwrap())
-        .unwrap();
-    let outbox: Vec<EventEnvelope> = product
-        .take_events()
-        .into_iter()
-        .enumerate()
-        .map(|(index, event)| EventEnvelope {
-            id: EventEnvelope::event_id(&n.sku, 2, index),
-            correlation_id: Some(CORRELATION.to_owned()),
-            event,
-        })
-        .collect();
-    let write = ProductWrite {
-        product: &product,
-        expected_version: Some(1),
-        changes: product.changes(),
-        outbox: &outbox,
-    };
-    let actions = commit::actions(&[write], NOW).unwrap();
+    let actions = offline_allocation(&n);
     for action in &actions {
         let Operation::Put { item, .. } = &action.operation else {
             panic!("an allocation only puts: {action:?}");
@@ -335,33 +340,16 @@ async fn the_store_writes_exactly_the_items_of_its_actions() {
     assert_eq!(actions.len(), measured.writes.len());
 
     let long = |c: char| c.to_string().repeat(allocation::domain::MAX_IDENTIFIER_LEN);
-    let stored_product = items::product_item(&ProductRecord {
+    let n = Names {
         sku: long('S'),
+        batch: long('B'),
+        order: long('O'),
+    };
+    let stored_product = items::product_item(&ProductRecord {
+        sku: n.sku.clone(),
         version_number: 1,
     });
-    let batch = Batch::restore(long('B'), long('S'), 1_000, None, 0).unwrap();
-    let mut product = Product::restore(long('S'), 1, vec![batch]).unwrap();
-    product.restore_no_line(&long('O'));
-    product
-        .allocate(&OrderLine::new(long('O'), long('S'), 3).unwrap())
-        .unwrap();
-    let outbox: Vec<EventEnvelope> = product
-        .take_events()
-        .into_iter()
-        .map(|event| EventEnvelope {
-            id: EventEnvelope::event_id(&long('S'), 2, 0),
-            correlation_id: Some(CORRELATION.to_owned()),
-            event,
-        })
-        .collect();
-    let write = ProductWrite {
-        product: &product,
-        expected_version: Some(1),
-        changes: product.changes(),
-        outbox: &outbox,
-    };
-    let puts: Vec<Item> = commit::actions(&[write], NOW)
-        .unwrap()
+    let puts: Vec<Item> = offline_allocation(&n)
         .into_iter()
         .filter_map(|a| a.put_item().cloned())
         .collect();

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use futures_util::future::try_join_all;
@@ -55,7 +56,7 @@ impl DynamoDbStore {
     /// The product's head: its product item and batch items, one strongly consistent Query of the
     /// sort keys from `BATCH#` to `PRODUCT` (allocation items, `ALLOCATION#...`, sort before).
     async fn query_head(&self, sku: &str) -> Result<Vec<Item>, StoreError> {
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table_name)
@@ -65,14 +66,8 @@ impl DynamoDbStore {
             .expression_attribute_values(":pk", AttributeValue::S(keys::product_pk(sku)))
             .expression_attribute_values(":from", AttributeValue::S(BATCH_SK_PREFIX.to_owned()))
             .expression_attribute_values(":to", AttributeValue::S(PRODUCT_SK.to_owned()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut found = Vec::new();
-        while let Some(item) = pages.next().await {
-            found.push(item.map_err(|e| unavailable("Query", &e))?);
-        }
+            .consistent_read(true);
+        let found = all_pages(query).await?;
         self.count(found.len());
         Ok(found)
     }
@@ -84,38 +79,37 @@ impl DynamoDbStore {
         sku: &str,
         orderids: &[&str],
     ) -> Result<Vec<AllocationRecord>, StoreError> {
-        let gets = orderids.iter().map(|orderid| {
-            self.client
-                .get_item()
-                .table_name(&self.table_name)
-                .set_key(Some(items::allocation_key(sku, orderid)))
-                .consistent_read(true)
-                .send()
-        });
-        let found = try_join_all(gets)
-            .await
-            .map_err(|e| unavailable("GetItem", &e))?;
+        let gets = orderids
+            .iter()
+            .map(|orderid| self.get(items::allocation_key(sku, orderid)));
+        let found = try_join_all(gets).await?;
         let lines = found
             .iter()
-            .filter_map(|output| output.item())
+            .flatten()
             .map(items::parse_allocation)
             .collect::<Result<Vec<_>, _>>()?;
         self.count(lines.len());
         Ok(lines)
     }
 
-    /// The stored version of the product, strongly consistent (`None`: no product item).
-    async fn stored_version(&self, sku: &str) -> Result<Option<u64>, StoreError> {
+    /// One item by its key, strongly consistent.
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
         let found = self
             .client
             .get_item()
             .table_name(&self.table_name)
-            .set_key(Some(items::product_key(sku)))
+            .set_key(Some(key))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| unavailable("GetItem", &e))?;
-        match found.item().map(items::parse_product_part).transpose()? {
+        Ok(found.item)
+    }
+
+    /// The stored version of the product, strongly consistent (`None`: no product item).
+    async fn stored_version(&self, sku: &str) -> Result<Option<u64>, StoreError> {
+        let found = self.get(items::product_key(sku)).await?;
+        match found.as_ref().map(items::parse_product_part).transpose()? {
             Some(ProductPart::Product(record)) => Ok(Some(record.version_number)),
             Some(_) => Err(StoreError::Corrupt(format!(
                 "item {} PRODUCT is not a product item",
@@ -132,7 +126,7 @@ impl DynamoDbStore {
         key_attribute: &str,
         key: String,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table_name)
@@ -141,16 +135,19 @@ impl DynamoDbStore {
             .expression_attribute_names("#k", key_attribute)
             .expression_attribute_values(":k", AttributeValue::S(key))
             // Strong consistency where DynamoDB offers it (not on a GSI).
-            .consistent_read(index.is_none())
-            .into_paginator()
-            .items()
-            .send();
-        let mut found = Vec::new();
-        while let Some(item) = pages.next().await {
-            found.push(item.map_err(|e| unavailable("Query", &e))?);
-        }
-        Ok(found)
+            .consistent_read(index.is_none());
+        all_pages(query).await
     }
+}
+
+/// Every item a query returns, all pages, in order.
+async fn all_pages(query: QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
+    let mut pages = query.into_paginator().items().send();
+    let mut found = Vec::new();
+    while let Some(item) = pages.next().await {
+        found.push(item.map_err(|e| unavailable("Query", &e))?);
+    }
+    Ok(found)
 }
 
 impl Store for DynamoDbStore {
@@ -256,16 +253,8 @@ impl Store for DynamoDbStore {
     }
 
     async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
-        let found = self
-            .client
-            .get_item()
-            .table_name(&self.table_name)
-            .set_key(Some(items::batchref_key(reference)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem", &e))?;
-        found.item().map(items::parse_batchref).transpose()
+        let found = self.get(items::batchref_key(reference)).await?;
+        found.as_ref().map(items::parse_batchref).transpose()
     }
 
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
