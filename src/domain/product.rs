@@ -8,6 +8,8 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
+
 use super::{validate_identifier, Batch, Changes, DomainError, Event, OrderLine};
 
 /// What the product knows of one order's line.
@@ -39,7 +41,7 @@ pub struct Product {
     batch_states: Vec<BatchState>,
     version_number: u64,
     /// The lines this product knows: loaded for the command at hand, or changed since.
-    lines: HashMap<Arc<str>, KnownLine>,
+    lines: HashMap<Arc<str>, KnownLine, RandomState>,
     /// True when every line is in `lines` (a new product); else an order missing from `lines` was
     /// not loaded, and allocating it is refused rather than guessed.
     knows_all_lines: bool,
@@ -57,7 +59,7 @@ impl Product {
             batches: Vec::new(),
             batch_states: Vec::new(),
             version_number: 0,
-            lines: HashMap::new(),
+            lines: HashMap::default(),
             knows_all_lines: true,
             events: Vec::new(),
             changes: Changes::default(),
