@@ -714,6 +714,37 @@ pub async fn allocations_queued_on_one_product_are_applied_together<S: Store>(st
     }
 }
 
+/// The same order allocated by many racing units of work (no queue): one line, every caller told the
+/// same batch, one `Allocated` event.
+pub async fn concurrent_allocations_of_one_order_end_with_one_line<S: Store>(store: Arc<S>) {
+    let sku = unique("TWICE");
+    let batch = unique("b");
+    create_batch(&store, &batch, &sku, 100, None).await;
+    let order = unique("o");
+    let bus = bus(Arc::clone(&store));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (bus, order, sku) = (bus.clone(), order.clone(), sku.clone());
+            tokio::spawn(async move {
+                let cmd = Allocate {
+                    orderid: order,
+                    sku,
+                    qty: 5,
+                };
+                bus.handle(&cmd, None).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("task ran").unwrap(), batch);
+    }
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku, &[&order]).await.unwrap().unwrap();
+    assert_eq!(product.batch(&batch).unwrap().allocated_quantity(), 5);
+    assert_eq!(store.allocations_for_order(&order).await.unwrap().len(), 1);
+    assert_eq!(store.outbox(&sku).await.unwrap().len(), 1);
+}
+
 /// Generates one `#[tokio::test]` per contract case, each with a store from `$make` (an async expression
 /// giving an `Arc<impl Store>`).
 #[macro_export]
@@ -736,6 +767,7 @@ macro_rules! contract_suite {
             a_refusal_does_not_invalidate_a_concurrent_allocation,
             a_refusal_on_a_state_that_moved_is_a_version_conflict,
             allocations_queued_on_one_product_are_applied_together,
+            concurrent_allocations_of_one_order_end_with_one_line,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
