@@ -329,3 +329,51 @@ async fn order_ids_in_paths_are_percent_decoded() {
     assert_eq!(status, 200);
     assert_eq!(call(&bus, "GET", "/allocations/%FF", "").await.0, 400);
 }
+
+#[test]
+fn contention_or_throttling_past_the_retries_is_503_with_retry_after_and_409_stays_for_business() {
+    use allocation::entrypoints::http::error_response;
+    use allocation::service::{ServiceError, StoreError};
+    let retry_after = |response: &HttpResponse| {
+        response
+            .headers
+            .iter()
+            .find(|(name, _)| *name == "retry-after")
+            .map(|(_, value)| value.clone())
+    };
+    let cases = [
+        (
+            ServiceError::Store(StoreError::VersionConflict { sku: "HOT".into() }),
+            503,
+            "too many concurrent updates of product HOT; try again",
+        ),
+        (
+            ServiceError::Store(StoreError::Throttled("capacity".into())),
+            503,
+            "service busy, try again",
+        ),
+        (
+            ServiceError::Store(StoreError::Unavailable("network".into())),
+            503,
+            "service unavailable, try again",
+        ),
+        (
+            ServiceError::OutOfStock("HOT".into()),
+            409,
+            "Out of stock for sku HOT",
+        ),
+        (
+            ServiceError::DuplicateBatch("b1".into()),
+            409,
+            "Batch b1 already exists",
+        ),
+    ];
+    for (error, status, message) in cases {
+        let response = error_response(&error);
+        assert_eq!(response.status, status, "{error}");
+        let body: Value = serde_json::from_str(&response.body).unwrap();
+        assert_eq!(body, json!({ "message": message }));
+        let expected = (status == 503).then(|| "1".to_owned());
+        assert_eq!(retry_after(&response), expected, "{error}");
+    }
+}

@@ -48,6 +48,7 @@ async fn concurrent_allocations_on_one_sku_never_oversell_and_conflicts_are_retr
     let store = Arc::new(SlowCommits::default());
     let retry = RetryPolicy {
         max_attempts: tasks,
+        budget: std::time::Duration::from_secs(60),
         ..RetryPolicy::default()
     };
     let bus = Arc::new(MessageBus::new(

@@ -26,6 +26,7 @@ const CHILD_SKUS: usize = 6;
 fn bus(store: &Arc<EmbeddedStore>) -> Bus {
     let retry = RetryPolicy {
         max_attempts: 100,
+        budget: std::time::Duration::from_secs(60),
         ..RetryPolicy::default()
     };
     MessageBus::new(

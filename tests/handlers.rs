@@ -58,6 +58,7 @@ fn bootstrap_with<S: Store>(
             max_attempts: 3,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
+            budget: Duration::from_secs(5),
         },
     );
     Fixture {
@@ -750,5 +751,127 @@ mod change_batch_quantity_in_chunks {
         // Every deallocated line was reallocated in process, the first chunk's two included.
         assert_eq!(lines_on(&fx, "b-later").await, 6);
         assert_eq!(lines_on(&fx, "b-now").await, 0);
+    }
+}
+
+/// Retries are bounded in time, and throttling is retried like a lost version race.
+mod retries_within_a_time_budget {
+    use std::sync::atomic::AtomicUsize;
+
+    use allocation::domain::EventEnvelope;
+
+    use super::*;
+
+    /// Each commit takes `commit_time` (virtual time), then is refused as throttled while
+    /// `throttled` is above zero (counting down), or forever with `usize::MAX`.
+    struct SlowThrottled {
+        inner: InMemoryStore,
+        commit_time: Duration,
+        throttled: AtomicUsize,
+        commits: AtomicUsize,
+    }
+
+    impl SlowThrottled {
+        fn new(commit_time: Duration, throttled: usize) -> Self {
+            Self {
+                inner: InMemoryStore::new(),
+                commit_time,
+                throttled: AtomicUsize::new(throttled),
+                commits: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Store for SlowThrottled {
+        delegate_loads!(inner);
+        async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
+            self.inner.sku_of_batch(reference).await
+        }
+        async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.commit_time).await;
+            let left = self.throttled.load(Ordering::SeqCst);
+            if left > 0 {
+                if left != usize::MAX {
+                    self.throttled.store(left - 1, Ordering::SeqCst);
+                }
+                return Err(StoreError::Throttled(
+                    "ProvisionedThroughputExceeded".into(),
+                ));
+            }
+            self.inner.commit(writes).await
+        }
+        async fn allocations_for_order(
+            &self,
+            orderid: &str,
+        ) -> Result<Vec<AllocationView>, StoreError> {
+            self.inner.allocations_for_order(orderid).await
+        }
+        async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
+            self.inner.outbox(sku).await
+        }
+    }
+
+    fn bus_with(store: SlowThrottled, budget: Duration) -> Fixture<SlowThrottled> {
+        let store = Arc::new(store);
+        let bus = MessageBus::new(
+            StoreUnitOfWorkFactory::new(Arc::clone(&store), EventWiring::outbox()),
+            EventWiring::outbox(),
+            Arc::new(FakeNotifications::default()) as Arc<dyn Notifications>,
+            RetryPolicy {
+                max_attempts: 1_000,
+                base_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(100),
+                budget,
+            },
+        );
+        Fixture {
+            store,
+            notifications: Arc::new(FakeNotifications::default()),
+            bus,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_commit_is_retried_until_it_goes_through() {
+        let fx = bus_with(
+            SlowThrottled::new(Duration::from_millis(5), 3),
+            Duration::from_secs(2),
+        );
+        let result = fx
+            .bus
+            .handle(&create_batch("b1", "BUSY", 5, None), None)
+            .await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            fx.store.commits.load(Ordering::SeqCst),
+            4,
+            "3 refused, then done"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_that_could_not_end_within_the_budget() {
+        let budget = Duration::from_millis(300);
+        let fx = bus_with(
+            SlowThrottled::new(Duration::from_millis(40), usize::MAX),
+            budget,
+        );
+        let started = tokio::time::Instant::now();
+        let result = fx
+            .bus
+            .handle(&create_batch("b1", "BUSY", 5, None), None)
+            .await;
+        assert!(
+            matches!(result, Err(ServiceError::Store(StoreError::Throttled(_)))),
+            "{result:?}"
+        );
+        // Virtual time: exact, whatever the machine does.
+        assert!(started.elapsed() <= budget, "{:?}", started.elapsed());
+        let attempts = fx.store.commits.load(Ordering::SeqCst);
+        assert!(
+            (2..=7).contains(&attempts),
+            "{attempts} attempts of 40 ms in 300 ms"
+        );
     }
 }

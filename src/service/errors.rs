@@ -18,7 +18,11 @@ pub enum StoreError {
     /// Stored data that does not make a valid product.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
-    /// The backend failed (network, throttling, I/O); the detail is kept for the logs.
+    /// The backend refused the request for lack of capacity (DynamoDB throttling): nothing was
+    /// written; retry after a while.
+    #[error("store throttled: {0}")]
+    Throttled(String),
+    /// The backend failed (network, I/O); the detail is kept for the logs.
     #[error("store unavailable: {0}")]
     Unavailable(String),
 }
@@ -50,6 +54,14 @@ impl ServiceError {
         matches!(
             self,
             ServiceError::Store(StoreError::VersionConflict { .. })
+        )
+    }
+
+    /// Worth trying again on fresh state after a pause: a lost version race, or throttling.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::Store(StoreError::VersionConflict { .. } | StoreError::Throttled(_))
         )
     }
 }

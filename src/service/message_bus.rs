@@ -3,8 +3,10 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 use super::handlers::{self, QueuedAllocation};
@@ -73,7 +75,7 @@ pub enum CommandResult {
 /// Counters of the bus's work, for tests and logs.
 #[derive(Debug, Default)]
 pub struct BusStats {
-    /// Attempts repeated after a version conflict.
+    /// Attempts repeated after a version conflict or throttling.
     pub conflict_retries: AtomicU64,
     /// In-process event handlers that failed (logged, not propagated).
     pub failed_event_handlers: AtomicU64,
@@ -324,29 +326,39 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         }
     }
 
-    /// Runs `message` in a fresh unit of work, again with a new one after each version conflict
-    /// (bounded, jittered backoff). Returns the outcome and the events committed by every attempt: an
-    /// attempt may commit some steps (a chunked quantity change) before a later step conflicts.
+    /// Runs `message` in a fresh unit of work, again with a new one after each version conflict or
+    /// throttling (jittered backoff, bounded in attempts and in time: `RetryPolicy::budget`). Returns
+    /// the outcome and the events committed by every attempt: an attempt may commit some steps (a
+    /// chunked quantity change) before a later step conflicts.
     async fn with_retries<M: Message>(
         &self,
         message: &M,
         correlation_id: Option<&str>,
     ) -> (Result<M::Output, ServiceError>, Vec<EventEnvelope>) {
         let retry = &self.inner.retry;
+        let started = Instant::now();
+        let mut slowest = Duration::ZERO;
         let mut committed = Vec::new();
         let mut attempt = 1;
         loop {
+            let attempt_started = Instant::now();
             let mut uow = self.inner.uows.begin(correlation_id);
             let result = message.handle(&mut uow).await;
             committed.extend(uow.collect_new_events());
+            slowest = slowest.max(attempt_started.elapsed());
             match result {
-                Err(error) if error.is_version_conflict() && attempt < retry.max_attempts => {
+                Err(error) if error.is_retryable() && attempt < retry.max_attempts => {
+                    let wait = retry.backoff(attempt);
+                    if !retry.fits(started.elapsed(), wait, slowest) {
+                        warn!(attempt, spent = ?started.elapsed(), %error,
+                            "giving up: another attempt would not end within the time budget");
+                        return (Err(error), committed);
+                    }
                     self.inner
                         .stats
                         .conflict_retries
                         .fetch_add(1, Ordering::Relaxed);
-                    let wait = retry.backoff(attempt);
-                    warn!(attempt, ?wait, %error, "version conflict, retrying");
+                    warn!(attempt, ?wait, %error, "retrying on fresh state");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }

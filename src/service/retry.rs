@@ -1,4 +1,5 @@
-//! Retry policy for version conflicts: bounded attempts with jittered exponential backoff.
+//! Retry policy for version conflicts and throttling: bounded attempts and a time budget, with jittered
+//! exponential backoff.
 
 use std::time::Duration;
 
@@ -10,6 +11,9 @@ pub struct RetryPolicy {
     /// Backoff before the second attempt; doubles each time, up to `max_delay`.
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// The longest a message may take, retries included: no retry starts that could not end within
+    /// it (judged by the slowest attempt so far). Then the last error is the answer.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -18,11 +22,18 @@ impl Default for RetryPolicy {
             max_attempts: 16,
             base_delay: Duration::from_millis(2),
             max_delay: Duration::from_millis(250),
+            budget: Duration::from_secs(3),
         }
     }
 }
 
 impl RetryPolicy {
+    /// Whether a retry after `wait` can still end within the budget, given the time already spent
+    /// and the slowest attempt so far.
+    pub fn fits(&self, spent: Duration, wait: Duration, slowest_attempt: Duration) -> bool {
+        spent + wait + slowest_attempt <= self.budget
+    }
+
     /// The wait after failed attempt number `attempt` (1-based): "full jitter", uniform in
     /// `[0, min(max_delay, base_delay * 2^(attempt-1))]`, so racing writers spread out.
     pub fn backoff(&self, attempt: u32) -> Duration {

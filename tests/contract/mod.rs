@@ -30,8 +30,10 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn bus<S: Store>(store: Arc<S>) -> MessageBus<StoreUnitOfWorkFactory<S>> {
+    // Generous: the racing cases must end by retrying, and moto serializes every request.
     let retry = RetryPolicy {
         max_attempts: 100,
+        budget: std::time::Duration::from_secs(60),
         ..RetryPolicy::default()
     };
     MessageBus::new(

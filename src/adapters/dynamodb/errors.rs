@@ -1,18 +1,37 @@
 //! SDK errors to `StoreError`: transaction cancellations by reason, everything else with its full context.
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 use super::commit::Target;
 use crate::service::StoreError;
 
-/// Any failed call, with the SDK's whole error chain (plain `Display` says only "service error").
+/// Error codes (of a call, or of a cancelled transaction's item) that mean "no capacity now".
+const THROTTLING: [&str; 4] = [
+    "ThrottlingException",
+    "ThrottlingError",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+];
+
+/// Whether this error code (of a call, or a cancellation reason: `ProvisionedThroughputExceeded`) is
+/// throttling.
+fn is_throttling(code: &str) -> bool {
+    THROTTLING.contains(&code) || code == "ProvisionedThroughputExceeded"
+}
+
+/// Any failed call, with the SDK's whole error chain (plain `Display` says only "service error"):
+/// `Throttled` when DynamoDB refused it for capacity, else `Unavailable`.
 pub fn unavailable<E, R>(operation: &str, error: &SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
-    StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(error)))
+    let detail = format!("{operation}: {}", DisplayErrorContext(error));
+    match error.as_service_error().and_then(|e| e.code()) {
+        Some(code) if is_throttling(code) => StoreError::Throttled(detail),
+        _ => StoreError::Unavailable(detail),
+    }
 }
 
 /// A failed `TransactWriteItems` of these actions (in the order they were sent).
@@ -39,6 +58,13 @@ pub fn commit_error<R: std::fmt::Debug>(
                     return StoreError::VersionConflict {
                         sku: target.sku().to_owned(),
                     };
+                }
+                // An item's partition was over capacity: nothing was written; retry after a pause.
+                (Some(code), _) if is_throttling(code) => {
+                    return StoreError::Throttled(format!(
+                        "TransactWriteItems: {}",
+                        DisplayErrorContext(&error)
+                    ));
                 }
                 _ => {}
             }
@@ -106,8 +132,19 @@ mod tests {
     }
 
     #[test]
+    fn throttled_items_make_a_throttled_commit() {
+        for code in ["ThrottlingError", "ProvisionedThroughputExceeded"] {
+            let error = commit_error(cancelled(&["None", code, "None"]), &targets());
+            assert!(
+                matches!(&error, StoreError::Throttled(m) if m.contains("Transaction cancelled")),
+                "{code}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
     fn other_failures_keep_their_detail() {
-        let error = commit_error(cancelled(&["None", "ThrottlingError", "None"]), &targets());
+        let error = commit_error(cancelled(&["None", "ValidationError", "None"]), &targets());
         assert!(
             matches!(&error, StoreError::Unavailable(m) if m.contains("Transaction cancelled")),
             "{error:?}"

@@ -6,7 +6,9 @@
 //! region and credentials in the environment, which the default chains read first (no IMDS lookup).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use tracing::error;
 
@@ -40,9 +42,25 @@ pub fn required_env(name: &'static str) -> Result<String, InitError> {
     }
 }
 
-/// The AWS configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`...).
+/// How long one attempt of an AWS call may take (connecting included), and the whole call with the
+/// SDK's own retries: well inside the functions' 10 s timeout and the bus's 3 s retry budget, so a
+/// stuck connection becomes an error the bus can answer (503) instead of a timed-out invocation.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_500);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The AWS configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`...), with
+/// bounded attempt and operation times.
 pub async fn aws_config() -> SdkConfig {
-    aws_config::load_defaults(BehaviorVersion::latest()).await
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
 }
 
 /// The bus over the DynamoDB table named by `TABLE_NAME` (every function but `publish_events`).
