@@ -4,6 +4,7 @@
 #![cfg(feature = "aws")]
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use allocation::adapters::sns::PublishError;
 use allocation::adapters::InMemoryStore;
@@ -309,6 +310,51 @@ async fn the_reallocations_of_a_batch_are_applied_together_one_commit_per_sku() 
     assert_eq!(ids, ["LAMP:3:0", "LAMP:3:1", "LAMP:3:2"]);
     let product = store.load("LAMP", &["o1", "o3"]).await.unwrap().unwrap();
     assert_eq!(product.batches()[0].allocated_quantity(), 4);
+}
+
+#[tokio::test]
+async fn no_record_is_started_that_could_not_end_before_the_invocation_s_deadline() {
+    let (store, bus) = bus();
+    assert_eq!(
+        call_http(&bus, &add_batch("b1", "LAMP", 10)).await.status,
+        201
+    );
+    let now_ms = |offset: Duration| {
+        u64::try_from(
+            (SystemTime::now() + offset)
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap()
+    };
+    let messages = [
+        allocation_required("LAMP:9:0", "o1", "LAMP", 1),
+        r#"{"type":"Allocated","id":"LAMP:8:0","orderid":"o0","sku":"LAMP","qty":1,"batchref":"b1"}"#
+            .to_owned(),
+    ];
+    let bodies: Vec<Option<&str>> = messages.iter().map(|m| Some(m.as_str())).collect();
+
+    // One second left: less than the bus's retry budget (3 s) and the margin.
+    let mut event = sqs_event(&bodies);
+    event.context.deadline = now_ms(Duration::from_secs(1));
+    let response = serde_json::to_value(sqs::handle(&bus, event).await.unwrap()).unwrap();
+    assert_eq!(
+        failures(&response),
+        ["m0", "m1"],
+        "both left for the queue to redeliver"
+    );
+    assert!(
+        store.allocations_for_order("o1").await.unwrap().is_empty(),
+        "nothing started"
+    );
+
+    // Ten seconds left: everything runs.
+    let mut event = sqs_event(&bodies);
+    event.context.deadline = now_ms(Duration::from_secs(10));
+    let response = serde_json::to_value(sqs::handle(&bus, event).await.unwrap()).unwrap();
+    assert!(failures(&response).is_empty());
+    assert_eq!(store.allocations_for_order("o1").await.unwrap().len(), 1);
 }
 
 #[tokio::test]

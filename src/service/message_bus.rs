@@ -135,6 +135,11 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         &self.inner.stats
     }
 
+    /// How the bus retries version conflicts and throttling (and for how long at most).
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
     pub(crate) fn queues(&self) -> &ProductQueues {
         &self.inner.queues
     }

@@ -8,9 +8,10 @@
 //! the dead-letter queue, where the alarm and an operator see it: nothing is dropped silently.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::{Context, Error, LambdaEvent};
 use tracing::{error, field, info, info_span, Instrument, Span};
 
 use crate::domain::EventEnvelope;
@@ -25,6 +26,24 @@ pub enum RecordError {
     BadBody(serde_json::Error),
     #[error(transparent)]
     Handler(ServiceError),
+    #[error("not started: too little of the invocation is left to finish it")]
+    NoTimeLeft,
+}
+
+/// Time kept free at the end of an invocation, beyond the bus's retry budget.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// Whether work that may take the bus's whole retry budget can still end before the invocation's
+/// deadline (with the margin). A context without a deadline (0: tests, emulators) sets no limit.
+fn time_left_for<S: Store>(bus: &Bus<S>, context: &Context) -> bool {
+    if context.deadline == 0 {
+        return true;
+    }
+    let needed = bus.retry_policy().budget + DEADLINE_MARGIN;
+    context
+        .deadline()
+        .duration_since(SystemTime::now())
+        .is_ok_and(|left| left >= needed)
 }
 
 /// Handles a batch: the function the `reallocate` binary runs under `lambda_runtime::run`.
@@ -32,6 +51,8 @@ pub enum RecordError {
 /// The `AllocationRequired` events of the batch are grouped by SKU, and each group is applied in one
 /// unit of work (one load, one commit: `MessageBus::allocate_together`); any other event is handled
 /// alone. Failures are reported per message: a group that cannot commit fails each of its messages.
+/// Work that could not end before the invocation's deadline is not started: its records are reported
+/// as failures and the queue redelivers them, so a slow batch never times out as a whole.
 pub async fn handle<S: Store>(
     bus: &Bus<S>,
     event: LambdaEvent<SqsEvent>,
@@ -52,6 +73,9 @@ pub async fn handle<S: Store>(
                         correlation_id: envelope.correlation_id.clone(),
                     },
                 )),
+                None if !time_left_for(bus, &context) => {
+                    outcomes[index] = Some(Err(RecordError::NoTimeLeft));
+                }
                 None => {
                     // Boxed: the bus's future is deep enough to overflow rustc's layout query depth.
                     let outcome = Box::pin(bus.handle_delivered_event(&envelope))
@@ -65,6 +89,12 @@ pub async fn handle<S: Store>(
     }
     for (sku, group) in groups {
         let (indices, allocations): (Vec<usize>, Vec<QueuedAllocation>) = group.into_iter().unzip();
+        if !time_left_for(bus, &context) {
+            for index in indices {
+                outcomes[index] = Some(Err(RecordError::NoTimeLeft));
+            }
+            continue;
+        }
         let span = info_span!("reallocation_group", request_id = %context.request_id, %sku,
             messages = allocations.len());
         let answers = Box::pin(bus.allocate_together(&sku, &allocations))
