@@ -1,4 +1,4 @@
-//! The HTTP contract (ARCHITECTURE §4) through `entrypoints::http::handle`, with no server: statuses,
+//! The HTTP contract (`docs/openapi.yaml`) through `entrypoints::http::handle`, with no server: statuses,
 //! bodies and the input validation shared by the Lambda functions and the local server.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! End to end over HTTP against the real `local` binary (ARCHITECTURE §8): the book's API tests, the
+//! End to end over HTTP against the real `local` binary: the book's API tests, the
 //! event flow (reallocation, out-of-stock email, dead letters), durability across kill -9 and restart,
 //! graceful shutdown, request ids and the command line.
 #![cfg(feature = "local")]

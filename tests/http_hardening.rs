@@ -1,4 +1,4 @@
-//! Input hardening against the real `local` binary (issue 4, item 6): every malformed request is a 400
+//! Input hardening against the real `local` binary: every malformed request is a 400
 //! `{"message": ...}` (unknown routes 404, wrong methods 405, duplicate batch references 409), never a
 //! 5xx, and none changes state. A property test sends thousands of generated bad requests.
 #![cfg(feature = "local")]

@@ -1,4 +1,4 @@
-//! Local mode (ARCHITECTURE §7): the whole service in one process, with the cloud's semantics.
+//! Local mode (`docs/local.md`): the whole service in one process, with the cloud's semantics.
 //!
 //! ```text
 //! HTTP (axum) ─> entrypoints::http::handle ─> bus ─> store commit (+ outbox, same transaction)
