@@ -747,6 +747,29 @@ pub async fn concurrent_allocations_of_one_order_end_with_one_line<S: Store>(sto
     assert_eq!(store.outbox(&sku).await.unwrap().len(), 1);
 }
 
+/// A client retrying a refused allocation (409) on an unchanged product records one `OutOfStock`,
+/// not one per retry: the refusal of an order on a state is one event.
+pub async fn a_refusal_retried_on_the_same_state_is_recorded_once<S: Store>(store: Arc<S>) {
+    let sku = unique("SCARCE");
+    create_batch(&store, &unique("b"), &sku, 1, None).await;
+    let bus = bus(Arc::clone(&store));
+    let cmd = Allocate {
+        orderid: unique("o"),
+        sku: sku.clone(),
+        qty: 5,
+    };
+    for _ in 0..10 {
+        let answer = bus.handle(&cmd, None).await;
+        assert_eq!(answer, Err(ServiceError::OutOfStock(sku.clone())));
+    }
+    let outbox = store.outbox(&sku).await.unwrap();
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(
+        outbox[0].id,
+        format!("{sku}:1:out-of-stock:{}", cmd.orderid)
+    );
+}
+
 /// Generates one `#[tokio::test]` per contract case, each with a store from `$make` (an async expression
 /// giving an `Arc<impl Store>`).
 #[macro_export]
@@ -770,6 +793,7 @@ macro_rules! contract_suite {
             a_refusal_on_a_state_that_moved_is_a_version_conflict,
             allocations_queued_on_one_product_are_applied_together,
             concurrent_allocations_of_one_order_end_with_one_line,
+            a_refusal_retried_on_the_same_state_is_recorded_once,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
