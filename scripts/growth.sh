@@ -11,37 +11,14 @@ cd "$(dirname "$0")/.."
 
 LEVELS=${LEVELS:-0,10000,50000}
 SAMPLES=${SAMPLES:-300}
-FEATURES=(--release --no-default-features --features local)
-
-echo "==> building (release)" >&2
-cargo build "${FEATURES[@]}" --bin local --example loadtest >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-
-work=$(mktemp -d)
-pid=""
-cleanup() {
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$target_dir/release/local" --addr 127.0.0.1:0 --data-dir "$work/data" >"$work/stdout" 2>"$work/server.log" &
-pid=$!
-for _ in $(seq 1 300); do
-    grep -q '^listening on ' "$work/stdout" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "server exited" >&2; exit 1; }
-    sleep 0.1
-done
-url=$(sed -n 's/^listening on //p' "$work/stdout")
-[[ -n "$url" ]] || { echo "server did not start within 30 s" >&2; exit 1; }
+source scripts/lib/local-server.sh
+start_server
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-table=$("$target_dir/release/examples/loadtest" --addr "${url#http://}" --growth "$LEVELS" --samples "$SAMPLES")
+table=$("$client_bin" --addr "${url#http://}" --growth "$LEVELS" --samples "$SAMPLES")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
-kill -TERM "$pid"
-for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-pid=""
+stop_server
 
 cat <<DOC
 Measured by \`scripts/growth.sh\` on $(date -u +%Y-%m-%d) (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)):

@@ -17,21 +17,7 @@ CONNECTIONS=${CONNECTIONS:-1,4,16}
 SKUS=${SKUS:-1000}
 PREFILL=${PREFILL:-100000}
 OUT=${OUT:-docs/performance.md}
-FEATURES=(--release --no-default-features --features local)
-
-echo "==> building (release)" >&2
-cargo build "${FEATURES[@]}" --bin local --example loadtest >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-server_bin="$target_dir/release/local"
-client_bin="$target_dir/release/examples/loadtest"
-
-work=$(mktemp -d)
-pid=""
-cleanup() {
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/local-server.sh
 
 # One 4 KiB write + fdatasync, 200 times, in the data dir's file system: the disk's sync latency now.
 fsync_probe() {
@@ -45,16 +31,7 @@ fsync_probe() {
 fsync_before_us=$(fsync_probe)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "==> starting the server" >&2
-"$server_bin" --addr 127.0.0.1:0 --data-dir "$work/data" >"$work/stdout" 2>"$work/server.log" &
-pid=$!
-for _ in $(seq 1 300); do
-    grep -q '^listening on ' "$work/stdout" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "server exited" >&2; exit 1; }
-    sleep 0.1
-done
-url=$(sed -n 's/^listening on //p' "$work/stdout")
-[[ -n "$url" ]] || { echo "server did not start within 30 s" >&2; exit 1; }
+start_server
 addr=${url#http://}
 rss_idle_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
 
@@ -65,10 +42,7 @@ echo "==> load: $CONNECTIONS connections, $SECONDS_PER_RUN s per run, $SKUS SKUs
 hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-kill -TERM "$pid"
-for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$pid" 2>/dev/null; then echo "server did not stop within 30 s" >&2; exit 1; fi
-pid=""
+stop_server
 store_bytes=$(stat -c %s "$work/data/allocation.redb")
 fsync_after_us=$(fsync_probe)
 stats=$(grep 'store statistics' "$work/server.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')

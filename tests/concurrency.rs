@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allocation::adapters::InMemoryStore;
-use allocation::domain::{Allocate, CreateBatch, EventEnvelope};
+use allocation::domain::{Allocate, CreateBatch};
 use allocation::service::{
-    AllocationView, EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy,
-    ServiceError, Store, StoreError, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
+    EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy, ServiceError, Store,
+    StoreError, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
 };
 
 /// The in-memory store with a network-like delay before each commit, so racing units of work load
@@ -20,22 +20,10 @@ use allocation::service::{
 struct SlowCommits(InMemoryStore);
 
 impl Store for SlowCommits {
-    delegate_loads!(0);
-    async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
-        self.0.sku_of_batch(reference).await
-    }
+    delegate_reads!(0);
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         tokio::time::sleep(Duration::from_millis(1)).await;
         self.0.commit(writes).await
-    }
-    async fn allocations_for_order(
-        &self,
-        orderid: &str,
-    ) -> Result<Vec<AllocationView>, StoreError> {
-        self.0.allocations_for_order(orderid).await
-    }
-    async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.0.outbox(sku).await
     }
 }
 

@@ -9,8 +9,7 @@ mod contract;
 use std::sync::Arc;
 
 use allocation::adapters::embedded::{EmbeddedOptions, EmbeddedStore, ReadMode};
-use allocation::domain::EventEnvelope;
-use allocation::service::{AllocationView, ProductWrite, Store, StoreError};
+use allocation::service::{ProductWrite, Store, StoreError};
 use tempfile::TempDir;
 
 /// An embedded store that owns its temporary directory: the store is closed first (fields drop in
@@ -32,25 +31,10 @@ async fn fresh_store_with(options: EmbeddedOptions) -> Arc<TempStore> {
 }
 
 impl Store for TempStore {
-    delegate_loads!(store);
-
-    async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
-        self.store.sku_of_batch(reference).await
-    }
+    delegate_reads!(store);
 
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         self.store.commit(writes).await
-    }
-
-    async fn allocations_for_order(
-        &self,
-        orderid: &str,
-    ) -> Result<Vec<AllocationView>, StoreError> {
-        self.store.allocations_for_order(orderid).await
-    }
-
-    async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.store.outbox(sku).await
     }
 
     fn max_lines_per_commit(&self) -> Option<usize> {

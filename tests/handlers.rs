@@ -511,26 +511,11 @@ mod message_bus {
     struct AlwaysConflicting(InMemoryStore);
 
     impl Store for AlwaysConflicting {
-        delegate_loads!(0);
-        async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
-            self.0.sku_of_batch(reference).await
-        }
+        delegate_reads!(0);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             Err(StoreError::VersionConflict {
                 sku: writes[0].product.sku().to_owned(),
             })
-        }
-        async fn allocations_for_order(
-            &self,
-            orderid: &str,
-        ) -> Result<Vec<AllocationView>, StoreError> {
-            self.0.allocations_for_order(orderid).await
-        }
-        async fn outbox(
-            &self,
-            sku: &str,
-        ) -> Result<Vec<allocation::domain::EventEnvelope>, StoreError> {
-            self.0.outbox(sku).await
         }
     }
 
@@ -563,7 +548,7 @@ mod message_bus {
 mod change_batch_quantity_in_chunks {
     use std::sync::atomic::{AtomicBool, AtomicUsize};
 
-    use allocation::domain::{EventEnvelope, OrderLine};
+    use allocation::domain::OrderLine;
 
     use super::*;
 
@@ -577,10 +562,7 @@ mod change_batch_quantity_in_chunks {
     }
 
     impl Store for ReallocatingBetweenChunks {
-        delegate_loads!(inner);
-        async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
-            self.inner.sku_of_batch(reference).await
-        }
+        delegate_reads!(inner);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             self.inner.commit(writes).await?;
             if self.reallocating.swap(true, Ordering::SeqCst) {
@@ -611,15 +593,6 @@ mod change_batch_quantity_in_chunks {
             self.reallocating.store(false, Ordering::SeqCst);
             Ok(())
         }
-        async fn allocations_for_order(
-            &self,
-            orderid: &str,
-        ) -> Result<Vec<AllocationView>, StoreError> {
-            self.inner.allocations_for_order(orderid).await
-        }
-        async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-            self.inner.outbox(sku).await
-        }
         fn max_lines_per_commit(&self) -> Option<usize> {
             Some(2)
         }
@@ -634,10 +607,7 @@ mod change_batch_quantity_in_chunks {
     }
 
     impl Store for ConflictOnLaterChunk {
-        delegate_loads!(inner);
-        async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
-            self.inner.sku_of_batch(reference).await
-        }
+        delegate_reads!(inner);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             let left = self.skip.load(Ordering::SeqCst);
             if left != usize::MAX {
@@ -649,15 +619,6 @@ mod change_batch_quantity_in_chunks {
                 }
             }
             self.inner.commit(writes).await
-        }
-        async fn allocations_for_order(
-            &self,
-            orderid: &str,
-        ) -> Result<Vec<AllocationView>, StoreError> {
-            self.inner.allocations_for_order(orderid).await
-        }
-        async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-            self.inner.outbox(sku).await
         }
         fn max_lines_per_commit(&self) -> Option<usize> {
             Some(2)
@@ -758,8 +719,6 @@ mod change_batch_quantity_in_chunks {
 mod retries_within_a_time_budget {
     use std::sync::atomic::AtomicUsize;
 
-    use allocation::domain::EventEnvelope;
-
     use super::*;
 
     /// Each commit takes `commit_time` (virtual time), then is refused as throttled while
@@ -783,10 +742,7 @@ mod retries_within_a_time_budget {
     }
 
     impl Store for SlowThrottled {
-        delegate_loads!(inner);
-        async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
-            self.inner.sku_of_batch(reference).await
-        }
+        delegate_reads!(inner);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             self.commits.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(self.commit_time).await;
@@ -800,15 +756,6 @@ mod retries_within_a_time_budget {
                 ));
             }
             self.inner.commit(writes).await
-        }
-        async fn allocations_for_order(
-            &self,
-            orderid: &str,
-        ) -> Result<Vec<AllocationView>, StoreError> {
-            self.inner.allocations_for_order(orderid).await
-        }
-        async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-            self.inner.outbox(sku).await
         }
     }
 

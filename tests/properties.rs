@@ -7,12 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use allocation::adapters::InMemoryStore;
-use allocation::domain::{
-    Allocate, ChangeBatchQuantity, Command, CreateBatch, EventEnvelope, Product,
-};
+use allocation::domain::{Allocate, ChangeBatchQuantity, Command, CreateBatch, Product};
 use allocation::service::{
-    AllocationView, EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy, Store,
-    StoreError, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
+    EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy, Store, StoreError,
+    StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
 };
 use chrono::NaiveDate;
 use proptest::prelude::*;
@@ -27,10 +25,7 @@ struct RecordingStore {
 }
 
 impl Store for RecordingStore {
-    delegate_loads!(inner);
-    async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
-        self.inner.sku_of_batch(reference).await
-    }
+    delegate_reads!(inner);
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         self.inner.commit(writes).await?;
         let mut commits = self.commits.lock().unwrap();
@@ -42,15 +37,6 @@ impl Store for RecordingStore {
             ));
         }
         Ok(())
-    }
-    async fn allocations_for_order(
-        &self,
-        orderid: &str,
-    ) -> Result<Vec<AllocationView>, StoreError> {
-        self.inner.allocations_for_order(orderid).await
-    }
-    async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.inner.outbox(sku).await
     }
 }
 

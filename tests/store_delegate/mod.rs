@@ -1,7 +1,8 @@
-//! `delegate_loads!(field)`: the read methods of a test `Store` wrapper, passed to the wrapped store.
+//! `delegate_reads!(field)`: every method of a test `Store` wrapper but `commit` (and
+//! `max_lines_per_commit`), passed to the wrapped store, so a wrapper writes only what it changes.
 
 #[macro_export]
-macro_rules! delegate_loads {
+macro_rules! delegate_reads {
     ($inner:tt) => {
         async fn load(
             &self,
@@ -30,6 +31,24 @@ macro_rules! delegate_loads {
         }
         fn records_read(&self) -> u64 {
             self.$inner.records_read()
+        }
+        async fn sku_of_batch(
+            &self,
+            reference: &str,
+        ) -> Result<Option<String>, allocation::service::StoreError> {
+            self.$inner.sku_of_batch(reference).await
+        }
+        async fn allocations_for_order(
+            &self,
+            orderid: &str,
+        ) -> Result<Vec<allocation::service::AllocationView>, allocation::service::StoreError> {
+            self.$inner.allocations_for_order(orderid).await
+        }
+        async fn outbox(
+            &self,
+            sku: &str,
+        ) -> Result<Vec<allocation::domain::EventEnvelope>, allocation::service::StoreError> {
+            self.$inner.outbox(sku).await
         }
     };
 }
