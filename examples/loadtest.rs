@@ -13,7 +13,8 @@
 //!
 //! `--growth 0,10000,50000 [--samples 300]` measures instead how one SKU's history affects an
 //! allocation: for each level it fills the SKU up to that many earlier lines (16 connections, untimed),
-//! then times `--samples` sequential allocations on one connection, and prints their median and p90
+//! waits `--settle` seconds (10 by default: the server's relay delivers the fill's events), then times
+//! `--samples` sequential allocations on one connection, and prints their median and p90
 //! (scripts/growth.sh).
 
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ struct Options {
     /// Levels of earlier lines for the growth measurement (empty: the load scenarios).
     growth: Vec<usize>,
     samples: usize,
+    /// Seconds to wait after filling a growth level, before timing it.
+    settle_seconds: f64,
 }
 
 fn options() -> Options {
@@ -54,6 +57,7 @@ fn options() -> Options {
         prefill: 0,
         growth: Vec::new(),
         samples: 300,
+        settle_seconds: 10.0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -82,6 +86,7 @@ fn options() -> Options {
                     .collect()
             }
             "--samples" => options.samples = value.parse().expect("samples"),
+            "--settle" => options.settle_seconds = value.parse().expect("settle seconds"),
             other => {
                 eprintln!("unknown option {other}; see the top of examples/loadtest.rs");
                 std::process::exit(2);
@@ -314,6 +319,8 @@ async fn growth(options: &Options) {
         if level > filled {
             fill(options, &sku, &format!("to{level}"), level - filled).await;
             filled = level;
+            // Let the server's relay deliver the fill's events first: the backlog is not history.
+            tokio::time::sleep(Duration::from_secs_f64(options.settle_seconds)).await;
         }
         let mut latencies = Vec::with_capacity(options.samples);
         for n in 0..options.samples {

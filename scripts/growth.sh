@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Does an allocation cost more on a SKU with a long history? Builds and starts the release local server
 # (fresh data dir, 127.0.0.1), then, on one SKU, times sequential allocations (one connection) after
-# 0, 10,000 and 50,000 earlier lines (examples/loadtest.rs --growth), and prints the medians as a
+# 0, 10,000 and 50,000 earlier lines (examples/loadtest.rs --growth; after each fill it waits 10 s so the
+# server's relay has delivered the fill's events), and prints the medians as a
 # Markdown table, with the machine's conditions. Goal: the median at 50,000 within 1.3x of the one at 0.
 #
 #   scripts/growth.sh                     # levels 0,10000,50000, 300 samples each
