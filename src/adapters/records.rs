@@ -81,12 +81,9 @@ pub fn makes_new_version(write: &ProductWrite<'_>) -> bool {
 /// by a commit that changed nothing (sorts after the numbered ones; the same refusal on the same
 /// state is the same record).
 pub fn outbox_slot(new_version: bool, index: usize, event: &Event) -> String {
-    match event {
-        Event::OutOfStock {
-            orderid: Some(orderid),
-            ..
-        } if !new_version => format!("~{orderid}"),
-        _ => format!("{index:06}"),
+    match event.refused_order(new_version) {
+        Some(orderid) => format!("~{orderid}"),
+        None => format!("{index:06}"),
     }
 }
 

@@ -42,6 +42,19 @@ impl Event {
         }
     }
 
+    /// The order turned away, if this event is a refusal recorded by a commit that made no new
+    /// version: such an event is identified by its order (see [`EventEnvelope::refusal_id`]), not by
+    /// its index in the commit.
+    pub fn refused_order(&self, new_version: bool) -> Option<&str> {
+        match self {
+            Event::OutOfStock {
+                orderid: Some(orderid),
+                ..
+            } if !new_version => Some(orderid),
+            _ => None,
+        }
+    }
+
     pub fn sku(&self) -> &str {
         match self {
             Event::Allocated { sku, .. }

@@ -103,12 +103,26 @@ pub async fn change_batch_quantity<U: UnitOfWork>(
     cmd: &ChangeBatchQuantity,
     uow: &mut U,
 ) -> Result<(), ServiceError> {
+    change_batch_quantity_of(None, cmd, uow).await
+}
+
+/// `ChangeBatchQuantity` when the caller already knows the batch's SKU (`Some`): no lookup of the
+/// reference (a batch never moves to another SKU). `None` looks it up.
+pub async fn change_batch_quantity_of<U: UnitOfWork>(
+    sku: Option<&str>,
+    cmd: &ChangeBatchQuantity,
+    uow: &mut U,
+) -> Result<(), ServiceError> {
     let limit = uow.max_lines_per_commit().unwrap_or(usize::MAX);
     loop {
-        let product = uow
-            .get_by_batchref(&cmd.reference)
-            .await?
-            .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.clone()))?;
+        let product = match sku {
+            Some(sku) => uow
+                .get(sku, &[])
+                .await?
+                .filter(|product| product.batch(&cmd.reference).is_some()),
+            None => uow.get_by_batchref(&cmd.reference).await?,
+        }
+        .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.clone()))?;
         let sku = product.sku().to_owned();
         let excess = product.excess(&cmd.reference, cmd.qty)?;
         if excess > 0 {

@@ -51,6 +51,19 @@ impl Message for ChangeBatchQuantity {
     }
 }
 
+/// A quantity change whose batch's SKU is already known (the product's queue looked it up).
+struct ChangeBatchQuantityOf {
+    sku: String,
+    cmd: ChangeBatchQuantity,
+}
+
+impl Message for ChangeBatchQuantityOf {
+    type Output = ();
+    async fn handle<U: UnitOfWork>(&self, uow: &mut U) -> Result<(), ServiceError> {
+        handlers::change_batch_quantity_of(Some(&self.sku), &self.cmd, uow).await
+    }
+}
+
 /// Allocations of one SKU applied together (see [`handlers::allocate_together`]).
 pub(crate) struct AllocateTogether<'a> {
     pub sku: &'a str,
@@ -195,7 +208,13 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
             .sku_of_batch(&cmd.reference)
             .await?;
         match sku {
-            Some(sku) => self.handle_queued(sku, cmd.clone(), correlation_id).await,
+            Some(sku) => {
+                let message = ChangeBatchQuantityOf {
+                    sku: sku.clone(),
+                    cmd: cmd.clone(),
+                };
+                self.handle_queued(sku, message, correlation_id).await
+            }
             None => self.handle(cmd, correlation_id).await,
         }
     }

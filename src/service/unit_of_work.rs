@@ -108,12 +108,9 @@ impl<S: Store> StoreUnitOfWork<S> {
 /// The id of the `index`-th event of a product's commit (see `EventEnvelope`): numbered when the
 /// commit makes `version`, named by the refused order when it only records refusals.
 fn envelope_id(sku: &str, version: u64, new_version: bool, index: usize, event: &Event) -> String {
-    match event {
-        Event::OutOfStock {
-            orderid: Some(orderid),
-            ..
-        } if !new_version => EventEnvelope::refusal_id(sku, version, orderid),
-        _ => EventEnvelope::event_id(sku, version, index),
+    match event.refused_order(new_version) {
+        Some(orderid) => EventEnvelope::refusal_id(sku, version, orderid),
+        None => EventEnvelope::event_id(sku, version, index),
     }
 }
 

@@ -37,26 +37,23 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
             .build()
             .map_err(invalid)
     };
+    let all_attributes = || {
+        Projection::builder()
+            .projection_type(ProjectionType::All)
+            .build()
+    };
     let by_order = GlobalSecondaryIndex::builder()
         .index_name(BY_ORDER_INDEX)
         .key_schema(key(GSI1PK, KeyType::Hash)?)
         .key_schema(key(GSI1SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .projection(all_attributes())
         .build()
         .map_err(invalid)?;
     let by_batch = LocalSecondaryIndex::builder()
         .index_name(BY_BATCH_INDEX)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(LSI1SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .projection(all_attributes())
         .build()
         .map_err(invalid)?;
     let stream = StreamSpecification::builder()
