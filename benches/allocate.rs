@@ -83,7 +83,7 @@ fn allocate(c: &mut Criterion) {
         ),
         (
             "loaded_after_100000_lines",
-            Product::restore(SKU, HISTORY + 20, batches(HISTORY)).expect("valid product"),
+            Product::restore(SKU, HISTORY + 20, batches(HISTORY), None).expect("valid product"),
             true,
         ),
     ];

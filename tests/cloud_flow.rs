@@ -566,6 +566,59 @@ async fn a_shrunk_batch_sends_its_line_through_the_outbox_stream_topic_and_queue
 }
 
 #[tokio::test]
+async fn a_line_no_batch_can_take_waits_and_is_allocated_when_stock_arrives() {
+    let moto = moto().await;
+    let mut cloud = Cloud::deploy(moto).await;
+    let only = json!({"ref": "batch-only", "sku": SKU, "qty": 10, "eta": null});
+    assert_eq!(cloud.http("POST", "/add_batch", Some(only)).await.0, 201);
+    let order = json!({"orderid": "order-1", "sku": SKU, "qty": 8});
+    assert_eq!(cloud.http("POST", "/allocate", Some(order)).await.0, 201);
+    let shrink = json!({"ref": "batch-only", "qty": 5});
+    assert_eq!(
+        cloud
+            .http("POST", "/change_batch_quantity", Some(shrink))
+            .await
+            .0,
+        200
+    );
+    // The shrink keeps the line, waiting; its reallocation finds no stock (it keeps waiting, and
+    // the stock-out begins).
+    let waiting = json!([{"sku": SKU, "batchref": null}]);
+    assert_eq!(
+        cloud.http("GET", "/allocations/order-1", None).await,
+        (200, waiting.clone())
+    );
+    assert_eq!(cloud.relay_outbox().await.1, 2);
+    assert_eq!(cloud.run_reallocate().await, (1, 0));
+    assert_eq!(
+        cloud.http("GET", "/allocations/order-1", None).await,
+        (200, waiting)
+    );
+    // A client's allocation without stock: 409, nothing stored, no second OutOfStock.
+    let refused = json!({"orderid": "order-2", "sku": SKU, "qty": 8});
+    assert_eq!(cloud.http("POST", "/allocate", Some(refused)).await.0, 409);
+    assert_eq!(cloud.http("GET", "/allocations/order-2", None).await.0, 404);
+    assert_eq!(
+        cloud.relay_outbox().await.1,
+        1,
+        "the episode's one OutOfStock"
+    );
+    assert_eq!(receive(moto, &cloud.email_queue.url, 10).await.len(), 1);
+
+    // Stock arrives: the waiting line is offered, relayed, and reallocated in its own transaction.
+    let more = json!({"ref": "batch-more", "sku": SKU, "qty": 10, "eta": null});
+    assert_eq!(cloud.http("POST", "/add_batch", Some(more)).await.0, 201);
+    assert_eq!(cloud.relay_outbox().await.1, 1, "its AllocationRequired");
+    assert_eq!(cloud.run_reallocate().await, (1, 0));
+    assert_eq!(
+        cloud.http("GET", "/allocations/order-1", None).await,
+        (200, json!([{"sku": SKU, "batchref": "batch-more"}]))
+    );
+    assert_eq!(cloud.relay_outbox().await.1, 1, "its Allocated");
+    assert_eq!(cloud.run_reallocate().await, (0, 0));
+}
+
+#[tokio::test]
 async fn out_of_stock_reaches_the_topic_with_a_readable_text() {
     let moto = moto().await;
     let mut cloud = Cloud::deploy(moto).await;
@@ -613,7 +666,11 @@ async fn out_of_stock_reaches_the_topic_with_a_readable_text() {
     assert_eq!(published.len(), 1);
     let (document, subject) = &published[0];
     let email = document["email"].as_str().unwrap();
-    assert_eq!(email, out_of_stock_message(SKU));
+    assert_eq!(email, out_of_stock_message(&outbox[0]));
+    assert!(
+        email.contains(&format!("Event id: {}\n", outbox[0].id)),
+        "{email}"
+    );
     assert!(
         email.contains(&format!("Out of stock for SKU {SKU}")),
         "{email}"

@@ -1,6 +1,6 @@
 //! The Product aggregate (book ch. 7-9): batch preference, out of stock, versions, quantity changes.
 
-use allocation::domain::{Batch, DomainError, Event, OrderLine, Product};
+use allocation::domain::{Batch, DomainError, Event, LineStatus, OrderLine, Product};
 use chrono::NaiveDate;
 
 fn today() -> Option<NaiveDate> {
@@ -173,23 +173,169 @@ fn test_allocating_the_same_line_twice_answers_the_same_batch_and_changes_nothin
 }
 
 #[test]
-fn test_out_of_stock_changes_nothing_not_even_the_version() {
+fn test_the_first_refusal_opens_a_stock_out_episode() {
     let mut product = product("NOTHING", &[("b1", 1, None)]);
     let version = product.version_number();
     assert_eq!(product.allocate(&line("o1", "NOTHING", 5)).unwrap(), None);
     assert_eq!(product.batch("b1").unwrap().available_quantity(), 1);
+    assert_eq!(product.version_number(), version + 1);
+    assert_eq!(product.out_of_stock_since(), Some(version + 1));
+    assert_eq!(
+        product.events(),
+        [Event::OutOfStock {
+            sku: "NOTHING".into(),
+            orderid: Some("o1".into()),
+            qty: Some(5)
+        }]
+    );
+    assert!(product.changes().is_empty(), "no line, no batch written");
+    assert!(
+        product.line_status("o1").is_none(),
+        "the line is turned away"
+    );
+}
+
+#[test]
+fn test_refusals_during_a_stock_out_change_nothing_not_even_the_version() {
+    let mut product = product("NOTHING", &[("b1", 1, None)]);
+    product.allocate(&line("o1", "NOTHING", 5)).unwrap();
+    product.take_events();
+    let version = product.version_number();
+    for order in ["o1", "o2", "o3"] {
+        assert_eq!(product.allocate(&line(order, "NOTHING", 5)).unwrap(), None);
+    }
     assert_eq!(
         product.version_number(),
         version,
         "concurrent allocations stay valid"
     );
-    assert!(product.changes().is_empty());
+    assert!(product.events().is_empty(), "one email per episode");
+}
+
+#[test]
+fn test_adding_or_raising_stock_ends_the_stock_out() {
+    let mut product = product("SHORT", &[("b1", 1, None)]);
+    product.allocate(&line("o1", "SHORT", 5)).unwrap();
+    product
+        .add_batch(Batch::new("b2", "SHORT", 1, None).unwrap())
+        .unwrap();
+    assert_eq!(product.out_of_stock_since(), None);
+    product.allocate(&line("o2", "SHORT", 5)).unwrap();
+    assert!(product.out_of_stock_since().is_some(), "a new episode");
+    product.change_batch_quantity("b2", 2).unwrap();
+    assert_eq!(product.out_of_stock_since(), None);
+    let refusals = product
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::OutOfStock { .. }))
+        .count();
+    assert_eq!(refusals, 2);
+}
+
+#[test]
+fn test_a_line_a_shrink_gives_up_waits_for_stock() {
+    let mut product = product("WAIT", &[("b1", 10, None)]);
+    product.allocate(&line("o1", "WAIT", 6)).unwrap();
+    product.change_batch_quantity("b1", 5).unwrap();
+    let version = product.version_number();
+    assert_eq!(
+        product.line_status("o1"),
+        Some((LineStatus::Waiting { since: version }, 6))
+    );
+    assert!(product.changes().lines.iter().any(|o| &**o == "o1"));
+    // Its reallocation finds no stock: it keeps waiting, and the stock-out episode begins.
+    assert_eq!(product.reallocate(&line("o1", "WAIT", 6)).unwrap(), None);
+    assert_eq!(
+        product.line_status("o1"),
+        Some((LineStatus::Waiting { since: version }, 6))
+    );
+    assert!(matches!(
+        product.events().last(),
+        Some(Event::OutOfStock { .. })
+    ));
+    // With room again, it is allocated like any line.
+    product.change_batch_quantity("b1", 6).unwrap();
+    assert_eq!(
+        product
+            .reallocate(&line("o1", "WAIT", 6))
+            .unwrap()
+            .as_deref(),
+        Some("b1")
+    );
+    assert_eq!(
+        product.line("o1").map(|(b, q)| (b.reference(), q)),
+        Some(("b1", 6))
+    );
+}
+
+#[test]
+fn test_a_reallocation_of_an_unknown_line_without_stock_keeps_it_waiting() {
+    let mut product = product("LOST", &[("b1", 1, None)]);
+    assert_eq!(product.reallocate(&line("o1", "LOST", 5)).unwrap(), None);
+    assert!(matches!(
+        product.line_status("o1"),
+        Some((LineStatus::Waiting { .. }, 5))
+    ));
+}
+
+#[test]
+fn test_new_stock_is_offered_to_waiting_lines_oldest_first() {
+    let mut product = product("QUEUE", &[("b1", 9, None)]);
+    for (order, qty) in [("o1", 4), ("o2", 3), ("o3", 2)] {
+        product.allocate(&line(order, "QUEUE", qty)).unwrap();
+    }
+    // Greatest order id first: o3 waits first, then o2, then o1 (each chunk its own version).
+    for target in [7, 4, 0] {
+        product
+            .change_batch_quantity_bounded("b1", target, 1)
+            .unwrap();
+        product.clear_changes();
+    }
+    product.take_events();
+    // 5 units: o3 (2) and o2 (3) fit, oldest first; o1 (4) would not.
+    product
+        .add_batch(Batch::new("b2", "QUEUE", 5, None).unwrap())
+        .unwrap();
+    assert_eq!(product.offer_waiting_lines(), 2);
+    let offered: Vec<_> = product
+        .events()
+        .iter()
+        .map(|e| match e {
+            Event::AllocationRequired { orderid, .. } => orderid.to_string(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(offered, ["o3", "o2"]);
+    assert!(
+        matches!(
+            product.line_status("o3"),
+            Some((LineStatus::Waiting { .. }, 2))
+        ),
+        "a line waits until its own reallocation allocates it"
+    );
+}
+
+#[test]
+fn test_an_older_line_that_does_not_fit_is_not_overtaken() {
+    let mut product = product("FAIR", &[("b1", 6, None)]);
+    product.allocate(&line("o2", "FAIR", 5)).unwrap();
+    product.allocate(&line("o1", "FAIR", 1)).unwrap();
+    product.change_batch_quantity_bounded("b1", 1, 1).unwrap();
+    product.clear_changes();
+    product.change_batch_quantity_bounded("b1", 0, 1).unwrap();
+    product.take_events();
+    // o2 (5) has waited longest; 1 unit would fit o1 but not o2: nothing is offered.
+    product
+        .add_batch(Batch::new("b2", "FAIR", 1, None).unwrap())
+        .unwrap();
+    assert_eq!(product.offer_waiting_lines(), 0);
+    assert!(product.events().is_empty());
 }
 
 #[test]
 fn test_a_loaded_product_refuses_a_line_it_was_not_loaded_with() {
     let batch = Batch::restore("b1", "LOADED", 10, None, 4).unwrap();
-    let mut product = Product::restore("LOADED", 7, vec![batch]).unwrap();
+    let mut product = Product::restore("LOADED", 7, vec![batch], None).unwrap();
     assert_eq!(
         product.allocate(&line("o1", "LOADED", 1)),
         Err(DomainError::LineNotLoaded("o1".into()))
@@ -219,7 +365,7 @@ fn test_a_loaded_product_refuses_a_line_it_was_not_loaded_with() {
 #[test]
 fn test_a_shrink_without_its_lines_loaded_is_refused() {
     let batch = Batch::restore("b1", "PARTIAL", 10, None, 10).unwrap();
-    let mut product = Product::restore("PARTIAL", 3, vec![batch]).unwrap();
+    let mut product = Product::restore("PARTIAL", 3, vec![batch], None).unwrap();
     assert_eq!(
         product.change_batch_quantity("b1", 5),
         Err(DomainError::LinesNotLoaded("b1".into()))

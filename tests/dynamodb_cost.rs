@@ -125,7 +125,8 @@ async fn sku_with_history(
                 orderid: format!("earlier-{i:08}"),
                 sku: n.sku.clone(),
                 qty: 1,
-                batchref: n.batch.clone(),
+                batchref: Some(n.batch.clone()),
+                waiting_since: None,
             });
             let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
             WriteRequest::builder().put_request(put).build()
@@ -251,7 +252,7 @@ async fn measure(client: &Client, table: &str, store: &Arc<DynamoDbStore>, n: &N
 /// The actions of allocating `n.order` (qty 3) on `n.sku`, loaded at version 1 with one empty batch.
 fn offline_allocation(n: &Names) -> Vec<commit::Action> {
     let batch = Batch::restore(&n.batch, &n.sku, 1_000, None, 0).unwrap();
-    let mut product = Product::restore(&n.sku, 1, vec![batch]).unwrap();
+    let mut product = Product::restore(&n.sku, 1, vec![batch], None).unwrap();
     product.restore_no_line(&n.order);
     product
         .allocate(&OrderLine::new(&n.order, &n.sku, 3).unwrap())
@@ -263,6 +264,7 @@ fn offline_allocation(n: &Names) -> Vec<commit::Action> {
         .map(|(index, event)| EventEnvelope {
             id: EventEnvelope::event_id(&n.sku, 2, index),
             correlation_id: Some(CORRELATION.to_owned()),
+            occurred_at: chrono::DateTime::from_timestamp(NOW, 123_456_789),
             event,
         })
         .collect();
@@ -331,9 +333,16 @@ async fn the_store_writes_exactly_the_items_of_its_actions() {
             .map(|k| (k.to_string(), item[*k].clone()))
             .collect();
         let mut stored = stored_item(&client, &table, key).await;
-        // The TTL is "commit time + 7 days": the computed item used a fixed time.
+        // The TTL is "commit time + 7 days" and the envelope carries the commit time: the
+        // computed item used a fixed time.
         if stored.contains_key(EXPIRES_AT) {
             stored.insert(EXPIRES_AT.to_owned(), item[EXPIRES_AT].clone());
+            let mut envelope = items::parse_outbox(&stored).unwrap();
+            envelope.occurred_at = items::parse_outbox(item).unwrap().occurred_at;
+            stored.insert(
+                "payload".to_owned(),
+                AttributeValue::S(serde_json::to_string(&envelope).unwrap()),
+            );
         }
         assert_eq!(&stored, item);
     }
@@ -348,6 +357,7 @@ async fn the_store_writes_exactly_the_items_of_its_actions() {
     let stored_product = items::product_item(&ProductRecord {
         sku: n.sku.clone(),
         version_number: 1,
+        out_of_stock_since: Some(u64::MAX),
     });
     let puts: Vec<Item> = offline_allocation(&n)
         .into_iter()

@@ -108,9 +108,11 @@ fn out_of_stock_is_a_409_and_an_email_in_the_mailbox() {
         text.contains(&subject).then_some(text)
     });
     assert!(
-        text.contains(&allocation::service::out_of_stock_message(&sku)),
+        text.contains(&format!("Out of stock for SKU {sku} since 20")),
         "{text}"
     );
+    assert!(text.contains("Order line turned away: order "), "{text}");
+    assert!(text.contains(&format!("Event id: {sku}:")), "{text}");
     assert!(
         text.contains("Correlation-Id: req-out-of-stock-1\n"),
         "the request id is the correlation id: {text}"
@@ -158,6 +160,45 @@ fn changing_a_batch_quantity_reallocates_through_the_queue() {
     });
     let (status, body) = server.get("/admin/dead-letters");
     assert_eq!((status, body), (200, json!([])));
+}
+
+#[test]
+fn a_line_no_batch_can_take_waits_and_is_allocated_when_stock_arrives() {
+    let workspace = Workspace::new();
+    let server = workspace.start();
+    let sku = unique("BACKORDER");
+    let (first, second) = (unique("first"), unique("second"));
+    add_batch(&server, &first, &sku, 10, Value::Null);
+    let order = unique("order");
+    assert_eq!(allocate(&server, &order, &sku, 8).0, 201);
+    let (status, _) = server.post("/change_batch_quantity", &json!({"ref": first, "qty": 5}));
+    assert_eq!(status, 200);
+    let waiting = json!([{"sku": sku, "batchref": null}]);
+    eventually(
+        "the line waits (its reallocation found no stock)",
+        EVENT_TIMEOUT,
+        || {
+            let text = mailbox_text(&workspace);
+            text.contains(&format!("Subject: Out of stock for SKU {sku}\n"))
+                .then_some(())
+        },
+    );
+    assert_eq!(server.get(&format!("/allocations/{order}")), (200, waiting));
+    // A client's allocation without stock is refused and leaves nothing; no second email.
+    let refused = unique("refused");
+    assert_eq!(allocate(&server, &refused, &sku, 8).0, 409);
+    assert_eq!(server.get(&format!("/allocations/{refused}")).0, 404);
+
+    add_batch(&server, &second, &sku, 10, Value::Null);
+    let expected = json!([{"sku": sku, "batchref": second}]);
+    eventually("the waiting line is allocated", EVENT_TIMEOUT, || {
+        let (status, body) = server.get(&format!("/allocations/{order}"));
+        (status == 200 && body == expected).then_some(())
+    });
+    let emails = mailbox_text(&workspace)
+        .matches(&format!("Subject: Out of stock for SKU {sku}\n"))
+        .count();
+    assert_eq!(emails, 1, "one email for the stock-out episode");
 }
 
 #[test]
@@ -274,7 +315,7 @@ fn an_event_failing_every_attempt_goes_to_the_dead_letters() {
         letter["reason"]
             .as_str()
             .unwrap()
-            .starts_with("mailbox: cannot write mailbox"),
+            .starts_with("mailbox: cannot read mailbox"),
         "{letter}"
     );
     let (status, body) = server

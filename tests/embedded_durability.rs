@@ -83,9 +83,9 @@ async fn data_survives_reopening() {
     assert_eq!(
         views
             .iter()
-            .map(|v| (v.sku.as_str(), v.batchref.as_str()))
+            .map(|v| (v.sku.as_str(), v.batchref.as_deref()))
             .collect::<Vec<_>>(),
-        [("LAMP", "b-1")]
+        [("LAMP", Some("b-1"))]
     );
     let pending = store.pending_outbox(10).await.unwrap();
     assert_eq!(
@@ -229,7 +229,10 @@ fn acknowledged_commits_survive_kill_9() {
         for (order, (sku, batch)) in &acked {
             let views = store.allocations_for_order(order).await.unwrap();
             assert_eq!(views.len(), 1, "acknowledged order {order} is stored");
-            assert_eq!((&views[0].sku, &views[0].batchref), (sku, batch));
+            assert_eq!(
+                (&views[0].sku, views[0].batchref.as_ref()),
+                (sku, Some(batch))
+            );
         }
         let check = store
             .check_outbox()
@@ -379,6 +382,7 @@ async fn dead_letters_round_trip_and_survive_reopening() {
     let envelope = |n: u64| EventEnvelope {
         id: format!("RUG:{n}:0"),
         correlation_id: Some(format!("req-{n}")),
+        occurred_at: None,
         event: Event::AllocationRequired {
             orderid: format!("o{n}").into(),
             sku: "RUG".into(),

@@ -405,7 +405,7 @@ async fn check(
             }
             assert_eq!(
                 document["email"],
-                out_of_stock_message(SKU).as_str(),
+                out_of_stock_message(&serde_json::from_value(payload.clone()).unwrap()).as_str(),
                 "{context}"
             );
             assert!(
@@ -476,6 +476,7 @@ async fn the_publish_error_keeps_the_sdk_detail() {
     let envelope = EventEnvelope {
         id: "SKU:1:0".into(),
         correlation_id: None,
+        occurred_at: None,
         event: Event::OutOfStock {
             sku: "SKU".into(),
             orderid: None,

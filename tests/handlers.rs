@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allocation::adapters::InMemoryStore;
-use allocation::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Event, Product};
+use allocation::domain::{
+    Allocate, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, Product,
+};
 use allocation::service::notifications::NotifyFuture;
 use allocation::service::{
     handlers, AllocationView, EventWiring, MessageBus, NotificationError, Notifications,
@@ -25,9 +27,12 @@ struct FakeNotifications {
 }
 
 impl Notifications for FakeNotifications {
-    fn out_of_stock<'a>(&'a self, sku: &'a str) -> NotifyFuture<'a> {
+    fn out_of_stock<'a>(&'a self, envelope: &'a EventEnvelope) -> NotifyFuture<'a> {
         Box::pin(async move {
-            self.sent.lock().unwrap().push(sku.to_owned());
+            self.sent
+                .lock()
+                .unwrap()
+                .push(envelope.event.sku().to_owned());
             if self.fail {
                 Err(NotificationError("smtp is down".into()))
             } else {
@@ -210,7 +215,7 @@ mod allocate {
             fx.store.allocations_for_order("o1").await.unwrap(),
             [AllocationView {
                 sku: "OMINOUS-MIRROR".into(),
-                batchref: "b1".into()
+                batchref: Some("b1".into())
             }]
         );
     }
@@ -443,11 +448,17 @@ mod message_bus {
             .handle(&allocate("o1", "LONELY-STOOL", 1), None)
             .await
             .unwrap();
-        fx.bus
-            .handle(&allocate("o2", "LONELY-STOOL", 1), None)
-            .await
-            .unwrap();
-        // Both lines are deallocated; each reallocation runs out of stock; each notification fails.
+        // Refused: the stock-out begins; its notification fails, and the command still answers.
+        let refused = fx
+            .bus
+            .handle(&allocate("o2", "LONELY-STOOL", 5), None)
+            .await;
+        assert_eq!(
+            refused,
+            Err(ServiceError::OutOfStock("LONELY-STOOL".into()))
+        );
+        assert_eq!(fx.notifications.sent.lock().unwrap().len(), 1);
+        // A shrink deallocates o1; its reallocation runs out of stock and keeps it waiting.
         let result = fx
             .bus
             .handle(
@@ -459,14 +470,20 @@ mod message_bus {
             )
             .await;
         assert_eq!(result, Ok(()));
+        // New stock: the waiting line is offered and reallocated, after the failed notification.
+        fx.bus
+            .handle(&create_batch("b2", "LONELY-STOOL", 1, None), None)
+            .await
+            .unwrap();
         assert_eq!(
-            fx.notifications.sent.lock().unwrap().len(),
-            2,
-            "the second ran despite the first failing"
+            fx.store.allocations_for_order("o1").await.unwrap()[0]
+                .batchref
+                .as_deref(),
+            Some("b2")
         );
         assert_eq!(
             fx.bus.stats().failed_event_handlers.load(Ordering::Relaxed),
-            2
+            1
         );
     }
 
@@ -493,17 +510,19 @@ mod message_bus {
             )
             .await
             .unwrap();
-        // Deallocated greatest order id first; each reallocation found no stock, in that order.
-        assert_eq!(
-            *fx.notifications.sent.lock().unwrap(),
-            ["ORDERED", "ORDERED", "ORDERED"]
-        );
-        assert!(fx
-            .store
-            .allocations_for_order("o3")
+        // Deallocated greatest order id first; the first reallocation found no stock and began
+        // the stock-out (one notification); the others waited too.
+        assert_eq!(*fx.notifications.sent.lock().unwrap(), ["ORDERED"]);
+        // Two units arrive: offered to the lines that waited longest; these three began waiting
+        // together (one commit), so by order id: o1, then o2.
+        fx.bus
+            .handle(&create_batch("b2", "ORDERED", 2, None), None)
             .await
-            .unwrap()
-            .is_empty());
+            .unwrap();
+        for (order, batch) in [("o1", Some("b2")), ("o2", Some("b2")), ("o3", None)] {
+            let views = fx.store.allocations_for_order(order).await.unwrap();
+            assert_eq!(views[0].batchref.as_deref(), batch, "{order}");
+        }
     }
 
     /// A store whose commits always lose the version race.
@@ -656,7 +675,10 @@ mod change_batch_quantity_in_chunks {
                 .allocations_for_order(&format!("o{n}"))
                 .await
                 .unwrap();
-            on += views.iter().filter(|v| v.batchref == batch).count();
+            on += views
+                .iter()
+                .filter(|v| v.batchref.as_deref() == Some(batch))
+                .count();
         }
         on
     }

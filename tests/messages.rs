@@ -99,6 +99,7 @@ fn an_event_envelope_round_trips_with_its_id_and_correlation_id() {
     let envelope = EventEnvelope {
         id: EventEnvelope::event_id("LAMP", 4, 0),
         correlation_id: Some("req-1".into()),
+        occurred_at: None,
         event: Event::OutOfStock {
             sku: "LAMP".into(),
             orderid: None,

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::records::{
     record_writes, restore_lines, restore_product, AllocationRecord, BatchRecord, LinesToFree,
-    OutboxRecord, ProductRecord, RecordWrite,
+    OutboxRecord, ProductRecord, RecordWrite, WaitingLines,
 };
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
@@ -17,8 +17,10 @@ struct StoredProduct {
     record: Option<ProductRecord>,
     batches: BTreeMap<String, BatchRecord>,
     allocations: BTreeMap<String, AllocationRecord>,
-    /// (batch reference, order id) of every allocation: a batch's lines in order id order.
+    /// (batch reference, order id) of every allocated line: a batch's lines in order id order.
     by_batch: BTreeSet<(String, String)>,
+    /// (waiting since, order id) of every waiting line: oldest first.
+    waiting: BTreeSet<(u64, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -26,8 +28,8 @@ struct State {
     products: HashMap<String, StoredProduct>,
     /// Batch reference → SKU, across all products (references are globally unique).
     batch_skus: HashMap<String, String>,
-    /// Order id → SKU → batch reference: the read model.
-    orders: HashMap<String, BTreeMap<String, String>>,
+    /// Order id → SKU → batch reference (`None`: waiting): the read model.
+    orders: HashMap<String, BTreeMap<String, Option<String>>>,
     outbox: BTreeMap<(String, u64, String), OutboxRecord>,
 }
 
@@ -65,6 +67,17 @@ impl StoredProduct {
             .filter_map(|orderid| self.allocations.get(*orderid).cloned())
             .collect()
     }
+
+    /// Removes a line record from the indexes.
+    fn unindex(&mut self, old: &AllocationRecord) {
+        if let Some(batchref) = &old.batchref {
+            self.by_batch
+                .remove(&(batchref.clone(), old.orderid.clone()));
+        }
+        if let Some(since) = old.waiting_since {
+            self.waiting.remove(&(since, old.orderid.clone()));
+        }
+    }
 }
 
 impl State {
@@ -87,19 +100,6 @@ impl State {
                         });
                     }
                 }
-                RecordWrite::CheckVersion {
-                    sku,
-                    version_number,
-                } => {
-                    let stored = self
-                        .products
-                        .get(sku)
-                        .and_then(|p| p.record.as_ref())
-                        .map(|r| r.version_number);
-                    if stored != Some(*version_number) {
-                        return Err(StoreError::VersionConflict { sku: sku.clone() });
-                    }
-                }
                 RecordWrite::NewBatch(batch) if self.batch_skus.contains_key(&batch.reference) => {
                     return Err(StoreError::DuplicateBatchReference(batch.reference.clone()));
                 }
@@ -115,7 +115,6 @@ impl State {
                 let sku = record.sku.clone();
                 self.products.entry(sku).or_default().record = Some(record);
             }
-            RecordWrite::CheckVersion { .. } => {}
             RecordWrite::NewBatch(batch) | RecordWrite::UpdateBatch(batch) => {
                 self.batch_skus
                     .insert(batch.reference.clone(), batch.sku.clone());
@@ -128,12 +127,21 @@ impl State {
                     .or_default()
                     .insert(line.sku.clone(), line.batchref.clone());
                 let product = self.products.entry(line.sku.clone()).or_default();
-                product
-                    .by_batch
-                    .insert((line.batchref.clone(), line.orderid.clone()));
-                if let Some(old) = product.allocations.insert(line.orderid.clone(), line) {
-                    product.by_batch.remove(&(old.batchref, old.orderid));
+                if let Some(old) = product.allocations.remove(&line.orderid) {
+                    product.unindex(&old);
                 }
+                match (&line.batchref, line.waiting_since) {
+                    (Some(batchref), _) => {
+                        product
+                            .by_batch
+                            .insert((batchref.clone(), line.orderid.clone()));
+                    }
+                    (None, Some(since)) => {
+                        product.waiting.insert((since, line.orderid.clone()));
+                    }
+                    (None, None) => {}
+                }
+                product.allocations.insert(line.orderid.clone(), line);
             }
             RecordWrite::DeleteAllocation { sku, orderid } => {
                 if let Some(skus) = self.orders.get_mut(&orderid) {
@@ -144,7 +152,7 @@ impl State {
                 }
                 if let Some(product) = self.products.get_mut(&sku) {
                     if let Some(old) = product.allocations.remove(&orderid) {
-                        product.by_batch.remove(&(old.batchref, old.orderid));
+                        product.unindex(&old);
                     }
                 }
             }
@@ -222,6 +230,29 @@ impl Store for InMemoryStore {
         }
         if !taken.is_done() {
             return Err(taken.shortfall(product, reference));
+        }
+        taken.restore_into(product)
+    }
+
+    async fn load_waiting_lines(
+        &self,
+        product: &mut Product,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        let mut taken = WaitingLines::new(product, max_lines);
+        {
+            let state = self.state();
+            if let Some(stored) = state.products.get(product.sku()) {
+                for (_, orderid) in &stored.waiting {
+                    if taken.is_done() {
+                        break;
+                    }
+                    if let Some(line) = stored.allocations.get(orderid) {
+                        self.count(1);
+                        taken.take(line.clone());
+                    }
+                }
+            }
         }
         taken.restore_into(product)
     }

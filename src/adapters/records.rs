@@ -5,14 +5,17 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Batch, Event, EventEnvelope, OrderLine, Product};
+use crate::domain::{Batch, EventEnvelope, LineStatus, OrderLine, Product};
 use crate::service::{ProductWrite, StoreError};
 
-/// The product's own record: its SKU and the version every commit checks and increments.
+/// The product's own record: its SKU, the version every commit checks and increments, and the
+/// version its running stock-out episode began at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductRecord {
     pub sku: String,
     pub version_number: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_stock_since: Option<u64>,
 }
 
 /// A batch without its lines (lines are [`AllocationRecord`]s), with the total they allocate.
@@ -26,13 +29,17 @@ pub struct BatchRecord {
     pub eta: Option<NaiveDate>,
 }
 
-/// One allocated order line: which batch of the SKU holds the order's line.
+/// One order line of the SKU: the batch holding it, or (no batch) the version since which it waits
+/// for stock (a back-order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationRecord {
     pub orderid: String,
     pub sku: String,
     pub qty: u32,
-    pub batchref: String,
+    #[serde(default)]
+    pub batchref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<u64>,
 }
 
 /// One event waiting in (or delivered from) the outbox. Ordered by `(sku, version_number, slot)`.
@@ -53,12 +60,6 @@ pub enum RecordWrite {
         record: ProductRecord,
         expected_version: Option<u64>,
     },
-    /// Write nothing to the product, but only if its stored version is still `version_number` (a
-    /// commit of refusals: events decided on that state, with no change to it).
-    CheckVersion {
-        sku: String,
-        version_number: u64,
-    },
     /// Put a new batch; its reference must not exist in any SKU (the batch-reference record).
     NewBatch(BatchRecord),
     /// Overwrite an existing batch (its quantities changed).
@@ -71,45 +72,28 @@ pub enum RecordWrite {
     Outbox(OutboxRecord),
 }
 
-/// Whether this write makes a new version of its product (else it only records refusals).
-pub fn makes_new_version(write: &ProductWrite<'_>) -> bool {
-    write.expected_version != Some(write.product.version_number())
-}
-
 /// The place of the `index`-th event of a commit in its version's outbox: the index, zero-padded to
-/// 6 digits, for a commit that makes the version; `~<orderid>` for a refusal recorded on that version
-/// by a commit that changed nothing (sorts after the numbered ones; the same refusal on the same
-/// state is the same record).
-pub fn outbox_slot(new_version: bool, index: usize, event: &Event) -> String {
-    match event.refused_order(new_version) {
-        Some(orderid) => format!("~{orderid}"),
-        None => format!("{index:06}"),
-    }
+/// 6 digits (sorts in commit order).
+pub fn outbox_slot(index: usize) -> String {
+    format!("{index:06}")
 }
 
-/// The record writes of one product's commit: the product record (or only its version check), each
-/// touched batch and line (its current state, or a delete when it is gone), and the outbox events.
+/// The record writes of one product's commit: the product record, each touched batch and line (its
+/// current state, or a delete when it is gone), and the outbox events.
 pub fn record_writes(write: &ProductWrite<'_>) -> Vec<RecordWrite> {
     let product = write.product;
     let sku = product.sku();
-    let new_version = makes_new_version(write);
     let mut writes = Vec::with_capacity(
         2 + write.changes.changed_batches.len() + write.changes.lines.len() + write.outbox.len(),
     );
-    if new_version {
-        writes.push(RecordWrite::Product {
-            record: ProductRecord {
-                sku: sku.to_owned(),
-                version_number: product.version_number(),
-            },
-            expected_version: write.expected_version,
-        });
-    } else {
-        writes.push(RecordWrite::CheckVersion {
+    writes.push(RecordWrite::Product {
+        record: ProductRecord {
             sku: sku.to_owned(),
             version_number: product.version_number(),
-        });
-    }
+            out_of_stock_since: product.out_of_stock_since(),
+        },
+        expected_version: write.expected_version,
+    });
     for reference in &write.changes.new_batches {
         if let Some(batch) = product.batch(reference) {
             writes.push(RecordWrite::NewBatch(batch_record(batch)));
@@ -121,12 +105,19 @@ pub fn record_writes(write: &ProductWrite<'_>) -> Vec<RecordWrite> {
         }
     }
     for orderid in &write.changes.lines {
-        writes.push(match product.line(orderid) {
-            Some((batch, qty)) => RecordWrite::PutAllocation(AllocationRecord {
+        writes.push(match product.line_status(orderid) {
+            Some((status, qty)) => RecordWrite::PutAllocation(AllocationRecord {
                 orderid: orderid.to_string(),
                 sku: sku.to_owned(),
                 qty,
-                batchref: batch.reference().to_owned(),
+                batchref: match status {
+                    LineStatus::Allocated(batch) => Some(batch.reference().to_owned()),
+                    LineStatus::Waiting { .. } => None,
+                },
+                waiting_since: match status {
+                    LineStatus::Allocated(_) => None,
+                    LineStatus::Waiting { since } => Some(since),
+                },
             }),
             None => RecordWrite::DeleteAllocation {
                 sku: sku.to_owned(),
@@ -138,7 +129,7 @@ pub fn record_writes(write: &ProductWrite<'_>) -> Vec<RecordWrite> {
         writes.push(RecordWrite::Outbox(OutboxRecord {
             sku: sku.to_owned(),
             version_number: product.version_number(),
-            slot: outbox_slot(new_version, index, &envelope.event),
+            slot: outbox_slot(index),
             envelope: envelope.clone(),
         }));
     }
@@ -177,8 +168,13 @@ pub fn restore_product(
         .map_err(|e| corrupt(&product.sku, e))?;
         restored.push(batch);
     }
-    Product::restore(&product.sku, product.version_number, restored)
-        .map_err(|e| corrupt(&product.sku, e))
+    Product::restore(
+        &product.sku,
+        product.version_number,
+        restored,
+        product.out_of_stock_since,
+    )
+    .map_err(|e| corrupt(&product.sku, e))
 }
 
 /// The line of an allocation record, checked against its product.
@@ -209,14 +205,28 @@ pub fn restore_lines(
     Ok(())
 }
 
-/// Adds one stored line (see [`restore_lines`]).
+/// Adds one stored line, allocated or waiting (see [`restore_lines`]).
 pub fn restore_line(product: &mut Product, record: &AllocationRecord) -> Result<(), StoreError> {
     let line = record_line(product, record)?;
-    product
-        .restore_line(&line, &record.batchref)
-        .map_err(|_| StoreError::VersionConflict {
-            sku: product.sku().to_owned(),
-        })
+    match (&record.batchref, record.waiting_since) {
+        (Some(batchref), _) => {
+            product
+                .restore_line(&line, batchref)
+                .map_err(|_| StoreError::VersionConflict {
+                    sku: product.sku().to_owned(),
+                })
+        }
+        (None, Some(since)) => product
+            .restore_waiting_line(&line, since)
+            .map_err(|e| corrupt(product.sku(), e)),
+        (None, None) => Err(corrupt(
+            product.sku(),
+            format!(
+                "line {} has neither a batch nor a waiting time",
+                record.orderid
+            ),
+        )),
+    }
 }
 
 /// How many lines a store reads per step when looking for lines to free: small steps, so a shrink
@@ -270,6 +280,59 @@ impl LinesToFree {
                 self.freed, self.excess
             ),
         )
+    }
+
+    /// Adds the lines taken to the product.
+    pub fn restore_into(self, product: &mut Product) -> Result<(), StoreError> {
+        for record in &self.lines {
+            restore_line(product, record)?;
+        }
+        Ok(())
+    }
+}
+
+/// The waiting lines a product offers to new stock, gathered from its waiting line records read
+/// oldest first: lines while their total fits in the stock available (and the first that does not,
+/// so no younger line overtakes it), at most `max` lines.
+#[derive(Debug)]
+pub struct WaitingLines {
+    available: u64,
+    max: usize,
+    wanted: u64,
+    lines: Vec<AllocationRecord>,
+}
+
+impl WaitingLines {
+    /// For the stock `product` has available now.
+    pub fn new(product: &Product, max: usize) -> Self {
+        let available = product
+            .batches()
+            .iter()
+            .map(|batch| u64::try_from(batch.available_quantity()).unwrap_or(0))
+            .sum();
+        Self {
+            available,
+            max: max.max(1),
+            wanted: 0,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Whether enough lines are taken (read no further).
+    pub fn is_done(&self) -> bool {
+        self.available == 0 || self.wanted > self.available || self.lines.len() >= self.max
+    }
+
+    /// How many more records to read at most (for a store's page size).
+    pub fn page(&self) -> usize {
+        (self.max - self.lines.len()).min(LINES_TO_FREE_PAGE)
+    }
+
+    pub fn take(&mut self, record: AllocationRecord) {
+        if !self.is_done() {
+            self.wanted += u64::from(record.qty);
+            self.lines.push(record);
+        }
     }
 
     /// Adds the lines taken to the product.

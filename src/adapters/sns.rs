@@ -42,7 +42,7 @@ impl SnsMessage {
         let event_json = serde_json::to_string(envelope)?;
         let (email, subject) = match &envelope.event {
             Event::OutOfStock { sku, .. } => (
-                out_of_stock_message(sku),
+                out_of_stock_message(envelope),
                 format!("Out of stock for SKU {sku}"),
             ),
             other => (
@@ -133,6 +133,7 @@ mod tests {
         EventEnvelope {
             id: "SKU-1:4:0".into(),
             correlation_id: Some("req-1".into()),
+            occurred_at: None,
             event,
         }
     }
@@ -153,7 +154,7 @@ mod tests {
         let json = serde_json::to_string(&env).unwrap();
         assert_eq!(parts["default"], json.as_str());
         assert_eq!(parts["sqs"], json.as_str());
-        assert_eq!(parts["email"], out_of_stock_message("SKU-1").as_str());
+        assert_eq!(parts["email"], out_of_stock_message(&env).as_str());
         assert_eq!(message.subject, "Out of stock for SKU SKU-1");
         assert_eq!(message.event_type, "OutOfStock");
     }

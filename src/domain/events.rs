@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Something that happened to a product. Serialized as `{"type": "<Name>", ...fields}`.
@@ -21,8 +22,9 @@ pub enum Event {
         sku: Arc<str>,
         qty: u32,
     },
-    /// A line could not be allocated: no batch of the SKU has enough available. Names the line that
-    /// was turned away (absent in events recorded before it was added).
+    /// A stock-out episode began: a line could not be allocated, no batch of the SKU having enough
+    /// available. Names the line turned away (absent in events recorded before it was added). Later
+    /// refusals of the same episode record nothing; it ends when stock is added or raised.
     OutOfStock {
         sku: Arc<str>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,19 +44,6 @@ impl Event {
         }
     }
 
-    /// The order turned away, if this event is a refusal recorded by a commit that made no new
-    /// version: such an event is identified by its order (see [`EventEnvelope::refusal_id`]), not by
-    /// its index in the commit.
-    pub fn refused_order(&self, new_version: bool) -> Option<&str> {
-        match self {
-            Event::OutOfStock {
-                orderid: Some(orderid),
-                ..
-            } if !new_version => Some(orderid),
-            _ => None,
-        }
-    }
-
     pub fn sku(&self) -> &str {
         match self {
             Event::Allocated { sku, .. }
@@ -67,12 +56,14 @@ impl Event {
 /// An event with its identity, as stored in the outbox and delivered (at least once) to consumers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventEnvelope {
-    /// Unique, and the same on every redelivery: see [`EventEnvelope::event_id`] and
-    /// [`EventEnvelope::refusal_id`].
+    /// Unique, and the same on every redelivery: see [`EventEnvelope::event_id`].
     pub id: String,
     /// The id of the request or message that caused this event, for tracing across functions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// When the commit that recorded it was made (absent in events recorded before it was added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -81,12 +72,5 @@ impl EventEnvelope {
     /// `<sku>:<version_number>:<index>`: the `index`-th event of the commit that made `version_number`.
     pub fn event_id(sku: &str, version_number: u64, index: usize) -> String {
         format!("{sku}:{version_number}:{index}")
-    }
-
-    /// `<sku>:<version_number>:out-of-stock:<orderid>`: the refusal of this order's line, decided on
-    /// `version_number` by a commit that changed nothing (so did not make a new version). The same
-    /// refusal on the same state is the same event.
-    pub fn refusal_id(sku: &str, version_number: u64, orderid: &str) -> String {
-        format!("{sku}:{version_number}:out-of-stock:{orderid}")
     }
 }

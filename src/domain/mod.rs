@@ -14,7 +14,7 @@ pub use commands::{Allocate, ChangeBatchQuantity, Command, CreateBatch};
 pub use errors::DomainError;
 pub use events::{Event, EventEnvelope};
 pub use order_line::OrderLine;
-pub use product::Product;
+pub use product::{LineStatus, Product};
 
 /// Longest identifier (order id, SKU, batch reference) the domain accepts, in bytes.
 pub const MAX_IDENTIFIER_LEN: usize = 128;

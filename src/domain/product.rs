@@ -15,11 +15,32 @@ use super::{validate_identifier, Batch, Changes, DomainError, Event, OrderLine};
 /// What the product knows of one order's line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct KnownLine {
-    /// Index in `Product::batches` of the batch holding it; `None`: the order has no line here.
+    /// Index in `Product::batches` of the batch holding it; `None`: not allocated.
     batch: Option<u32>,
+    /// For a line that is not allocated: `Some(version)` when it waits for stock (a back-order) since
+    /// the product's `version`; `None` when the order has no line here.
+    waiting_since: Option<u64>,
     qty: u32,
     /// Already listed in `Changes::lines`.
     changed: bool,
+}
+
+impl KnownLine {
+    const ABSENT: KnownLine = KnownLine {
+        batch: None,
+        waiting_since: None,
+        qty: 0,
+        changed: false,
+    };
+}
+
+/// Where an order's line of this product is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineStatus<'a> {
+    /// In this batch.
+    Allocated(&'a Batch),
+    /// Waiting for stock since the product's version `since` (a back-order).
+    Waiting { since: u64 },
 }
 
 /// Whether a batch is listed in `Changes`.
@@ -32,6 +53,11 @@ enum BatchState {
 
 /// One SKU with its batches. Every change to stock or lines increments `version_number`; a store
 /// commits a product only if its stored version is still the one that was loaded.
+///
+/// A line that a shrinking batch gives up and no batch can take waits for stock (a back-order):
+/// waiting lines are offered again, oldest first, when stock arrives. A stock-out episode runs from
+/// the first line turned away until stock is added or raised; only its first refusal records
+/// `OutOfStock`, so the purchasing team hears of it once.
 #[derive(Debug, Clone)]
 pub struct Product {
     sku: Arc<str>,
@@ -40,6 +66,8 @@ pub struct Product {
     /// Parallel to `batches`.
     batch_states: Vec<BatchState>,
     version_number: u64,
+    /// The version at which the current stock-out episode began, if one is running.
+    out_of_stock_since: Option<u64>,
     /// The lines this product knows: loaded for the command at hand, or changed since.
     lines: HashMap<Arc<str>, KnownLine, RandomState>,
     /// True when every line is in `lines` (a new product); else an order missing from `lines` was
@@ -59,6 +87,7 @@ impl Product {
             batches: Vec::new(),
             batch_states: Vec::new(),
             version_number: 0,
+            out_of_stock_since: None,
             lines: HashMap::default(),
             knows_all_lines: true,
             events: Vec::new(),
@@ -75,16 +104,18 @@ impl Product {
         Ok(product)
     }
 
-    /// A product as stored, without its lines: its version and its batches with their totals. The
-    /// lines a command needs are added with [`Product::restore_line`] and
-    /// [`Product::restore_no_line`].
+    /// A product as stored, without its lines: its version, its batches with their totals and the
+    /// version its running stock-out episode began at. The lines a command needs are added with
+    /// [`Product::restore_line`], [`Product::restore_waiting_line`] and [`Product::restore_no_line`].
     pub fn restore(
         sku: impl AsRef<str>,
         version_number: u64,
         batches: Vec<Batch>,
+        out_of_stock_since: Option<u64>,
     ) -> Result<Self, DomainError> {
         let mut product = Self::with_batches(sku, batches)?;
         product.version_number = version_number;
+        product.out_of_stock_since = out_of_stock_since;
         product.knows_all_lines = false;
         Ok(product)
     }
@@ -105,6 +136,31 @@ impl Product {
             .entry(Arc::clone(line.shared_orderid()))
             .or_insert(KnownLine {
                 batch: Some(index_u32(index)),
+                waiting_since: None,
+                qty: line.qty(),
+                changed: false,
+            });
+        Ok(())
+    }
+
+    /// Adds a stored line that waits for stock since version `since`. A line the product already
+    /// knows is kept as it is.
+    pub fn restore_waiting_line(
+        &mut self,
+        line: &OrderLine,
+        since: u64,
+    ) -> Result<(), DomainError> {
+        if *line.sku() != *self.sku {
+            return Err(DomainError::LineSkuMismatch {
+                line_sku: line.sku().to_owned(),
+                product_sku: self.sku.to_string(),
+            });
+        }
+        self.lines
+            .entry(Arc::clone(line.shared_orderid()))
+            .or_insert(KnownLine {
+                batch: None,
+                waiting_since: Some(since),
                 qty: line.qty(),
                 changed: false,
             });
@@ -114,14 +170,7 @@ impl Product {
     /// Records that the store holds no line of this order for this product.
     pub fn restore_no_line(&mut self, orderid: &str) {
         if !self.lines.contains_key(orderid) {
-            self.lines.insert(
-                orderid.into(),
-                KnownLine {
-                    batch: None,
-                    qty: 0,
-                    changed: false,
-                },
-            );
+            self.lines.insert(orderid.into(), KnownLine::ABSENT);
         }
     }
 
@@ -138,6 +187,11 @@ impl Product {
         self.version_number
     }
 
+    /// The version at which the running stock-out episode began (its first refusal), if one runs.
+    pub fn out_of_stock_since(&self) -> Option<u64> {
+        self.out_of_stock_since
+    }
+
     /// Batches in allocation-preference order.
     pub fn batches(&self) -> &[Batch] {
         &self.batches
@@ -152,11 +206,25 @@ impl Product {
         self.line(orderid).map(|(batch, _)| batch)
     }
 
-    /// This order's line, if the product knows one: its batch and quantity.
+    /// This order's allocated line, if the product knows one: its batch and quantity.
     pub fn line(&self, orderid: &str) -> Option<(&Batch, u32)> {
+        match self.line_status(orderid)? {
+            (LineStatus::Allocated(batch), qty) => Some((batch, qty)),
+            (LineStatus::Waiting { .. }, _) => None,
+        }
+    }
+
+    /// This order's line, allocated or waiting, if the product knows one: where it is and its quantity.
+    pub fn line_status(&self, orderid: &str) -> Option<(LineStatus<'_>, u32)> {
         let known = self.lines.get(orderid)?;
-        let batch = self.batches.get(usize::try_from(known.batch?).ok()?)?;
-        Some((batch, known.qty))
+        match (known.batch, known.waiting_since) {
+            (Some(index), _) => {
+                let batch = self.batches.get(usize::try_from(index).ok()?)?;
+                Some((LineStatus::Allocated(batch), known.qty))
+            }
+            (None, Some(since)) => Some((LineStatus::Waiting { since }, known.qty)),
+            (None, None) => None,
+        }
     }
 
     /// Events recorded since they were last taken.
@@ -190,22 +258,40 @@ impl Product {
         let at = self.insert_batch(batch)?;
         self.batch_states[at] = BatchState::New;
         self.changes.new_batches.push(reference);
+        self.out_of_stock_since = None;
         self.version_number += 1;
         Ok(())
     }
 
     /// Allocates the line to the preferred batch that can take it and returns that batch's reference.
     ///
-    /// Idempotent: a line already allocated answers its batch and changes nothing. When no batch can
-    /// take the line, nothing changes (not even the version: concurrent allocations stay valid) but
-    /// an `OutOfStock` event, and `None` is returned.
+    /// Idempotent: a line already allocated answers its batch and changes nothing. A waiting line is
+    /// allocated if it now fits. When no batch can take the line, the line is turned away: nothing
+    /// is stored of it (a waiting line stays waiting) and `None` is returned; the first refusal of a
+    /// stock-out episode opens it and records `OutOfStock`, later ones change nothing at all.
     pub fn allocate(&mut self, line: &OrderLine) -> Result<Option<Arc<str>>, DomainError> {
+        self.allocate_line(line, false)
+    }
+
+    /// Allocates a line that must be allocated again (`AllocationRequired`): like
+    /// [`Product::allocate`], but a line no batch can take is kept as a waiting line (a back-order)
+    /// instead of being turned away, so it is offered again when stock arrives.
+    pub fn reallocate(&mut self, line: &OrderLine) -> Result<Option<Arc<str>>, DomainError> {
+        self.allocate_line(line, true)
+    }
+
+    fn allocate_line(
+        &mut self,
+        line: &OrderLine,
+        keep_waiting: bool,
+    ) -> Result<Option<Arc<str>>, DomainError> {
         if *line.sku() != *self.sku {
             return Err(DomainError::LineSkuMismatch {
                 line_sku: line.sku().to_owned(),
                 product_sku: self.sku.to_string(),
             });
         }
+        let new_version = self.version_number + 1;
         // One probe of the line index serves both the idempotency check and the insert.
         let known = match self.lines.entry(Arc::clone(line.shared_orderid())) {
             Entry::Occupied(slot) => {
@@ -219,24 +305,38 @@ impl Product {
             Entry::Vacant(_) if !self.knows_all_lines => {
                 return Err(DomainError::LineNotLoaded(line.orderid().to_owned()));
             }
-            Entry::Vacant(slot) => slot.insert(KnownLine {
-                batch: None,
-                qty: 0,
-                changed: false,
-            }),
+            Entry::Vacant(slot) => slot.insert(KnownLine::ABSENT),
         };
         let Some(index) = self.batches.iter().position(|b| b.can_allocate(line)) else {
-            self.events.push(Event::OutOfStock {
-                sku: Arc::clone(&self.sku),
-                orderid: Some(Arc::clone(line.shared_orderid())),
-                qty: Some(line.qty()),
-            });
+            let mut changed = false;
+            if keep_waiting && known.waiting_since.is_none() {
+                known.waiting_since = Some(new_version);
+                known.qty = line.qty();
+                if !known.changed {
+                    known.changed = true;
+                    self.changes.lines.push(Arc::clone(line.shared_orderid()));
+                }
+                changed = true;
+            }
+            if self.out_of_stock_since.is_none() {
+                self.out_of_stock_since = Some(new_version);
+                self.events.push(Event::OutOfStock {
+                    sku: Arc::clone(&self.sku),
+                    orderid: Some(Arc::clone(line.shared_orderid())),
+                    qty: Some(line.qty()),
+                });
+                changed = true;
+            }
+            if changed {
+                self.version_number = new_version;
+            }
             return Ok(None);
         };
         let batch = &mut self.batches[index];
         batch.allocate(line);
         let reference = Arc::clone(batch.shared_reference());
         known.batch = Some(index_u32(index));
+        known.waiting_since = None;
         known.qty = line.qty();
         if !known.changed {
             known.changed = true;
@@ -249,8 +349,43 @@ impl Product {
             qty: line.qty(),
             batchref: Arc::clone(&reference),
         });
-        self.version_number += 1;
+        self.version_number = new_version;
         Ok(Some(reference))
+    }
+
+    /// Offers the known waiting lines to the stock there is now: oldest first, each line that the
+    /// batches' available quantities can still take (counting the lines offered before it) gets an
+    /// `AllocationRequired`, and the offer stops at the first line that does not fit, so no younger
+    /// line overtakes it. The lines stay waiting until their reallocation allocates them, each in its
+    /// own transaction. Returns how many lines were offered.
+    pub fn offer_waiting_lines(&mut self) -> usize {
+        let mut waiting: Vec<(u64, &Arc<str>, u32)> = self
+            .lines
+            .iter()
+            .filter(|(_, known)| known.batch.is_none())
+            .filter_map(|(orderid, known)| Some((known.waiting_since?, orderid, known.qty)))
+            .collect();
+        waiting.sort_unstable();
+        let mut spare: Vec<i64> = self.batches.iter().map(Batch::available_quantity).collect();
+        let mut offered = Vec::new();
+        for (_, orderid, qty) in waiting {
+            let qty_wanted = i64::from(qty);
+            let Some(room) = spare.iter_mut().find(|room| **room >= qty_wanted) else {
+                break;
+            };
+            *room -= qty_wanted;
+            offered.push(Event::AllocationRequired {
+                orderid: Arc::clone(orderid),
+                sku: Arc::clone(&self.sku),
+                qty,
+            });
+        }
+        let count = offered.len();
+        if count > 0 {
+            self.events.extend(offered);
+            self.version_number += 1;
+        }
+        count
     }
 
     /// Sets the batch's purchased quantity, then deallocates lines until it is not over-allocated,
@@ -298,8 +433,9 @@ impl Product {
         }
         let before = self.batches[index].purchased_quantity();
         let freed_any = !to_free.is_empty();
+        let new_version = self.version_number + 1;
         for orderid in to_free {
-            self.deallocate(index, orderid);
+            self.deallocate(index, orderid, new_version);
         }
         let batch = &mut self.batches[index];
         let allocated = u32::try_from(batch.allocated_quantity()).unwrap_or(u32::MAX);
@@ -308,8 +444,11 @@ impl Product {
             batch.set_purchased_quantity(purchased);
             mark_changed(&mut self.batch_states, &mut self.changes, batch, index);
         }
+        if purchased > before {
+            self.out_of_stock_since = None;
+        }
         if freed_any || purchased != before {
-            self.version_number += 1;
+            self.version_number = new_version;
         }
         Ok(purchased == qty)
     }
@@ -340,12 +479,15 @@ impl Product {
         chosen
     }
 
-    fn deallocate(&mut self, index: usize, orderid: Arc<str>) {
+    /// Takes the line out of batch `index`; it waits for stock from `new_version` on, and its
+    /// `AllocationRequired` asks for it to be allocated again.
+    fn deallocate(&mut self, index: usize, orderid: Arc<str>, new_version: u64) {
         let Some(known) = self.lines.get_mut(&orderid) else {
             return;
         };
         let qty = known.qty;
         known.batch = None;
+        known.waiting_since = Some(new_version);
         if !known.changed {
             known.changed = true;
             self.changes.lines.push(Arc::clone(&orderid));

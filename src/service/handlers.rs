@@ -1,10 +1,17 @@
 //! One handler per message: load the product through the unit of work, apply the domain rule, commit.
 
-use crate::domain::{Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, OrderLine, Product};
+use crate::domain::{
+    Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, OrderLine, Product,
+};
 
 use super::{Notifications, ServiceError, UnitOfWork};
 
-/// `CreateBatch`: adds the batch, creating the product on its first batch.
+/// The most waiting lines one arrival of stock offers (each gets an `AllocationRequired` in the same
+/// commit); the others wait for the next arrival.
+pub const MAX_LINES_OFFERED: usize = 256;
+
+/// `CreateBatch`: adds the batch, creating the product on its first batch, and offers the new stock
+/// to the product's waiting lines.
 pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<(), ServiceError> {
     let batch = Batch::new(&cmd.reference, &cmd.sku, cmd.qty, cmd.eta)?;
     if uow.get_by_batchref(&cmd.reference).await?.is_some() {
@@ -18,20 +25,50 @@ pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<
         .await?
         .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.clone()))?;
     product.add_batch(batch)?;
+    offer_waiting_lines(&cmd.sku, uow).await?;
     uow.commit().await?;
     Ok(())
 }
 
+/// After stock arrived (a new batch, a raised quantity) in the tracked product of `sku`: loads its
+/// oldest waiting lines the stock may take and records an `AllocationRequired` for each, so each is
+/// allocated in its own transaction, oldest first.
+async fn offer_waiting_lines<U: UnitOfWork>(sku: &str, uow: &mut U) -> Result<(), ServiceError> {
+    let limit = uow
+        .max_lines_per_commit()
+        .unwrap_or(MAX_LINES_OFFERED)
+        .min(MAX_LINES_OFFERED);
+    uow.load_waiting_lines(sku, limit).await?;
+    if let Some(product) = uow.get(sku, &[]).await? {
+        product.offer_waiting_lines();
+    }
+    Ok(())
+}
+
 /// `Allocate`: answers the reference of the batch holding the line. The product is loaded with this
-/// order's line only. Out of stock is committed (its `OutOfStock` event, on the state it was decided
-/// on) and then reported as an error.
+/// order's line only. Out of stock is reported as an error after its commit (the `OutOfStock` that
+/// opens a stock-out episode; nothing at all during one).
 pub async fn allocate<U: UnitOfWork>(cmd: &Allocate, uow: &mut U) -> Result<String, ServiceError> {
+    allocate_line(cmd, false, uow).await
+}
+
+/// Allocates `cmd`'s line; a `reallocation` that finds no stock keeps the line waiting (a
+/// back-order) where a requested allocation turns it away.
+async fn allocate_line<U: UnitOfWork>(
+    cmd: &Allocate,
+    reallocation: bool,
+    uow: &mut U,
+) -> Result<String, ServiceError> {
     let line = OrderLine::new(&cmd.orderid, &cmd.sku, cmd.qty)?;
     let product = uow
         .get(&cmd.sku, &[line.orderid()])
         .await?
         .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.clone()))?;
-    let batchref = product.allocate(&line)?;
+    let batchref = if reallocation {
+        product.reallocate(&line)?
+    } else {
+        product.allocate(&line)?
+    };
     uow.commit().await?;
     batchref
         .map(|reference| reference.to_string())
@@ -44,6 +81,9 @@ pub struct QueuedAllocation {
     pub cmd: Allocate,
     /// The correlation id of the events this allocation records.
     pub correlation_id: Option<String>,
+    /// An `AllocationRequired` (the line is kept waiting when no batch can take it), not a client's
+    /// request (turned away).
+    pub reallocation: bool,
 }
 
 /// Allocations of one SKU in ONE unit of work: one load (the product with every order's line), each
@@ -85,7 +125,12 @@ pub async fn allocate_together<U: UnitOfWork>(
             .get(sku, &[])
             .await?
             .ok_or_else(|| ServiceError::InvalidSku(sku.to_owned()))?;
-        answers.push(match product.allocate(&line) {
+        let allocated = if allocation.reallocation {
+            product.reallocate(&line)
+        } else {
+            product.allocate(&line)
+        };
+        answers.push(match allocated {
             Ok(Some(reference)) => Ok(reference.to_string()),
             Ok(None) => Err(ServiceError::OutOfStock(sku.to_owned())),
             Err(error) => Err(error.into()),
@@ -124,6 +169,9 @@ pub async fn change_batch_quantity_of<U: UnitOfWork>(
         }
         .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.clone()))?;
         let sku = product.sku().to_owned();
+        let raised = product
+            .batch(&cmd.reference)
+            .is_some_and(|batch| cmd.qty > batch.purchased_quantity());
         let excess = product.excess(&cmd.reference, cmd.qty)?;
         if excess > 0 {
             uow.load_lines_to_free(&sku, &cmd.reference, excess, limit)
@@ -134,6 +182,9 @@ pub async fn change_batch_quantity_of<U: UnitOfWork>(
             .await?
             .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.clone()))?;
         let complete = product.change_batch_quantity_bounded(&cmd.reference, cmd.qty, limit)?;
+        if raised {
+            offer_waiting_lines(&sku, uow).await?;
+        }
         uow.commit().await?;
         if complete {
             return Ok(());
@@ -154,12 +205,13 @@ pub fn reallocation(event: &Event) -> Option<Allocate> {
 }
 
 /// `AllocationRequired`: allocates the line again in its own transaction. Out of stock is not a
-/// failure here: the `OutOfStock` event is recorded and the message is done.
+/// failure here: the line waits for stock (a back-order) and the message is done. Idempotent by the
+/// line's state: a line already allocated answers its batch and writes nothing.
 pub async fn reallocate<U: UnitOfWork>(event: &Event, uow: &mut U) -> Result<(), ServiceError> {
     let Some(cmd) = reallocation(event) else {
         return Ok(());
     };
-    match allocate(&cmd, uow).await {
+    match allocate_line(&cmd, true, uow).await {
         Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
         Err(error) => Err(error),
     }
@@ -167,11 +219,11 @@ pub async fn reallocate<U: UnitOfWork>(event: &Event, uow: &mut U) -> Result<(),
 
 /// `OutOfStock`, when handled in process: tells the purchasing team.
 pub async fn send_out_of_stock_notification(
-    event: &Event,
+    envelope: &EventEnvelope,
     notifications: &dyn Notifications,
 ) -> Result<(), ServiceError> {
-    if let Event::OutOfStock { sku, .. } = event {
-        notifications.out_of_stock(sku).await?;
+    if let Event::OutOfStock { .. } = envelope.event {
+        notifications.out_of_stock(envelope).await?;
     }
     Ok(())
 }

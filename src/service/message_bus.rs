@@ -177,9 +177,21 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         cmd: &Allocate,
         correlation_id: Option<&str>,
     ) -> Result<String, ServiceError> {
+        self.enqueue_allocation(cmd, correlation_id, false).await
+    }
+
+    /// Queues an allocation (`reallocation`: of a line that must be allocated again, kept waiting
+    /// when no batch can take it).
+    async fn enqueue_allocation(
+        &self,
+        cmd: &Allocate,
+        correlation_id: Option<&str>,
+        reallocation: bool,
+    ) -> Result<String, ServiceError> {
         let allocation = QueuedAllocation {
             cmd: cmd.clone(),
             correlation_id: correlation_id.map(str::to_owned),
+            reallocation,
         };
         self.queues().allocate(self, allocation).await
     }
@@ -305,7 +317,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
     ) -> Result<(), ServiceError> {
         let correlation_id = envelope.correlation_id.as_deref();
         if let Some(cmd) = handlers::reallocation(&envelope.event) {
-            return match self.allocate(&cmd, correlation_id).await {
+            return match self.enqueue_allocation(&cmd, correlation_id, true).await {
                 Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
                 Err(error) => Err(error),
             };
@@ -406,8 +418,7 @@ impl Message for HandleEvent<'_> {
                 handlers::reallocate(&self.envelope.event, uow).await
             }
             Event::OutOfStock { .. } => {
-                handlers::send_out_of_stock_notification(&self.envelope.event, self.notifications)
-                    .await
+                handlers::send_out_of_stock_notification(self.envelope, self.notifications).await
             }
             // Published for other systems; nothing in this service reacts to it.
             Event::Allocated { .. } => Ok(()),

@@ -12,9 +12,7 @@ use crate::domain::{Changes, EventEnvelope, Product};
 pub struct ProductWrite<'a> {
     /// The product's current state (its `version_number` is the new version).
     pub product: &'a Product,
-    /// The version it was loaded at, or `None` for a product that is new to the store. Equal to the
-    /// product's version when the commit only records refusals (out of stock): then nothing of the
-    /// product is written, but the commit still holds only if the stored version did not move.
+    /// The version it was loaded at, or `None` for a product that is new to the store.
     pub expected_version: Option<u64>,
     /// What changed since it was loaded.
     pub changes: &'a Changes,
@@ -22,11 +20,12 @@ pub struct ProductWrite<'a> {
     pub outbox: &'a [EventEnvelope],
 }
 
-/// One row of the `GET /allocations/{orderid}` read model.
+/// One row of the `GET /allocations/{orderid}` read model: the batch holding the order's line of
+/// this SKU, or `None` while the line waits for stock.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AllocationView {
     pub sku: String,
-    pub batchref: String,
+    pub batchref: Option<String>,
 }
 
 /// Persistence of products and their outbox. Every adapter passes the contract suite in `tests/contract`.
@@ -57,6 +56,15 @@ pub trait Store: Send + Sync + 'static {
         product: &mut Product,
         reference: &str,
         excess: u64,
+        max_lines: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds to a loaded product its oldest waiting lines (back-orders), oldest first: those the
+    /// stock available now may take, and the first one it cannot, at most `max_lines`
+    /// (`records::WaitingLines`), reading about as many lines as it returns.
+    fn load_waiting_lines(
+        &self,
+        product: &mut Product,
         max_lines: usize,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

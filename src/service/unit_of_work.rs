@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use chrono::Utc;
+
 use super::{EventWiring, ProductWrite, Store, StoreError};
 use crate::domain::{Event, EventEnvelope, Product};
 
@@ -36,6 +38,14 @@ pub trait UnitOfWork: Send {
         sku: &str,
         reference: &str,
         excess: u64,
+        max_lines: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Loads into the tracked product of `sku` its oldest waiting lines that the stock available now
+    /// may take, at most `max_lines` (see `Store::load_waiting_lines`).
+    fn load_waiting_lines(
+        &mut self,
+        sku: &str,
         max_lines: usize,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -102,15 +112,6 @@ impl<S: Store> StoreUnitOfWork<S> {
             seen: HashMap::new(),
             committed_events: Vec::new(),
         }
-    }
-}
-
-/// The id of the `index`-th event of a product's commit (see `EventEnvelope`): numbered when the
-/// commit makes `version`, named by the refused order when it only records refusals.
-fn envelope_id(sku: &str, version: u64, new_version: bool, index: usize, event: &Event) -> String {
-    match event.refused_order(new_version) {
-        Some(orderid) => EventEnvelope::refusal_id(sku, version, orderid),
-        None => EventEnvelope::event_id(sku, version, index),
     }
 }
 
@@ -189,6 +190,15 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
             .await
     }
 
+    async fn load_waiting_lines(&mut self, sku: &str, max_lines: usize) -> Result<(), StoreError> {
+        let Some(seen) = self.seen.get_mut(sku) else {
+            return Ok(());
+        };
+        self.store
+            .load_waiting_lines(&mut seen.product, max_lines)
+            .await
+    }
+
     fn add(&mut self, product: Product) -> &mut Product {
         let sku = product.sku().to_owned();
         let seen = self.seen.entry(sku).or_insert(Seen {
@@ -208,11 +218,14 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
 
     async fn commit(&mut self) -> Result<(), StoreError> {
         let mut pending: Vec<(&mut Seen, Vec<EventEnvelope>)> = Vec::new();
+        let occurred_at = Utc::now();
         for seen in self.seen.values_mut() {
             seen.tag_events(&self.correlation_id);
             let version = seen.product.version_number();
-            let new_version = seen.expected_version != Some(version);
-            if !new_version && seen.events.is_empty() {
+            // The domain records events only with a change, so a product without a new version has
+            // none (an event recorded without one could not have a unique id).
+            if seen.expected_version == Some(version) {
+                debug_assert!(seen.events.is_empty(), "events without a new version");
                 continue;
             }
             let sku = seen.product.sku().to_owned();
@@ -220,8 +233,9 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
                 .into_iter()
                 .enumerate()
                 .map(|(index, (event, correlation_id))| EventEnvelope {
-                    id: envelope_id(&sku, version, new_version, index, &event),
+                    id: EventEnvelope::event_id(&sku, version, index),
                     correlation_id: correlation_id.map(|id| id.to_string()),
+                    occurred_at: Some(occurred_at),
                     event,
                 })
                 .collect();

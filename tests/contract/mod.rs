@@ -138,8 +138,8 @@ pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
     let views = store.allocations_for_order(&order).await.unwrap();
     assert_eq!(views.len(), 1);
     assert_eq!(
-        (views[0].sku.as_str(), views[0].batchref.as_str()),
-        (sku.as_str(), b1.as_str())
+        (views[0].sku.as_str(), views[0].batchref.as_deref()),
+        (sku.as_str(), Some(b1.as_str()))
     );
 }
 
@@ -319,13 +319,13 @@ pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: 
             qty: Some(1)
         }
     );
-    // A refusal changes nothing, so it makes no new version: it is recorded on version 2.
-    assert_eq!(outbox[1].id, format!("{sku}:2:out-of-stock:{o2}"));
+    // The first refusal opens the stock-out episode: a new version, 3, recorded on the product.
+    assert_eq!(outbox[1].id, format!("{sku}:3:0"));
+    assert!(outbox[1].occurred_at.is_some());
     let mut uow = uows(&store).begin(None);
-    assert_eq!(
-        uow.get(&sku, &[]).await.unwrap().unwrap().version_number(),
-        2
-    );
+    let product = uow.get(&sku, &[]).await.unwrap().unwrap();
+    assert_eq!(product.version_number(), 3);
+    assert_eq!(product.out_of_stock_since(), Some(3));
 }
 
 pub async fn an_idempotent_allocation_writes_nothing<S: Store>(store: Arc<S>) {
@@ -387,7 +387,9 @@ pub async fn a_quantity_change_persists_the_deallocations<S: Store>(store: Arc<S
         .collect();
     assert_eq!(still.len(), 2);
     for order in orders.iter().filter(|o| product.allocation_of(o).is_none()) {
-        assert!(store.allocations_for_order(order).await.unwrap().is_empty());
+        let views = store.allocations_for_order(order).await.unwrap();
+        assert_eq!(views.len(), 1, "a deallocated line waits for stock");
+        assert_eq!(views[0].batchref, None);
     }
     let required = store
         .outbox(&sku)
@@ -488,9 +490,14 @@ pub async fn concurrent_allocators_never_oversell<S: Store>(store: Arc<S>) {
         u64::from(stock)
     );
     assert_eq!(product.batch(&batch).unwrap().available_quantity(), 0);
-    // One version for the batch, then one per allocation; a refusal makes no version.
-    assert_eq!(product.version_number(), 1 + u64::from(stock));
-    assert_eq!(store.outbox(&sku).await.unwrap().len(), allocators as usize);
+    // One version for the batch, one per allocation, one for the stock-out episode (its first
+    // refusal); the other refusals make none.
+    assert_eq!(product.version_number(), 2 + u64::from(stock));
+    assert_eq!(
+        store.outbox(&sku).await.unwrap().len(),
+        stock as usize + 1,
+        "an Allocated per line, one OutOfStock"
+    );
 }
 
 /// Records a store reads for one allocation through the bus.
@@ -581,10 +588,23 @@ pub async fn a_shrink_reads_about_the_lines_it_frees<S: Store>(store: Arc<S>) {
 
 /// A refusal (out of stock) changes no version, so an allocation loaded on the same version still
 /// commits.
-pub async fn a_refusal_does_not_invalidate_a_concurrent_allocation<S: Store>(store: Arc<S>) {
+pub async fn a_refusal_during_a_stock_out_does_not_invalidate_a_concurrent_allocation<S: Store>(
+    store: Arc<S>,
+) {
     let sku = unique("SCARCE");
     create_batch(&store, &unique("b"), &sku, 5, None).await;
-    let (small, large) = (unique("o"), unique("o"));
+    let (first, small, large) = (unique("o"), unique("o"), unique("o"));
+    let refused = bus(Arc::clone(&store))
+        .handle(
+            &Allocate {
+                orderid: first,
+                sku: sku.clone(),
+                qty: 50,
+            },
+            None,
+        )
+        .await;
+    assert_eq!(refused, Err(ServiceError::OutOfStock(sku.clone())));
     let mut allocating = uows(&store).begin(None);
     let mut refusing = uows(&store).begin(None);
     let product = allocating.get(&sku, &[&small]).await.unwrap().unwrap();
@@ -601,7 +621,8 @@ pub async fn a_refusal_does_not_invalidate_a_concurrent_allocation<S: Store>(sto
     );
     refusing.commit().await.unwrap();
     allocating.commit().await.unwrap();
-    // The refusal is recorded on version 1, where it was decided; the allocation made version 2.
+    // The first refusal opened the stock-out episode (version 2, its OutOfStock); the second wrote
+    // nothing, so the allocation made version 3.
     let ids: Vec<_> = store
         .outbox(&sku)
         .await
@@ -609,13 +630,7 @@ pub async fn a_refusal_does_not_invalidate_a_concurrent_allocation<S: Store>(sto
         .into_iter()
         .map(|e| e.id)
         .collect();
-    assert_eq!(
-        ids,
-        [
-            format!("{sku}:1:out-of-stock:{large}"),
-            format!("{sku}:2:0")
-        ]
-    );
+    assert_eq!(ids, [format!("{sku}:2:0"), format!("{sku}:3:0")]);
 }
 
 /// A refusal is recorded only on the state it was decided on.
@@ -697,7 +712,11 @@ pub async fn allocations_queued_on_one_product_are_applied_together<S: Store>(st
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(groups < 40, "{groups} groups for 40 allocations");
     let outbox = store.outbox(&sku).await.unwrap();
-    assert_eq!(outbox.len(), 40);
+    assert_eq!(
+        outbox.len(),
+        31,
+        "30 Allocated, and the OutOfStock of the first refusal"
+    );
     for envelope in &outbox {
         let (Event::Allocated { orderid, .. }
         | Event::OutOfStock {
@@ -747,27 +766,172 @@ pub async fn concurrent_allocations_of_one_order_end_with_one_line<S: Store>(sto
     assert_eq!(store.outbox(&sku).await.unwrap().len(), 1);
 }
 
-/// A client retrying a refused allocation (409) on an unchanged product records one `OutOfStock`,
-/// not one per retry: the refusal of an order on a state is one event.
-pub async fn a_refusal_retried_on_the_same_state_is_recorded_once<S: Store>(store: Arc<S>) {
+/// A client retrying a refused allocation (409) ten times, and other orders turned away, record one
+/// `OutOfStock` (one email): the stock-out episode's. Adding stock ends the episode; the next
+/// refusal begins another.
+pub async fn a_stock_out_episode_records_one_out_of_stock<S: Store>(store: Arc<S>) {
     let sku = unique("SCARCE");
     create_batch(&store, &unique("b"), &sku, 1, None).await;
     let bus = bus(Arc::clone(&store));
-    let cmd = Allocate {
-        orderid: unique("o"),
-        sku: sku.clone(),
-        qty: 5,
+    let refuse = |orderid: String| {
+        let (bus, sku) = (bus.clone(), sku.clone());
+        async move {
+            let cmd = Allocate {
+                orderid,
+                sku: sku.clone(),
+                qty: 5,
+            };
+            let answer = bus.handle(&cmd, None).await;
+            assert_eq!(answer, Err(ServiceError::OutOfStock(sku)));
+        }
     };
+    let retried = unique("o");
     for _ in 0..10 {
-        let answer = bus.handle(&cmd, None).await;
-        assert_eq!(answer, Err(ServiceError::OutOfStock(sku.clone())));
+        refuse(retried.clone()).await;
+    }
+    for _ in 0..3 {
+        refuse(unique("o")).await;
     }
     let outbox = store.outbox(&sku).await.unwrap();
     assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0].id, format!("{sku}:2:0"));
     assert_eq!(
-        outbox[0].id,
-        format!("{sku}:1:out-of-stock:{}", cmd.orderid)
+        outbox[0].event,
+        Event::OutOfStock {
+            sku: sku.as_str().into(),
+            orderid: Some(retried.as_str().into()),
+            qty: Some(5),
+        }
     );
+    assert!(
+        store
+            .allocations_for_order(&retried)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a refused request stores no line"
+    );
+
+    create_batch(&store, &unique("b"), &sku, 2, None).await;
+    refuse(unique("o")).await;
+    refuse(unique("o")).await;
+    let outbox = store.outbox(&sku).await.unwrap();
+    let types: Vec<_> = outbox.iter().map(|e| e.event.type_name()).collect();
+    assert_eq!(
+        types,
+        ["OutOfStock", "OutOfStock"],
+        "a new episode, one email"
+    );
+}
+
+/// A line a shrinking batch gives up, that no batch can take, waits for stock (a back-order): the
+/// read model shows it without a batch, redelivering its `AllocationRequired` changes nothing, and
+/// new stock is offered to the waiting lines oldest first, each allocated by its own reallocation.
+pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
+    let sku = unique("BACKORDER");
+    let (b1, b2) = (unique("b1"), unique("b2"));
+    let (o1, o2, o3) = (unique("o1"), unique("o2"), unique("o3"));
+    create_batch(&store, &b1, &sku, 10, None).await;
+    let bus = bus(Arc::clone(&store));
+    for (orderid, qty) in [(&o1, 6), (&o2, 4)] {
+        let cmd = Allocate {
+            orderid: orderid.clone(),
+            sku: sku.clone(),
+            qty,
+        };
+        assert_eq!(bus.handle(&cmd, None).await.unwrap(), b1);
+    }
+    let shrink = ChangeBatchQuantity {
+        reference: b1.clone(),
+        qty: 0,
+    };
+    bus.handle(&shrink, None).await.unwrap();
+    let waiting = |orderid: &String| {
+        let (store, orderid, sku) = (Arc::clone(&store), orderid.clone(), sku.clone());
+        async move {
+            let views = store.allocations_for_order(&orderid).await.unwrap();
+            views.len() == 1 && views[0].sku == sku && views[0].batchref.is_none()
+        }
+    };
+    assert!(waiting(&o1).await && waiting(&o2).await, "both lines wait");
+
+    // Their reallocations find no stock: they keep waiting, the episode's one OutOfStock is
+    // recorded; delivered again (at least once), they change nothing.
+    let required: Vec<_> = store
+        .outbox(&sku)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.type_name() == "AllocationRequired")
+        .collect();
+    assert_eq!(required.len(), 2);
+    for _ in 0..2 {
+        for envelope in &required {
+            bus.handle_delivered_event(envelope).await.unwrap();
+        }
+    }
+    let outbox = store.outbox(&sku).await.unwrap();
+    let types: Vec<_> = outbox.iter().map(|e| e.event.type_name()).collect();
+    assert_eq!(
+        types,
+        [
+            "Allocated",
+            "Allocated",
+            "AllocationRequired",
+            "AllocationRequired",
+            "OutOfStock"
+        ]
+    );
+    assert!(waiting(&o1).await && waiting(&o2).await);
+
+    // A client's allocation that finds no stock is still refused and stores nothing.
+    let refused = bus
+        .handle(
+            &Allocate {
+                orderid: o3.clone(),
+                sku: sku.clone(),
+                qty: 1,
+            },
+            None,
+        )
+        .await;
+    assert_eq!(refused, Err(ServiceError::OutOfStock(sku.clone())));
+    assert!(store.allocations_for_order(&o3).await.unwrap().is_empty());
+
+    // 7 units arrive: the oldest waiting line (o1, 6) is offered; o2 (4) no longer fits and waits.
+    create_batch(&store, &b2, &sku, 7, None).await;
+    let offered: Vec<_> = store.outbox(&sku).await.unwrap()[outbox.len()..].to_vec();
+    assert_eq!(
+        offered.iter().map(|e| &e.event).collect::<Vec<_>>(),
+        [&Event::AllocationRequired {
+            orderid: o1.as_str().into(),
+            sku: sku.as_str().into(),
+            qty: 6,
+        }]
+    );
+    bus.handle_delivered_event(&offered[0]).await.unwrap();
+    bus.handle_delivered_event(&offered[0]).await.unwrap();
+    let views = store.allocations_for_order(&o1).await.unwrap();
+    assert_eq!(views[0].batchref.as_deref(), Some(b2.as_str()));
+    assert!(waiting(&o2).await);
+
+    // Raising b2 by 3 offers o2, which then takes the room.
+    bus.handle(
+        &ChangeBatchQuantity {
+            reference: b2.clone(),
+            qty: 10,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let last = store.outbox(&sku).await.unwrap().pop().unwrap();
+    bus.handle_delivered_event(&last).await.unwrap();
+    let views = store.allocations_for_order(&o2).await.unwrap();
+    assert_eq!(views[0].batchref.as_deref(), Some(b2.as_str()));
+    let mut uow = uows(&store).begin(None);
+    let product = uow.get(&sku, &[]).await.unwrap().unwrap();
+    assert_eq!(product.batch(&b2).unwrap().allocated_quantity(), 10);
 }
 
 /// Generates one `#[tokio::test]` per contract case, each with a store from `$make` (an async expression
@@ -789,11 +953,12 @@ macro_rules! contract_suite {
             concurrent_allocators_never_oversell,
             an_allocation_reads_the_same_records_whatever_the_history,
             a_shrink_reads_about_the_lines_it_frees,
-            a_refusal_does_not_invalidate_a_concurrent_allocation,
+            a_refusal_during_a_stock_out_does_not_invalidate_a_concurrent_allocation,
             a_refusal_on_a_state_that_moved_is_a_version_conflict,
             allocations_queued_on_one_product_are_applied_together,
             concurrent_allocations_of_one_order_end_with_one_line,
-            a_refusal_retried_on_the_same_state_is_recorded_once,
+            a_stock_out_episode_records_one_out_of_stock,
+            a_line_a_shrink_gives_up_waits_for_stock,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

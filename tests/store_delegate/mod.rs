@@ -29,6 +29,13 @@ macro_rules! delegate_reads {
                 .load_lines_to_free(product, reference, excess, max_lines)
                 .await
         }
+        async fn load_waiting_lines(
+            &self,
+            product: &mut allocation::domain::Product,
+            max_lines: usize,
+        ) -> Result<(), allocation::service::StoreError> {
+            self.$inner.load_waiting_lines(product, max_lines).await
+        }
         fn records_read(&self) -> u64 {
             self.$inner.records_read()
         }

@@ -167,16 +167,6 @@ fn push_actions(
             ),
             target: Target::Product { sku: record.sku },
         }),
-        RecordWrite::CheckVersion {
-            sku,
-            version_number,
-        } => actions.push(Action {
-            operation: Operation::Check {
-                key: items::product_key(&sku),
-                condition: Condition::VersionIs(version_number),
-            },
-            target: Target::Product { sku },
-        }),
         RecordWrite::NewBatch(batch) => {
             actions.push(Action {
                 operation: put(items::batch_item(&batch), None),

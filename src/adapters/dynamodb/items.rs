@@ -54,6 +54,9 @@ pub fn product_item(record: &ProductRecord) -> Item {
     item.insert(ENTITY.to_owned(), s("product"));
     item.insert("sku".to_owned(), s(&record.sku));
     item.insert("version_number".to_owned(), n(record.version_number));
+    if let Some(since) = record.out_of_stock_since {
+        item.insert("out_of_stock_since".to_owned(), n(since));
+    }
     item
 }
 
@@ -90,13 +93,21 @@ pub fn allocation_item(record: &AllocationRecord) -> Item {
     item.insert("orderid".to_owned(), s(&record.orderid));
     item.insert("sku".to_owned(), s(&record.sku));
     item.insert("qty".to_owned(), n(record.qty));
-    item.insert("batchref".to_owned(), s(&record.batchref));
     item.insert(GSI1PK.to_owned(), s(order_gsi_pk(&record.orderid)));
     item.insert(GSI1SK.to_owned(), s(&record.sku));
-    item.insert(
-        LSI1SK.to_owned(),
-        s(batch_line_sk(&record.batchref, &record.orderid)),
-    );
+    if let Some(batchref) = &record.batchref {
+        item.insert("batchref".to_owned(), s(batchref));
+        item.insert(
+            LSI1SK.to_owned(),
+            s(batch_line_sk(batchref, &record.orderid)),
+        );
+    } else if let Some(since) = record.waiting_since {
+        item.insert("waiting_since".to_owned(), n(since));
+        item.insert(
+            LSI1SK.to_owned(),
+            s(waiting_line_sk(since, &record.orderid)),
+        );
+    }
     item
 }
 
@@ -139,6 +150,7 @@ pub fn parse_product_part(item: &Item) -> Result<ProductPart, StoreError> {
         return Ok(ProductPart::Product(ProductRecord {
             sku: reader.s("sku")?.to_owned(),
             version_number: reader.n("version_number")?,
+            out_of_stock_since: reader.n_opt("out_of_stock_since")?,
         }));
     }
     if let Some(reference) = sk.strip_prefix(BATCH_SK_PREFIX) {
@@ -196,7 +208,8 @@ fn allocation_record(reader: &Reader<'_>) -> Result<AllocationRecord, StoreError
         orderid: reader.s("orderid")?.to_owned(),
         sku: reader.s("sku")?.to_owned(),
         qty: reader.n("qty")?,
-        batchref: reader.s("batchref")?.to_owned(),
+        batchref: reader.s_opt("batchref")?.map(str::to_owned),
+        waiting_since: reader.n_opt("waiting_since")?,
     })
 }
 
@@ -222,6 +235,23 @@ impl Reader<'_> {
             Some(AttributeValue::S(value)) => Ok(value),
             Some(_) => Err(self.corrupt(&format!("attribute {name} is not a string"))),
             None => Err(self.corrupt(&format!("attribute {name} is missing"))),
+        }
+    }
+
+    fn s_opt(&self, name: &str) -> Result<Option<&str>, StoreError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(_) => self.s(name).map(Some),
+        }
+    }
+
+    fn n_opt<T: FromStr>(&self, name: &str) -> Result<Option<T>, StoreError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(_) => self.n(name).map(Some),
         }
     }
 
@@ -259,6 +289,7 @@ mod tests {
         let product = ProductRecord {
             sku: "LAMP".into(),
             version_number: 42,
+            out_of_stock_since: Some(40),
         };
         assert_eq!(
             parse_product_part(&product_item(&product)).unwrap(),
@@ -278,8 +309,20 @@ mod tests {
             orderid: "o-1".into(),
             sku: "LAMP".into(),
             qty: 3,
-            batchref: "b-1".into(),
+            batchref: Some("b-1".into()),
+            waiting_since: None,
         };
+        let waiting = AllocationRecord {
+            batchref: None,
+            waiting_since: Some(7),
+            ..line.clone()
+        };
+        let item = allocation_item(&waiting);
+        assert_eq!(
+            item[LSI1SK],
+            AttributeValue::S("WAITING#00000000000000000007#o-1".into())
+        );
+        assert_eq!(parse_allocation(&item).unwrap(), waiting);
         let item = allocation_item(&line);
         assert_eq!(item[GSI1PK], AttributeValue::S("ORDER#o-1".into()));
         assert_eq!(item[GSI1SK], AttributeValue::S("LAMP".into()));
@@ -295,6 +338,7 @@ mod tests {
         let envelope = EventEnvelope {
             id: "LAMP:2:0".into(),
             correlation_id: Some("req-1".into()),
+            occurred_at: None,
             event: Event::OutOfStock {
                 sku: "LAMP".into(),
                 orderid: Some("o-1".into()),
@@ -339,6 +383,7 @@ mod tests {
         let mut item = product_item(&ProductRecord {
             sku: "LAMP".into(),
             version_number: 1,
+            out_of_stock_since: None,
         });
         item.insert(SK.into(), AttributeValue::S("SURPRISE".into()));
         assert!(matches!(

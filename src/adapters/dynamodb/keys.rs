@@ -71,6 +71,15 @@ pub fn batch_line_sk(reference: &str, orderid: &str) -> String {
     format!("{}{orderid}", batch_lines_prefix(reference))
 }
 
+/// `lsi1sk` prefix of a product's waiting lines (back-orders).
+pub const WAITING_LINES_PREFIX: &str = "WAITING#";
+
+/// `lsi1sk` of a waiting line: `WAITING#<since, zero-padded to 20>#<order id>`, so a product's
+/// waiting lines sort oldest first.
+pub fn waiting_line_sk(since: u64, orderid: &str) -> String {
+    format!("{WAITING_LINES_PREFIX}{since:020}#{orderid}")
+}
+
 /// `gsi1pk` of an allocation item.
 pub fn order_gsi_pk(orderid: &str) -> String {
     format!("ORDER#{orderid}")
@@ -84,12 +93,12 @@ mod tests {
     fn outbox_sort_keys_sort_in_commit_order() {
         assert_eq!(outbox_sk(7, "000002"), "00000000000000000007#000002");
         assert!(outbox_sk(9, "000999") < outbox_sk(10, "000000"));
-        assert!(outbox_sk(9, "000999") < outbox_sk(9, "~order-1"));
     }
 
     #[test]
     fn a_batch_line_prefix_never_starts_another_batch_s_lines() {
         assert_eq!(batch_line_sk("b", "o-1"), "LINE#001#b#o-1");
+        assert!(waiting_line_sk(9, "z") < waiting_line_sk(10, "a"));
         assert!(!batch_line_sk("b#x", "o").starts_with(&batch_lines_prefix("b")));
     }
 }

@@ -14,7 +14,9 @@ use super::items::{self, Item, ProductPart};
 use super::keys::{
     self, BATCH_SK_PREFIX, BY_BATCH_INDEX, BY_ORDER_INDEX, GSI1PK, LSI1SK, PK, PRODUCT_SK, SK,
 };
-use crate::adapters::records::{restore_lines, restore_product, AllocationRecord, LinesToFree};
+use crate::adapters::records::{
+    restore_lines, restore_product, AllocationRecord, LinesToFree, WaitingLines,
+};
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
 
@@ -195,6 +197,48 @@ impl Store for DynamoDbStore {
 
     /// Reads the batch's lines backwards on the `by_batch` LSI (strongly consistent), in small pages,
     /// until they free `excess` units or `max_lines` are read.
+    async fn load_waiting_lines(
+        &self,
+        product: &mut Product,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        let mut taken = WaitingLines::new(product, max_lines);
+        let mut start: Option<Item> = None;
+        while !taken.is_done() {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table_name)
+                .index_name(BY_BATCH_INDEX)
+                .key_condition_expression("#pk = :pk AND begins_with(#lsk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#lsk", LSI1SK)
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(keys::product_pk(product.sku())),
+                )
+                .expression_attribute_values(
+                    ":prefix",
+                    AttributeValue::S(keys::WAITING_LINES_PREFIX.to_owned()),
+                )
+                .consistent_read(true)
+                .limit(i32::try_from(taken.page()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", &e))?;
+            self.count(page.items().len());
+            for item in page.items() {
+                taken.take(items::parse_allocation(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !page.items().is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        taken.restore_into(product)
+    }
+
     async fn load_lines_to_free(
         &self,
         product: &mut Product,

@@ -263,6 +263,7 @@ fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
         txn.open_table(BATCHES).map_err(open)?;
         txn.open_table(ALLOCATIONS).map_err(open)?;
         txn.open_table(BATCH_LINES).map_err(open)?;
+        txn.open_table(WAITING_LINES).map_err(open)?;
         txn.open_table(BATCH_REFS).map_err(open)?;
         txn.open_table(ORDERS).map_err(open)?;
         txn.open_table(OUTBOX).map_err(open)?;
@@ -319,6 +320,16 @@ impl Store for EmbeddedStore {
         max_lines: usize,
     ) -> Result<(), StoreError> {
         let read = read::load_lines_to_free(&self.db, product, reference, excess, max_lines)?;
+        self.count(read);
+        Ok(())
+    }
+
+    async fn load_waiting_lines(
+        &self,
+        product: &mut Product,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        let read = read::load_waiting_lines(&self.db, product, max_lines)?;
         self.count(read);
         Ok(())
     }

@@ -8,11 +8,11 @@ use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinit
 use super::relay::{DeadLetter, OutboxCheck, StoredDeadLetter};
 use super::tables::{
     decode, unavailable, ALLOCATIONS, BATCHES, BATCH_LINES, BATCH_REFS, DEAD_LETTERS, META,
-    META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS,
+    META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS, WAITING_LINES,
 };
 use crate::adapters::records::{
     restore_lines, restore_product, AllocationRecord, BatchRecord, LinesToFree, OutboxRecord,
-    ProductRecord,
+    ProductRecord, WaitingLines,
 };
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, StoreError};
@@ -125,11 +125,48 @@ pub(super) fn load_lines_to_free(
             orderid: orderid.to_owned(),
             sku: sku.to_owned(),
             qty: qty.value(),
-            batchref: batchref.to_owned(),
+            batchref: Some(batchref.to_owned()),
+            waiting_since: None,
         });
     }
     if !taken.is_done() {
         return Err(taken.shortfall(product, reference));
+    }
+    taken.restore_into(product)?;
+    Ok(read)
+}
+
+/// Adds to a loaded product its oldest waiting lines that the stock available may take.
+pub(super) fn load_waiting_lines(
+    db: &Database,
+    product: &mut Product,
+    max_lines: usize,
+) -> Result<usize, StoreError> {
+    let txn = begin(db)?;
+    let sku = product.sku().to_owned();
+    let sku = sku.as_str();
+    let mut taken = WaitingLines::new(product, max_lines);
+    let mut read = 0;
+    let range = table(&txn, WAITING_LINES)?
+        .range((sku, 0, "")..)
+        .map_err(storage)?;
+    for entry in range {
+        if taken.is_done() {
+            break;
+        }
+        let (key, qty) = entry.map_err(storage)?;
+        let (line_sku, since, orderid) = key.value();
+        if line_sku != sku {
+            break;
+        }
+        read += 1;
+        taken.take(AllocationRecord {
+            orderid: orderid.to_owned(),
+            sku: sku.to_owned(),
+            qty: qty.value(),
+            batchref: None,
+            waiting_since: Some(since),
+        });
     }
     taken.restore_into(product)?;
     Ok(read)
@@ -157,9 +194,10 @@ pub(super) fn allocations_for_order(
         if order != orderid {
             break;
         }
+        let batchref = batchref.value();
         views.push(AllocationView {
             sku: sku.to_owned(),
-            batchref: batchref.value().to_owned(),
+            batchref: (!batchref.is_empty()).then(|| batchref.to_owned()),
         });
     }
     Ok(views)

@@ -26,9 +26,14 @@ pub(super) const ALLOCATIONS: TableDefinition<(&str, &str), &[u8]> =
 /// `load_lines_to_free`, greatest order id first).
 pub(super) const BATCH_LINES: TableDefinition<(&str, &str, &str), u32> =
     TableDefinition::new("batch_lines");
+/// (sku, waiting since, order id) → line quantity: a product's waiting lines, oldest first (serves
+/// `load_waiting_lines`).
+pub(super) const WAITING_LINES: TableDefinition<(&str, u64, &str), u32> =
+    TableDefinition::new("waiting_lines");
 /// batch reference → sku: makes references unique across SKUs and serves `sku_of_batch`.
 pub(super) const BATCH_REFS: TableDefinition<&str, &str> = TableDefinition::new("batch_refs");
-/// (order id, sku) → batch reference: the `allocations_for_order` read model.
+/// (order id, sku) → batch reference, or "" while the line waits for stock (a reference is never
+/// empty): the `allocations_for_order` read model.
 pub(super) const ORDERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("orders");
 /// (sku, version, slot) → (global outbox sequence number, `OutboxRecord` JSON); kept after
 /// delivery.
@@ -74,11 +79,6 @@ pub(super) enum Op {
         expected_version: Option<u64>,
         value: Vec<u8>,
     },
-    /// Nothing written, but the product's stored version must be `version_number`.
-    CheckVersion {
-        sku: String,
-        version_number: u64,
-    },
     /// A new batch: its reference must be unused in every SKU.
     NewBatch {
         sku: String,
@@ -93,7 +93,8 @@ pub(super) enum Op {
     PutAllocation {
         sku: String,
         orderid: String,
-        batchref: String,
+        batchref: Option<String>,
+        waiting_since: Option<u64>,
         qty: u32,
         value: Vec<u8>,
     },
@@ -121,13 +122,6 @@ impl Op {
                 sku: record.sku,
                 expected_version,
             },
-            RecordWrite::CheckVersion {
-                sku,
-                version_number,
-            } => Op::CheckVersion {
-                sku,
-                version_number,
-            },
             RecordWrite::NewBatch(batch) => Op::NewBatch {
                 value: encode("batch", &batch)?,
                 sku: batch.sku,
@@ -143,6 +137,7 @@ impl Op {
                 sku: line.sku,
                 orderid: line.orderid,
                 batchref: line.batchref,
+                waiting_since: line.waiting_since,
                 qty: line.qty,
             },
             RecordWrite::DeleteAllocation { sku, orderid } => Op::DeleteAllocation { sku, orderid },

@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::tables::{
     decode, unavailable, Op, ALLOCATIONS, BATCHES, BATCH_LINES, BATCH_REFS, DEAD_LETTERS, META,
-    META_NEXT_DEAD_LETTER, META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS,
+    META_NEXT_DEAD_LETTER, META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS, WAITING_LINES,
 };
 use crate::adapters::records::{AllocationRecord, ProductRecord};
 use crate::service::StoreError;
@@ -305,6 +305,7 @@ struct Tables<'txn> {
     batches: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     allocations: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     batch_lines: Table<'txn, (&'static str, &'static str, &'static str), u32>,
+    waiting_lines: Table<'txn, (&'static str, u64, &'static str), u32>,
     batch_refs: Table<'txn, &'static str, &'static str>,
     orders: Table<'txn, (&'static str, &'static str), &'static str>,
     outbox: Table<'txn, (&'static str, u64, &'static str), (u64, &'static [u8])>,
@@ -321,6 +322,7 @@ impl<'txn> Tables<'txn> {
             batches: txn.open_table(BATCHES).map_err(open)?,
             allocations: txn.open_table(ALLOCATIONS).map_err(open)?,
             batch_lines: txn.open_table(BATCH_LINES).map_err(open)?,
+            waiting_lines: txn.open_table(WAITING_LINES).map_err(open)?,
             batch_refs: txn.open_table(BATCH_REFS).map_err(open)?,
             orders: txn.open_table(ORDERS).map_err(open)?,
             outbox: txn.open_table(OUTBOX).map_err(open)?,
@@ -341,10 +343,6 @@ impl<'txn> Tables<'txn> {
                     expected_version,
                     ..
                 } => self.check_version(sku, *expected_version)?,
-                Op::CheckVersion {
-                    sku,
-                    version_number,
-                } => self.check_version(sku, Some(*version_number))?,
                 Op::NewBatch { reference, .. } => {
                     let taken = new_references.contains(&reference.as_str())
                         || self
@@ -379,17 +377,19 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// Removes a line's entry in `batch_lines`, given its stored allocation record.
-    fn forget_batch_line(
-        &mut self,
-        sku: &str,
-        orderid: &str,
-        old: &[u8],
-    ) -> Result<(), StoreError> {
+    /// Removes a line's entry in `batch_lines` or `waiting_lines`, given its stored record.
+    fn forget_line(&mut self, sku: &str, orderid: &str, old: &[u8]) -> Result<(), StoreError> {
         let old: AllocationRecord = decode("allocations", (sku, orderid), old)?;
-        self.batch_lines
-            .remove((sku, old.batchref.as_str(), orderid))
-            .map_err(storage)?;
+        if let Some(batchref) = &old.batchref {
+            self.batch_lines
+                .remove((sku, batchref.as_str(), orderid))
+                .map_err(storage)?;
+        }
+        if let Some(since) = old.waiting_since {
+            self.waiting_lines
+                .remove((sku, since, orderid))
+                .map_err(storage)?;
+        }
         Ok(())
     }
 
@@ -419,11 +419,11 @@ impl<'txn> Tables<'txn> {
                         .insert(reference.as_str(), sku.as_str())
                         .map_err(storage)?;
                 }
-                Op::CheckVersion { .. } => {}
                 Op::PutAllocation {
                     sku,
                     orderid,
                     batchref,
+                    waiting_since,
                     qty,
                     value,
                 } => {
@@ -433,13 +433,26 @@ impl<'txn> Tables<'txn> {
                         .map_err(storage)?
                         .map(|old| old.value().to_vec());
                     if let Some(old) = old {
-                        self.forget_batch_line(sku, orderid, &old)?;
+                        self.forget_line(sku, orderid, &old)?;
                     }
-                    self.batch_lines
-                        .insert((sku.as_str(), batchref.as_str(), orderid.as_str()), *qty)
-                        .map_err(storage)?;
+                    match (batchref, waiting_since) {
+                        (Some(batchref), _) => {
+                            self.batch_lines
+                                .insert((sku.as_str(), batchref.as_str(), orderid.as_str()), *qty)
+                                .map_err(storage)?;
+                        }
+                        (None, Some(since)) => {
+                            self.waiting_lines
+                                .insert((sku.as_str(), *since, orderid.as_str()), *qty)
+                                .map_err(storage)?;
+                        }
+                        (None, None) => {}
+                    }
                     self.orders
-                        .insert((orderid.as_str(), sku.as_str()), batchref.as_str())
+                        .insert(
+                            (orderid.as_str(), sku.as_str()),
+                            batchref.as_deref().unwrap_or_default(),
+                        )
                         .map_err(storage)?;
                 }
                 Op::DeleteAllocation { sku, orderid } => {
@@ -449,7 +462,7 @@ impl<'txn> Tables<'txn> {
                         .map_err(storage)?
                         .map(|old| old.value().to_vec());
                     if let Some(old) = old {
-                        self.forget_batch_line(sku, orderid, &old)?;
+                        self.forget_line(sku, orderid, &old)?;
                     }
                     self.orders
                         .remove((orderid.as_str(), sku.as_str()))
@@ -462,10 +475,6 @@ impl<'txn> Tables<'txn> {
                     value,
                 } => {
                     let key = (sku.as_str(), *version_number, slot.as_str());
-                    // The same refusal recorded again on the same version is the same event.
-                    if self.outbox.get(key).map_err(storage)?.is_some() {
-                        continue;
-                    }
                     let seq = *next_seq;
                     self.outbox
                         .insert(key, (seq, value.as_slice()))

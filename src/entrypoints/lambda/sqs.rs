@@ -71,6 +71,7 @@ pub async fn handle<S: Store>(
                     QueuedAllocation {
                         cmd,
                         correlation_id: envelope.correlation_id.clone(),
+                        reallocation: true,
                     },
                 )),
                 None if !time_left_for(bus, &context) => {

@@ -141,6 +141,14 @@ impl Store for MemoryFeedStore {
             .await
     }
 
+    async fn load_waiting_lines(
+        &self,
+        product: &mut Product,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        self.inner.load_waiting_lines(product, max_lines).await
+    }
+
     fn records_read(&self) -> u64 {
         self.inner.records_read()
     }

@@ -276,7 +276,7 @@ mod tests {
         let flow = EventFlow::start(Arc::clone(&bus), &config(&dir));
         eventually("the reallocation", async || {
             let views = store.allocations_for_order("o1").await.unwrap();
-            views.len() == 1 && views[0].batchref == "b2"
+            views.len() == 1 && views[0].batchref.as_deref() == Some("b2")
         })
         .await;
         eventually("every event delivered", async || store.pending_count() == 0).await;
@@ -309,6 +309,7 @@ mod tests {
         let event = crate::domain::EventEnvelope {
             id: "GHOST:1:0".into(),
             correlation_id: None,
+            occurred_at: None,
             event: crate::domain::Event::AllocationRequired {
                 orderid: "o9".into(),
                 sku: "NOSUCH".into(),

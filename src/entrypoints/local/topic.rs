@@ -132,6 +132,7 @@ mod tests {
         EventEnvelope {
             id: "sku:1:0".into(),
             correlation_id: None,
+            occurred_at: None,
             event,
         }
     }

@@ -180,6 +180,7 @@ mod tests {
         EventEnvelope {
             id: "LAMP:2:0".into(),
             correlation_id: Some("req-1".into()),
+            occurred_at: None,
             event: Event::AllocationRequired {
                 orderid: "o1".into(),
                 sku: "LAMP".into(),
