@@ -19,7 +19,7 @@ venv="${ALLOC_VENV:-$repo/.venv}"
 runs="${1:-15}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/lambda}"
 bootstrap_dir="${BOOTSTRAP_DIR:-$CARGO_TARGET_DIR/x86_64}"
-functions=(add_batch allocate change_batch_quantity allocations reallocate publish_events)
+functions=(add_batch allocate change_batch_quantity allocations reallocate publish_events republish_events)
 
 bash "$repo/scripts/cargo-lambda-venv.sh"
 export PATH="$venv/bin:$PATH"
@@ -94,6 +94,9 @@ cases = {
     "reallocate": (sqs, lambda r: [f["itemIdentifier"] for f in r["batchItemFailures"]]
                    == [sqs["Records"][0]["messageId"]]),
     "publish_events": (stream, lambda r: r == {"batchItemFailures": []}),
+    # A malformed operator request: refused before any read.
+    "republish_events": ({"sku": "SMALL-TABLE", "from": "yesterday"},
+                         lambda r: "RFC 3339" in r.get("errorMessage", "")),
 }
 
 env = dict(os.environ)

@@ -14,7 +14,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${ALLOC_VENV:-$repo/.venv}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/lambda}"
 features="${FEATURES:-aws}"
-functions=(add_batch allocate change_batch_quantity allocations reallocate publish_events)
+functions=(add_batch allocate change_batch_quantity allocations reallocate publish_events republish_events)
 
 cd "$repo"
 if [[ "${1:-}" != "--no-build" ]]; then

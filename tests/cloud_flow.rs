@@ -14,10 +14,11 @@ mod support;
 
 use std::collections::HashMap;
 
-use allocation::adapters::dynamodb::DynamoDbStore;
+use allocation::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore};
 use allocation::adapters::sns::SnsPublisher;
 use allocation::domain::{Event, EventEnvelope};
-use allocation::entrypoints::lambda::{http, init, sqs, streams};
+use allocation::entrypoints::lambda::republish::{RepublishReport, Republisher};
+use allocation::entrypoints::lambda::{http, init, republish, sqs, streams};
 use allocation::service::{out_of_stock_message, Bus, Store};
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -29,7 +30,7 @@ use lambda_http::Body;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use support::moto::{moto, unique_name, Moto};
-use support::queues::{subscribed_queue, Queue};
+use support::queues::{observer_queue, subscribe_queue, subscribed_queue, Queue};
 
 const SKU: &str = "RED-CHAIR";
 /// The event source mapping's `BatchSize` for the stream in template.yaml.
@@ -44,9 +45,15 @@ struct Cloud {
     table: String,
     bus: Bus<DynamoDbStore>,
     publisher: SnsPublisher,
+    outbox: DynamoDbOutbox,
     /// template.yaml's ReallocationQueue: raw delivery, filter `AllocationRequired`.
     reallocation_queue: Queue,
-    /// A stand-in for the email subscription: raw delivery off, filter `OutOfStock`.
+    /// template.yaml's OutOfStockQueue: raw delivery, filter `OutOfStock`.
+    notifier_queue: Queue,
+    /// `notify_out_of_stock`'s bus: it sends each delivered `OutOfStock` once to the email topic.
+    notifier: Bus<DynamoDbStore>,
+    email_topic_arn: String,
+    /// A stand-in for the email subscription of the email topic: raw delivery off, no filter.
     email_queue: Queue,
     stream: StreamReader,
 }
@@ -66,17 +73,22 @@ impl Cloud {
             .to_owned();
         let reallocation_queue =
             subscribed_queue(moto, &topic_arn, "AllocationRequired", true).await;
-        let email_queue = subscribed_queue(moto, &topic_arn, "OutOfStock", false).await;
-        // The template's real email subscription, as SAM declares it (moto accepts it, sends nothing).
+        let notifier_queue = subscribed_queue(moto, &topic_arn, "OutOfStock", true).await;
+        let email_topic_arn = sns
+            .create_topic()
+            .name(unique_name("out-of-stock-email"))
+            .send()
+            .await
+            .unwrap()
+            .topic_arn()
+            .unwrap()
+            .to_owned();
+        let email_queue = subscribe_queue(moto, &email_topic_arn, None, false).await;
+        // The template's real email subscription (moto accepts it, sends nothing).
         sns.subscribe()
-            .topic_arn(&topic_arn)
+            .topic_arn(&email_topic_arn)
             .protocol("email")
             .endpoint("purchasing@example.com")
-            .attributes("FilterPolicyScope", "MessageAttributes")
-            .attributes(
-                "FilterPolicy",
-                json!({"event_type": ["OutOfStock"]}).to_string(),
-            )
             .send()
             .await
             .unwrap();
@@ -84,6 +96,10 @@ impl Cloud {
         Self {
             moto,
             bus: init::bus_over(moto.sdk_config(), table.clone()),
+            outbox: DynamoDbOutbox::new(moto.dynamodb(), &table),
+            notifier: init::notifier_bus_over(moto.sdk_config(), table.clone(), &email_topic_arn),
+            notifier_queue,
+            email_topic_arn,
             publisher: SnsPublisher::new(sns, topic_arn),
             table,
             reallocation_queue,
@@ -113,6 +129,15 @@ impl Cloud {
     /// Lambda's stream poller: new records, filtered by the template's pattern, in batches, to
     /// `publish_events`. Answers how many records were read and how many passed the filter.
     async fn relay_outbox(&mut self) -> (usize, usize) {
+        let publisher = self.publisher.clone();
+        let (read, passed, failed) = self.relay_with(&publisher).await;
+        assert!(failed.is_empty(), "publish_events failed: {failed:?}");
+        (read, passed)
+    }
+
+    /// The stream poller with this publisher: (records read, passed the filter, the batch item
+    /// failures). Failed records are not retried: as when the mapping's retries ran out.
+    async fn relay_with(&mut self, publisher: &SnsPublisher) -> (usize, usize, Vec<String>) {
         let records = self.stream.read_new().await;
         let read = records.len();
         let filter = template_stream_filter();
@@ -121,35 +146,67 @@ impl Cloud {
             .map(|record| lambda_stream_record(&record, &self.table))
             .filter(|record| matches_pattern(&filter, record))
             .collect();
+        let mut failed = Vec::new();
         for batch in passed.chunks(STREAM_BATCH_SIZE) {
             let event: DynamoDbEvent =
                 serde_json::from_value(json!({ "Records": batch })).expect("a Lambda stream event");
-            let response = streams::handle(&self.publisher, invocation(event))
+            let response = streams::handle(publisher, &self.outbox, invocation(event))
                 .await
                 .unwrap();
-            assert!(
-                response.batch_item_failures.is_empty(),
-                "publish_events failed: {response:?}"
+            failed.extend(
+                response
+                    .batch_item_failures
+                    .into_iter()
+                    .filter_map(|f| f.item_identifier),
             );
         }
-        (read, passed.len())
+        (read, passed.len(), failed)
+    }
+
+    /// `republish_events` with no grace (every pending item counts), on this payload.
+    async fn republish(&self, payload: Value) -> Result<RepublishReport, String> {
+        self.republish_with(&self.publisher, payload).await
+    }
+
+    async fn republish_with(
+        &self,
+        publisher: &SnsPublisher,
+        payload: Value,
+    ) -> Result<RepublishReport, String> {
+        let republisher = Republisher {
+            publisher: publisher.clone(),
+            outbox: self.outbox.clone(),
+            grace: std::time::Duration::ZERO,
+        };
+        republish::handle(&republisher, invocation(payload))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Lambda's queue poller: receives messages, hands them to `reallocate` as an SQS event, deletes
     /// those that did not fail. Answers (handled, failed).
     async fn run_reallocate(&self) -> (usize, usize) {
+        self.run_queue(&self.reallocation_queue, &self.bus).await
+    }
+
+    /// The same for `notify_out_of_stock` and its queue.
+    async fn run_notifier(&self) -> (usize, usize) {
+        self.run_queue(&self.notifier_queue, &self.notifier).await
+    }
+
+    async fn run_queue(&self, queue: &Queue, bus: &Bus<DynamoDbStore>) -> (usize, usize) {
         let sqs_client = aws_sdk_sqs::Client::new(self.moto.sdk_config());
-        let messages = receive(self.moto, &self.reallocation_queue.url, QUEUE_BATCH_SIZE).await;
+        let messages = receive(self.moto, &queue.url, QUEUE_BATCH_SIZE).await;
         if messages.is_empty() {
             return (0, 0);
         }
         let records: Vec<Value> = messages
             .iter()
-            .map(|m| lambda_sqs_record(m, &self.reallocation_queue.arn))
+            .map(|m| lambda_sqs_record(m, &queue.arn))
             .collect();
         let event: SqsEvent =
             serde_json::from_value(json!({ "Records": records })).expect("a Lambda SQS event");
-        let response = sqs::handle(&self.bus, invocation(event)).await.unwrap();
+        let response = sqs::handle(bus, invocation(event)).await.unwrap();
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()
@@ -159,7 +216,7 @@ impl Cloud {
             if !failed.contains(&message.message_id().unwrap()) {
                 sqs_client
                     .delete_message()
-                    .queue_url(&self.reallocation_queue.url)
+                    .queue_url(&queue.url)
                     .receipt_handle(message.receipt_handle().unwrap())
                     .send()
                     .await
@@ -445,8 +502,10 @@ fn published_to(moto: &Moto, topic_arn: &str) -> Vec<(Value, String)> {
         .unwrap()
         .iter()
         .map(|sent| {
+            // A `MessageStructure=json` document, or a plain text message (the emails).
+            let message = sent[1].as_str().unwrap();
             (
-                serde_json::from_str(sent[1].as_str().unwrap()).unwrap(),
+                serde_json::from_str(message).unwrap_or_else(|_| Value::String(message.to_owned())),
                 sent[2].as_str().unwrap_or_default().to_owned(),
             )
         })
@@ -521,7 +580,9 @@ async fn a_shrunk_batch_sends_its_line_through_the_outbox_stream_topic_and_queue
             .is_empty(),
         "the handled message was deleted, and Allocated was filtered out"
     );
-    assert!(receive(moto, &cloud.email_queue.url, 10).await.is_empty());
+    assert!(receive(moto, &cloud.notifier_queue.url, 10)
+        .await
+        .is_empty());
 
     // the line ends on the other batch
     let (status, body) = cloud.http("GET", "/allocations/order-1", None).await;
@@ -603,7 +664,12 @@ async fn a_line_no_batch_can_take_waits_and_is_allocated_when_stock_arrives() {
         1,
         "the episode's one OutOfStock"
     );
-    assert_eq!(receive(moto, &cloud.email_queue.url, 10).await.len(), 1);
+    assert_eq!(cloud.run_notifier().await, (1, 0));
+    assert_eq!(
+        published_to(moto, &cloud.email_topic_arn).len(),
+        1,
+        "one email"
+    );
 
     // Stock arrives: the waiting line is offered, relayed, and reallocated in its own transaction.
     let more = json!({"ref": "batch-more", "sku": SKU, "qty": 10, "eta": null});
@@ -616,6 +682,125 @@ async fn a_line_no_batch_can_take_waits_and_is_allocated_when_stock_arrives() {
     );
     assert_eq!(cloud.relay_outbox().await.1, 1, "its Allocated");
     assert_eq!(cloud.run_reallocate().await, (0, 0));
+}
+
+/// Every message on the queue, deleted: the event ids of their (raw-delivered) envelopes.
+async fn drain_event_ids(moto: &Moto, queue_url: &str) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(moto.sdk_config());
+    let mut ids = Vec::new();
+    loop {
+        let messages = receive(moto, queue_url, 10).await;
+        if messages.is_empty() {
+            return ids;
+        }
+        for message in messages {
+            let envelope: EventEnvelope = serde_json::from_str(message.body().unwrap()).unwrap();
+            ids.push(envelope.id);
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The failure drill: publishing fails for a while (the topic is missing), the relay's stream records
+/// are dropped as the event source mapping drops them once its retries run out, then publishing comes
+/// back: the republisher publishes every committed event, none missing, to an observer subscribed to
+/// the topic; items are marked as they are published, so a second sweep publishes nothing.
+#[tokio::test]
+async fn events_whose_stream_records_were_dropped_are_published_by_the_republisher() {
+    let moto = moto().await;
+    let mut cloud = Cloud::deploy(moto).await;
+    let observer = observer_queue(moto, cloud.publisher.topic_arn()).await;
+    for (reference, qty) in [("batch-a", 10), ("batch-b", 4)] {
+        let batch = json!({"ref": reference, "sku": SKU, "qty": qty, "eta": null});
+        assert_eq!(cloud.http("POST", "/add_batch", Some(batch)).await.0, 201);
+    }
+    for (order, qty) in [("order-1", 6), ("order-2", 4), ("order-3", 9)] {
+        let line = json!({"orderid": order, "sku": SKU, "qty": qty});
+        cloud.http("POST", "/allocate", Some(line)).await;
+    }
+    let shrink = json!({"ref": "batch-a", "qty": 5});
+    assert_eq!(
+        cloud
+            .http("POST", "/change_batch_quantity", Some(shrink))
+            .await
+            .0,
+        200
+    );
+    let committed: Vec<String> = cloud
+        .store()
+        .outbox(SKU)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        committed.len(),
+        5,
+        "2 Allocated, 1 OutOfStock, 2 AllocationRequired"
+    );
+
+    // The topic is gone: every relay invocation fails at its first record, and the records are
+    // dropped after the mapping's retries.
+    let sns = aws_sdk_sns::Client::new(moto.sdk_config());
+    let broken = SnsPublisher::new(sns, "arn:aws:sns:us-east-1:123456789012:deleted-topic");
+    let (_, passed, failed) = cloud.relay_with(&broken).await;
+    assert_eq!(passed, 5);
+    assert_eq!(failed.len(), 1, "the batch stops at its first failure");
+    // The schedule's sweep fails too while the topic is gone: the invocation errs (the alarm), the
+    // events stay pending.
+    let outage = cloud.republish_with(&broken, json!({})).await.unwrap_err();
+    assert!(
+        outage.contains("5 events could not be published"),
+        "{outage}"
+    );
+    assert!(drain_event_ids(moto, &observer.url).await.is_empty());
+
+    // Publishing is back. The schedule's sweep publishes every committed event, none missing.
+    let report = cloud.republish(json!({})).await.unwrap();
+    assert_eq!((report.found, report.published, report.failed), (5, 5, 0));
+    let mut delivered = drain_event_ids(moto, &observer.url).await;
+    delivered.sort();
+    let mut expected = committed.clone();
+    expected.sort();
+    assert_eq!(delivered, expected, "every committed event, once");
+    assert_eq!(cloud.republish(json!({})).await.unwrap().found, 0);
+
+    // New events go through the relay as usual, which marks them: the sweep has nothing to do.
+    let reallocated = cloud.run_reallocate().await;
+    assert_eq!(
+        reallocated,
+        (2, 0),
+        "the AllocationRequired events the sweep published"
+    );
+    let (_, relayed) = cloud.relay_outbox().await;
+    assert!(relayed >= 1);
+    assert_eq!(drain_event_ids(moto, &observer.url).await.len(), relayed);
+    assert_eq!(cloud.republish(json!({})).await.unwrap().found, 0);
+
+    // An operator republishes the SKU's events of a time range: all of them again (consumers are
+    // idempotent by event id); a malformed request is refused and publishes nothing.
+    let all = cloud.store().outbox(SKU).await.unwrap().len();
+    let report = cloud
+        .republish(json!({"sku": SKU, "from": "2020-01-01T00:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!((report.found, report.published), (all, all));
+    assert_eq!(drain_event_ids(moto, &observer.url).await.len(), all);
+    let future = cloud
+        .republish(json!({"sku": SKU, "from": "2100-01-01T00:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(future.found, 0);
+    let refused = cloud
+        .republish(json!({"sku": SKU, "from": "last week"}))
+        .await;
+    assert!(refused.unwrap_err().contains("RFC 3339"));
 }
 
 #[tokio::test]
@@ -641,41 +826,89 @@ async fn out_of_stock_reaches_the_topic_with_a_readable_text() {
 
     assert_eq!(cloud.relay_outbox().await.1, 1);
 
-    // the email stand-in (raw delivery off) gets SNS's notification: subject and attribute
-    let messages = receive(moto, &cloud.email_queue.url, 10).await;
-    assert_eq!(messages.len(), 1, "one OutOfStock notification");
-    let notification: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
-    assert_eq!(notification["Type"], "Notification");
-    let subject = notification["Subject"].as_str().unwrap();
-    assert!(subject.contains("Out of stock for SKU"), "{subject}");
-    assert_eq!(subject, format!("Out of stock for SKU {SKU}"));
-    assert_eq!(
-        notification["MessageAttributes"]["event_type"],
-        json!({"Type": "String", "Value": "OutOfStock"})
-    );
-    let envelope: EventEnvelope =
-        serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
+    // the events topic's OutOfStock goes to the notifier's queue, with the event JSON
+    let envelope: EventEnvelope = {
+        let messages = receive(moto, &cloud.notifier_queue.url, 10).await;
+        assert_eq!(messages.len(), 1, "one OutOfStock on the notifier's queue");
+        let envelope = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+        // back on the queue for the notifier (as if its visibility timeout had passed)
+        aws_sdk_sqs::Client::new(moto.sdk_config())
+            .change_message_visibility()
+            .queue_url(&cloud.notifier_queue.url)
+            .receipt_handle(messages[0].receipt_handle().unwrap())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+        envelope
+    };
     assert_eq!(envelope, outbox[0], "an SQS subscriber gets the event JSON");
     assert!(
         envelope.correlation_id.is_some(),
         "the API request id travels with the event"
     );
+    assert_eq!(cloud.run_notifier().await, (1, 0));
 
-    // what an email subscriber gets: the `email` document of the same Publish
-    let published = published_to(moto, cloud.publisher.topic_arn());
-    assert_eq!(published.len(), 1);
-    let (document, subject) = &published[0];
-    let email = document["email"].as_str().unwrap();
-    assert_eq!(email, out_of_stock_message(&outbox[0]));
+    // the email topic got one plain-text email: which SKU, since when, the line, the event id
+    let emails = published_to(moto, &cloud.email_topic_arn);
+    assert_eq!(emails.len(), 1);
+    let (text, subject) = &emails[0];
+    assert_eq!(text, &Value::String(out_of_stock_message(&outbox[0])));
+    let text = text.as_str().unwrap();
     assert!(
-        email.contains(&format!("Event id: {}\n", outbox[0].id)),
-        "{email}"
+        text.contains(&format!("Event id: {}\n", outbox[0].id)),
+        "{text}"
     );
     assert!(
-        email.contains(&format!("Out of stock for SKU {SKU}")),
-        "{email}"
+        text.contains("Order line turned away: order order-9, quantity 5."),
+        "{text}"
     );
     assert_eq!(subject, &format!("Out of stock for SKU {SKU}"));
+    let messages = receive(moto, &cloud.email_queue.url, 10).await;
+    assert_eq!(messages.len(), 1, "the email subscriber's copy");
+    let notification: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    assert_eq!(
+        notification["Subject"],
+        format!("Out of stock for SKU {SKU}")
+    );
+
+    // delivered again (a relay retry, a republish, a redelivery): no second email
+    let again = json!({
+        "messageId": "redelivered", "receiptHandle": "r", "attributes": {}, "messageAttributes": {},
+        "body": serde_json::to_string(&outbox[0]).unwrap(), "eventSource": "aws:sqs",
+    });
+    let event: SqsEvent = serde_json::from_value(json!({ "Records": [again] })).unwrap();
+    let response = sqs::handle(&cloud.notifier, invocation(event))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        cloud
+            .republish(json!({"sku": SKU}))
+            .await
+            .unwrap()
+            .published,
+        1
+    );
+    assert_eq!(cloud.relay_outbox().await.1, 0);
+    assert_eq!(
+        cloud.run_notifier().await,
+        (1, 0),
+        "the republished copy, handled"
+    );
+    assert_eq!(
+        published_to(moto, &cloud.email_topic_arn).len(),
+        1,
+        "one email per event"
+    );
+
+    // the events topic's own message keeps its readable `email` document too
+    let published = published_to(moto, cloud.publisher.topic_arn());
+    let (document, _) = &published[0];
+    assert_eq!(
+        document["email"].as_str().unwrap(),
+        out_of_stock_message(&outbox[0])
+    );
 
     // and the reallocation queue's filter keeps it out
     assert!(receive(moto, &cloud.reallocation_queue.url, 10)

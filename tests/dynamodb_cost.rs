@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use allocation::adapters::dynamodb::commit::{self, Operation};
 use allocation::adapters::dynamodb::items::{self, Item};
-use allocation::adapters::dynamodb::keys::{self, EXPIRES_AT, GSI1PK, LSI1SK, PK, SK};
+use allocation::adapters::dynamodb::keys::{
+    self, CREATED_AT, GSI1PK, LSI1SK, PENDING_SHARD, PK, SK,
+};
 use allocation::adapters::dynamodb::{size, DynamoDbStore};
 use allocation::adapters::records::{AllocationRecord, BatchRecord, ProductRecord};
 use allocation::domain::{Allocate, Batch, CreateBatch, EventEnvelope, OrderLine, Product};
@@ -54,7 +56,8 @@ struct Cost {
     read_units: u64,
     /// (item kind, size in bytes, transactional write units) per table write.
     writes: Vec<(String, usize, u64)>,
-    /// Standard write units of the index entries: GSI `by_order` and LSI `by_batch`.
+    /// Standard write units of the index entries: GSI `by_order`, LSI `by_batch` and, for the outbox
+    /// item, GSI `pending`.
     index_units: u64,
 }
 
@@ -93,7 +96,7 @@ fn write_cost(puts: &[Item], stored_product: &Item) -> (Vec<(String, usize, u64)
         let replaced = (kind == "product").then_some(stored_product);
         let units = size::transactional_put_units(item, replaced);
         writes.push((kind, size::item_size(item), units));
-        for index_key in [GSI1PK, LSI1SK] {
+        for index_key in [GSI1PK, LSI1SK, PENDING_SHARD] {
             if item.contains_key(index_key) {
                 index_units += size::standard_write_units(size::item_size(item));
             }
@@ -307,7 +310,9 @@ async fn an_allocation_reads_and_writes_the_same_units_whatever_the_history() {
     assert_eq!(kinds(&on_fresh), kinds(&on_busy));
     assert_eq!(on_fresh.write_units(), on_busy.write_units());
     assert!(on_busy.read_units <= 4, "{on_busy:?}");
-    assert!(on_busy.write_units() <= 10, "{on_busy:?}");
+    // 10 for the state and the event, 1 for the event's entry in the `pending` index (what makes
+    // an event whose stream record is lost still found and published: docs/functions.md).
+    assert!(on_busy.write_units() <= 11, "{on_busy:?}");
 }
 
 /// The items the store writes are exactly the ones the commit's actions describe (so the costs above
@@ -333,10 +338,10 @@ async fn the_store_writes_exactly_the_items_of_its_actions() {
             .map(|k| (k.to_string(), item[*k].clone()))
             .collect();
         let mut stored = stored_item(&client, &table, key).await;
-        // The TTL is "commit time + 7 days" and the envelope carries the commit time: the
-        // computed item used a fixed time.
-        if stored.contains_key(EXPIRES_AT) {
-            stored.insert(EXPIRES_AT.to_owned(), item[EXPIRES_AT].clone());
+        // The outbox item and its envelope carry the commit time: the computed item used a fixed
+        // time.
+        if stored.contains_key(CREATED_AT) {
+            stored.insert(CREATED_AT.to_owned(), item[CREATED_AT].clone());
             let mut envelope = items::parse_outbox(&stored).unwrap();
             envelope.occurred_at = items::parse_outbox(item).unwrap().occurred_at;
             stored.insert(

@@ -11,10 +11,11 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use allocation::adapters::dynamodb::DynamoDbStore;
+use allocation::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore};
 use allocation::adapters::sns::SnsPublisher;
 use allocation::domain::{Event, EventEnvelope, Product};
-use allocation::entrypoints::lambda::{http, init, sqs, streams};
+use allocation::entrypoints::lambda::republish::Republisher;
+use allocation::entrypoints::lambda::{http, init, republish, sqs, streams};
 use allocation::service::{out_of_stock_message, Bus, Store};
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -96,12 +97,19 @@ enum Answer {
     },
     /// A partial batch response (`{"batchItemFailures": [...]}`).
     Batch(Value),
+    /// Any other answer (the republisher's report), or the invocation's error.
+    Json(Result<Value, String>),
 }
 
 /// The functions, wired to moto as their binaries wire them to AWS.
 struct Functions {
     bus: Bus<DynamoDbStore>,
     publisher: SnsPublisher,
+    outbox: DynamoDbOutbox,
+    republisher: Republisher<SnsPublisher>,
+    /// `notify_out_of_stock`'s bus and the email topic it sends to.
+    notifier: Bus<DynamoDbStore>,
+    email_topic_arn: String,
     /// A raw-delivery queue subscribed to the topic, filtered to `OutOfStock`.
     out_of_stock_queue: String,
 }
@@ -120,9 +128,28 @@ impl Functions {
         let out_of_stock_queue = subscribed_queue(moto, &topic_arn, "OutOfStock", true)
             .await
             .url;
+        let email_topic_arn = sns
+            .create_topic()
+            .name(unique_name("out-of-stock-email"))
+            .send()
+            .await
+            .unwrap()
+            .topic_arn()
+            .unwrap()
+            .to_owned();
+        let publisher = SnsPublisher::new(sns, topic_arn);
+        let outbox = DynamoDbOutbox::new(moto.dynamodb(), &table);
         Self {
+            notifier: init::notifier_bus_over(moto.sdk_config(), table.clone(), &email_topic_arn),
+            email_topic_arn,
             bus: init::bus_over(moto.sdk_config(), table),
-            publisher: SnsPublisher::new(sns, topic_arn),
+            republisher: Republisher {
+                publisher: publisher.clone(),
+                outbox: outbox.clone(),
+                grace: std::time::Duration::ZERO,
+            },
+            publisher,
+            outbox,
             out_of_stock_queue,
         }
     }
@@ -149,19 +176,36 @@ impl Functions {
                     body,
                 }
             }
-            "reallocate" => {
+            "reallocate" | "notify_out_of_stock" => {
+                let bus = match function {
+                    "reallocate" => &self.bus,
+                    _ => &self.notifier,
+                };
                 let event: SqsEvent = serde_json::from_str(event).expect("an SQS event");
-                let response = sqs::handle(&self.bus, LambdaEvent::new(event, context))
+                let response = sqs::handle(bus, LambdaEvent::new(event, context))
                     .await
                     .unwrap();
                 Answer::Batch(serde_json::to_value(response).unwrap())
             }
             "publish_events" => {
                 let event: DynamoDbEvent = serde_json::from_str(event).expect("a stream event");
-                let response = streams::handle(&self.publisher, LambdaEvent::new(event, context))
-                    .await
-                    .unwrap();
+                let response = streams::handle(
+                    &self.publisher,
+                    &self.outbox,
+                    LambdaEvent::new(event, context),
+                )
+                .await
+                .unwrap();
                 Answer::Batch(serde_json::to_value(response).unwrap())
+            }
+            "republish_events" => {
+                let payload: Value = serde_json::from_str(event).expect("a JSON payload");
+                let answer =
+                    republish::handle(&self.republisher, LambdaEvent::new(payload, context))
+                        .await
+                        .map(|report| serde_json::to_value(report).unwrap())
+                        .map_err(|e| e.to_string());
+                Answer::Json(answer)
             }
             other => panic!("events/README.md names an unknown function {other:?}"),
         }
@@ -243,7 +287,10 @@ fn published_to(moto: &Moto, topic_arn: &str) -> Vec<(Value, String)> {
         .expect("sent_notifications")
         .iter()
         .map(|sent| {
-            let document = serde_json::from_str(sent[1].as_str().unwrap()).unwrap();
+            // A `MessageStructure=json` document, or a plain text message (the emails).
+            let message = sent[1].as_str().unwrap();
+            let document =
+                serde_json::from_str(message).unwrap_or_else(|_| Value::String(message.to_owned()));
             (document, sent[2].as_str().unwrap_or_default().to_owned())
         })
         .collect()
@@ -259,6 +306,18 @@ fn failures(answer: &Answer) -> Vec<String> {
         .iter()
         .map(|failure| failure["itemIdentifier"].as_str().unwrap().to_owned())
         .collect()
+}
+
+fn report(answer: &Answer) -> &Value {
+    match answer {
+        Answer::Json(Ok(report)) => report,
+        other => panic!("expected a report, got {other:?}"),
+    }
+}
+
+/// The republisher's report when it found `n` items and published them all.
+fn report_of(n: usize) -> Value {
+    json!({"found": n, "published": n, "failed": 0, "unreadable": 0, "complete": true})
 }
 
 fn http_answer(answer: &Answer) -> (u16, &Value) {
@@ -417,6 +476,45 @@ async fn check(
             );
             assert_eq!(subject, "Out of stock for SKU SMALL-TABLE", "{context}");
         }
+        "notify_out_of_stock.json" => {
+            assert_eq!(failures(answer), Vec::<String>::new(), "{context}");
+            let emails = published_to(moto, &functions.email_topic_arn);
+            assert_eq!(emails.len(), 1, "{context}: one email");
+            let (text, subject) = &emails[0];
+            let envelope: EventEnvelope = {
+                let event: Value = serde_json::from_str(event).unwrap();
+                serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap()
+            };
+            assert_eq!(
+                text,
+                &Value::String(out_of_stock_message(&envelope)),
+                "{context}"
+            );
+            assert!(
+                text.as_str().unwrap().contains("Event id: SMALL-TABLE:6:0"),
+                "{context}: {text}"
+            );
+            assert_eq!(subject, "Out of stock for SKU SMALL-TABLE", "{context}");
+            let again = functions.feed("notify_out_of_stock", event, "again").await;
+            assert_eq!(failures(&again), Vec::<String>::new(), "{context}");
+            assert_eq!(
+                published_to(moto, &functions.email_topic_arn).len(),
+                1,
+                "{context}: delivered again, no second email"
+            );
+        }
+        "republish_events.json" => {
+            let found = if in_sequence { 1 } else { 0 };
+            assert_eq!(report(answer), &report_of(found), "{context}");
+            let again = functions
+                .feed("republish_events", event, "sweep-again")
+                .await;
+            assert_eq!(report(&again), &report_of(0), "{context}: all published");
+        }
+        "republish_events_by_sku.json" => {
+            let found = if in_sequence { 2 } else { 0 };
+            assert_eq!(report(answer), &report_of(found), "{context}");
+        }
         other => panic!("events/{other} is in the README table but this test has no check for it"),
     }
 }
@@ -459,9 +557,14 @@ async fn a_failed_publish_reports_the_records_sequence_number() {
         &std::fs::read_to_string(events_dir().join("publish_events.json")).unwrap(),
     )
     .unwrap();
-    let response = streams::handle(&publisher, LambdaEvent::new(event, Context::default()))
-        .await
-        .unwrap();
+    let outbox = DynamoDbOutbox::new(moto.dynamodb(), moto.create_table("no-publish").await);
+    let response = streams::handle(
+        &publisher,
+        &outbox,
+        LambdaEvent::new(event, Context::default()),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         serde_json::to_value(response).unwrap(),
         json!({"batchItemFailures": [{"itemIdentifier": SEQUENCE_NUMBER}]})

@@ -10,7 +10,7 @@ use allocation::adapters::sns::PublishError;
 use allocation::adapters::InMemoryStore;
 use allocation::domain::{Event, EventEnvelope};
 use allocation::entrypoints::lambda::{http, sqs, streams};
-use allocation::service::{outbox_bus, Bus, Store};
+use allocation::service::{outbox_bus, Bus, Store, StoreError};
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -397,6 +397,26 @@ impl streams::EventPublisher for FakePublisher {
     }
 }
 
+/// Records the outbox items marked published; fails every mark when `fail` is set.
+#[derive(Default)]
+struct FakeMarks {
+    marked: Mutex<Vec<(String, String)>>,
+    fail: bool,
+}
+
+impl streams::PublishedMarks for FakeMarks {
+    async fn mark_published(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
+        if self.fail {
+            return Err(StoreError::Throttled("UpdateItem: throttled".into()));
+        }
+        self.marked
+            .lock()
+            .unwrap()
+            .push((pk.to_owned(), sk.to_owned()));
+        Ok(())
+    }
+}
+
 /// A stream record: the sample outbox insert with this event name, entity, payload and number.
 fn stream_record(event_name: &str, entity: &str, payload: &str, sequence: &str) -> Value {
     let mut record = sample("publish_events.json")["Records"][0].clone();
@@ -438,7 +458,7 @@ fn published_ids(publisher: &FakePublisher) -> Vec<String> {
 
 #[tokio::test]
 async fn outbox_inserts_are_published_in_order_and_other_records_skipped() {
-    let publisher = FakePublisher::default();
+    let (publisher, marks) = (FakePublisher::default(), FakeMarks::default());
     let event = stream_event(vec![
         stream_record("MODIFY", "product", "{}", "100"),
         stream_record("INSERT", "outbox", &out_of_stock("LAMP:1:0"), "101"),
@@ -446,7 +466,30 @@ async fn outbox_inserts_are_published_in_order_and_other_records_skipped() {
         stream_record("INSERT", "batch", "{}", "103"),
         stream_record("INSERT", "outbox", &out_of_stock("LAMP:2:0"), "104"),
     ]);
-    let response = streams::handle(&publisher, event).await.unwrap();
+    let response = streams::handle(&publisher, &marks, event).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(published_ids(&publisher), ["LAMP:1:0", "LAMP:2:0"]);
+    assert_eq!(
+        marks.marked.lock().unwrap().len(),
+        2,
+        "each published item is marked, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn a_published_event_whose_mark_fails_is_not_a_failure() {
+    let publisher = FakePublisher::default();
+    let marks = FakeMarks {
+        fail: true,
+        ..FakeMarks::default()
+    };
+    let event = stream_event(vec![
+        stream_record("INSERT", "outbox", &out_of_stock("LAMP:1:0"), "151"),
+        stream_record("INSERT", "outbox", &out_of_stock("LAMP:2:0"), "152"),
+    ]);
+    let response = streams::handle(&publisher, &marks, event).await.unwrap();
+    // Published: retrying the shard would publish again for nothing; the item stays pending and
+    // the republisher publishes it again later.
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(published_ids(&publisher), ["LAMP:1:0", "LAMP:2:0"]);
 }
@@ -462,7 +505,12 @@ async fn the_first_failure_is_reported_and_stops_the_batch() {
         stream_record("INSERT", "outbox", &out_of_stock("LAMP:2:0"), "202"),
         stream_record("INSERT", "outbox", &out_of_stock("LAMP:3:0"), "203"),
     ]);
-    let response = serde_json::to_value(streams::handle(&publisher, event).await.unwrap()).unwrap();
+    let response = serde_json::to_value(
+        streams::handle(&publisher, &FakeMarks::default(), event)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(failures(&response), ["202"]);
     assert_eq!(published_ids(&publisher), ["LAMP:1:0"]);
 }
@@ -471,25 +519,34 @@ async fn the_first_failure_is_reported_and_stops_the_batch() {
 async fn an_unreadable_outbox_payload_is_a_failure_not_a_silent_drop() {
     let publisher = FakePublisher::default();
     let event = stream_event(vec![stream_record("INSERT", "outbox", "{oops", "301")]);
-    let response = serde_json::to_value(streams::handle(&publisher, event).await.unwrap()).unwrap();
+    let response = serde_json::to_value(
+        streams::handle(&publisher, &FakeMarks::default(), event)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(failures(&response), ["301"]);
     let mut no_payload = stream_record("INSERT", "outbox", "", "302");
     no_payload["dynamodb"]["NewImage"]
         .as_object_mut()
         .unwrap()
         .remove("payload");
-    let response = streams::handle(&publisher, stream_event(vec![no_payload]))
-        .await
-        .unwrap();
+    let response = streams::handle(
+        &publisher,
+        &FakeMarks::default(),
+        stream_event(vec![no_payload]),
+    )
+    .await
+    .unwrap();
     assert_eq!(failures(&serde_json::to_value(response).unwrap()), ["302"]);
     assert!(published_ids(&publisher).is_empty());
 }
 
 #[tokio::test]
 async fn the_sample_stream_event_publishes_its_event() {
-    let publisher = FakePublisher::default();
+    let (publisher, marks) = (FakePublisher::default(), FakeMarks::default());
     let event: DynamoDbEvent = serde_json::from_value(sample("publish_events.json")).unwrap();
-    let response = streams::handle(&publisher, LambdaEvent::new(event, context("s")))
+    let response = streams::handle(&publisher, &marks, LambdaEvent::new(event, context("s")))
         .await
         .unwrap();
     assert_eq!(
@@ -497,4 +554,11 @@ async fn the_sample_stream_event_publishes_its_event() {
         json!({"batchItemFailures": []})
     );
     assert_eq!(published_ids(&publisher), ["SMALL-TABLE:4:0"]);
+    assert_eq!(
+        *marks.marked.lock().unwrap(),
+        [(
+            "OUTBOX#SMALL-TABLE".to_owned(),
+            "00000000000000000004#000000".to_owned()
+        )]
+    );
 }

@@ -1,4 +1,6 @@
 //! The SAM template check: template.yaml expands (samtranslator) and lints (cfn-lint) clean, and the check catches a broken reference.
+//! Also the Python tests of `scripts/`: each of the check's project rules rejects a template broken
+//! against it, and the smoke script signs its requests and runs its flow against a local stand-in.
 
 // Needs python3 (>= 3.9) and PyPI: `scripts/tools-venv.sh` installs the pinned tools into
 // `$ALLOC_VENV` (default `.venv`) the first time, then returns at once.
@@ -50,6 +52,23 @@ fn check_template(template: &Path) -> (Output, String) {
         .current_dir(repo())
         .output()
         .expect("run scripts/check_template.py");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, text)
+}
+
+/// Runs the Python unittest file `scripts/<file>` with the tools venv's python; returns its exit
+/// status and stdout + stderr.
+fn python_unittests(file: &str) -> (Output, String) {
+    let output = Command::new(tools_python())
+        .arg(Path::new("scripts").join(file))
+        .arg("-v")
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{file}: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -129,5 +148,27 @@ fn the_template_check_rejects_a_broken_reference() {
     assert!(
         text.contains("NoSuchTable"),
         "the check failed without naming NoSuchTable:\n{text}"
+    );
+}
+
+#[test]
+fn each_template_rule_rejects_a_template_broken_against_it() {
+    // Authorizers, least privilege, visibility timeouts, dead-letter and relay alarms, topic
+    // encryption: scripts/test_check_template.py breaks a copy of template.yaml once per rule.
+    let (output, text) = python_unittests("test_check_template.py");
+    assert!(
+        output.status.success(),
+        "scripts/test_check_template.py failed ({}):\n{text}",
+        output.status
+    );
+}
+
+#[test]
+fn the_smoke_script_signs_its_requests_and_runs_the_flow_offline() {
+    let (output, text) = python_unittests("test_smoke.py");
+    assert!(
+        output.status.success(),
+        "scripts/test_smoke.py failed ({}):\n{text}",
+        output.status
     );
 }

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
+pub mod email;
 #[cfg(feature = "local")]
 pub mod embedded;
 pub mod memory;

@@ -61,7 +61,7 @@ impl SnsMessage {
 
 /// A valid SNS subject: printable ASCII (anything else becomes `?`), under 100 characters. A SKU may
 /// hold any non-control character; an invalid subject would make every retry of the publish fail.
-fn subject_line(text: &str) -> String {
+pub(crate) fn subject_line(text: &str) -> String {
     let mut subject: String = text
         .chars()
         .map(|c| {

@@ -11,7 +11,7 @@ pub mod store;
 pub mod unit_of_work;
 pub mod wiring;
 
-pub use bootstrap::{outbox_bus, Bus};
+pub use bootstrap::{notifying_outbox_bus, outbox_bus, Bus};
 pub use errors::{ServiceError, StoreError};
 pub use handlers::QueuedAllocation;
 pub use message_bus::{BusStats, CommandResult, Message, MessageBus};

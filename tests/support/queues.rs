@@ -14,10 +14,25 @@ pub struct Queue {
 /// A new queue subscribed to `topic_arn`, filtered on the `event_type` message attribute; `raw` is
 /// SNS's RawMessageDelivery (the body is the message itself, not SNS's JSON envelope).
 pub async fn subscribed_queue(moto: &Moto, topic_arn: &str, event_type: &str, raw: bool) -> Queue {
+    subscribe_queue(moto, topic_arn, Some(event_type), raw).await
+}
+
+/// A new queue subscribed to every message of `topic_arn`, with raw delivery: an observer.
+pub async fn observer_queue(moto: &Moto, topic_arn: &str) -> Queue {
+    subscribe_queue(moto, topic_arn, None, true).await
+}
+
+/// A new queue subscribed to `topic_arn`, filtered on `event_type` if given; `raw` as above.
+pub async fn subscribe_queue(
+    moto: &Moto,
+    topic_arn: &str,
+    event_type: Option<&str>,
+    raw: bool,
+) -> Queue {
     let sqs = aws_sdk_sqs::Client::new(moto.sdk_config());
     let url = sqs
         .create_queue()
-        .queue_name(unique_name(event_type))
+        .queue_name(unique_name(event_type.unwrap_or("every-event")))
         .send()
         .await
         .expect("create queue")
@@ -35,19 +50,20 @@ pub async fn subscribed_queue(moto: &Moto, topic_arn: &str, event_type: &str, ra
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
         .expect("queue arn")
         .clone();
-    aws_sdk_sns::Client::new(moto.sdk_config())
+    let mut subscription = aws_sdk_sns::Client::new(moto.sdk_config())
         .subscribe()
         .topic_arn(topic_arn)
         .protocol("sqs")
         .endpoint(&arn)
-        .attributes("RawMessageDelivery", raw.to_string())
-        .attributes("FilterPolicyScope", "MessageAttributes")
-        .attributes(
-            "FilterPolicy",
-            json!({ "event_type": [event_type] }).to_string(),
-        )
-        .send()
-        .await
-        .expect("subscribe");
+        .attributes("RawMessageDelivery", raw.to_string());
+    if let Some(event_type) = event_type {
+        subscription = subscription
+            .attributes("FilterPolicyScope", "MessageAttributes")
+            .attributes(
+                "FilterPolicy",
+                json!({ "event_type": [event_type] }).to_string(),
+            );
+    }
+    subscription.send().await.expect("subscribe");
     Queue { url, arn }
 }

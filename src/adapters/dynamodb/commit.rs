@@ -1,7 +1,7 @@
 //! A commit as DynamoDB transaction actions: the `RecordWrite`s of every product turned into conditional
 //! puts and deletes, each with what its failure means.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::items::{self, Item};
 use super::keys::PK;
@@ -34,11 +34,6 @@ pub enum Operation {
     },
     Delete {
         key: Item,
-    },
-    /// Writes nothing; the transaction holds only if the item meets the condition.
-    Check {
-        key: Item,
-        condition: Condition,
     },
 }
 
@@ -73,7 +68,7 @@ impl Action {
     pub fn put_item(&self) -> Option<&Item> {
         match &self.operation {
             Operation::Put { item, .. } => Some(item),
-            Operation::Delete { .. } | Operation::Check { .. } => None,
+            Operation::Delete { .. } => None,
         }
     }
 
@@ -106,25 +101,6 @@ impl Action {
                 }
                 TransactWriteItem::builder()
                     .put(put.build().map_err(invalid)?)
-                    .build()
-            }
-            Operation::Check { key, condition } => {
-                let Condition::VersionIs(expected) = condition else {
-                    return Err(StoreError::Unavailable(
-                        "a condition check only compares a product's version".into(),
-                    ));
-                };
-                let check = ConditionCheck::builder()
-                    .table_name(table)
-                    .set_key(Some(key.clone()))
-                    .condition_expression("#version = :expected")
-                    .expression_attribute_names("#version", "version_number")
-                    .expression_attribute_values(
-                        ":expected",
-                        AttributeValue::N(expected.to_string()),
-                    );
-                TransactWriteItem::builder()
-                    .condition_check(check.build().map_err(invalid)?)
                     .build()
             }
             Operation::Delete { key } => {
@@ -234,7 +210,7 @@ mod tests {
             .iter()
             .map(|a| match &a.operation {
                 Operation::Put { condition, .. } => (a.target.clone(), condition.clone()),
-                Operation::Delete { .. } | Operation::Check { .. } => unreachable!(),
+                Operation::Delete { .. } => unreachable!(),
             })
             .collect();
         assert_eq!(

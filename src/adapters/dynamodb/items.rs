@@ -111,7 +111,8 @@ pub fn allocation_item(record: &AllocationRecord) -> Item {
     item
 }
 
-/// An outbox item; `now` (epoch seconds) sets its TTL.
+/// An outbox item, committed at `now` (epoch seconds): pending (in the `pending` index) until it is
+/// published; only then does it get its TTL.
 pub fn outbox_item(record: &OutboxRecord, now: i64) -> Result<Item, StoreError> {
     let payload = serde_json::to_string(&record.envelope).map_err(|e| {
         StoreError::Corrupt(format!(
@@ -127,9 +128,10 @@ pub fn outbox_item(record: &OutboxRecord, now: i64) -> Result<Item, StoreError> 
     );
     item.insert("event_id".to_owned(), s(&record.envelope.id));
     item.insert("payload".to_owned(), s(payload));
+    item.insert(CREATED_AT.to_owned(), n(now));
     item.insert(
-        EXPIRES_AT.to_owned(),
-        n(now.saturating_add(OUTBOX_TTL_SECONDS)),
+        PENDING_SHARD.to_owned(),
+        s(pending_shard(&record.envelope.id)),
     );
     Ok(item)
 }
@@ -334,7 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn outbox_items_carry_the_envelope_and_a_ttl() {
+    fn outbox_items_carry_the_envelope_and_stay_pending_without_a_ttl() {
         let envelope = EventEnvelope {
             id: "LAMP:2:0".into(),
             correlation_id: Some("req-1".into()),
@@ -358,9 +360,14 @@ mod tests {
             AttributeValue::S("00000000000000000002#000000".into())
         );
         assert_eq!(item["event_type"], AttributeValue::S("OutOfStock".into()));
+        assert_eq!(item[CREATED_AT], AttributeValue::N("1000".into()));
         assert_eq!(
-            item[EXPIRES_AT],
-            AttributeValue::N((1_000 + 604_800).to_string())
+            item[PENDING_SHARD],
+            AttributeValue::S(pending_shard("LAMP:2:0"))
+        );
+        assert!(
+            !item.contains_key(EXPIRES_AT),
+            "expires only once published"
         );
         assert_eq!(parse_outbox(&item).unwrap(), record.envelope);
     }

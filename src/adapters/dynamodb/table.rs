@@ -10,15 +10,20 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::errors::unavailable;
-use super::keys::{BY_BATCH_INDEX, BY_ORDER_INDEX, EXPIRES_AT, GSI1PK, GSI1SK, LSI1SK, PK, SK};
+use super::keys::{
+    BY_BATCH_INDEX, BY_ORDER_INDEX, CREATED_AT, EXPIRES_AT, GSI1PK, GSI1SK, LSI1SK, PENDING_INDEX,
+    PENDING_SHARD, PK, SK,
+};
 use crate::service::StoreError;
 
 /// How long `create_table` waits for the table to become ACTIVE.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Creates the table: on demand, `pk`/`sk` strings, GSI `by_order` on `gsi1pk`/`gsi1sk` and LSI
-/// `by_batch` on `pk`/`lsi1sk`, both projecting all attributes, a NEW_IMAGE stream, TTL on `expires_at`; waits until it is ACTIVE. (The template
-/// also enables point-in-time recovery and deletion protection, which tests do not want.)
+/// Creates the table: on demand, `pk`/`sk` strings, GSI `by_order` on `gsi1pk`/`gsi1sk`, GSI
+/// `pending` on `pending_shard`/`created_at` (a number) and LSI `by_batch` on `pk`/`lsi1sk`, all
+/// projecting all attributes, a NEW_IMAGE stream, TTL on `expires_at`; waits until it is ACTIVE.
+/// (The template also enables point-in-time recovery and deletion protection, which tests do not
+/// want.)
 pub async fn create_table(client: &Client, table_name: &str) -> Result<(), StoreError> {
     let invalid = |e: aws_sdk_dynamodb::error::BuildError| {
         StoreError::Unavailable(format!("cannot build the CreateTable request: {e}"))
@@ -49,6 +54,13 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
         .projection(all_attributes())
         .build()
         .map_err(invalid)?;
+    let pending = GlobalSecondaryIndex::builder()
+        .index_name(PENDING_INDEX)
+        .key_schema(key(PENDING_SHARD, KeyType::Hash)?)
+        .key_schema(key(CREATED_AT, KeyType::Range)?)
+        .projection(all_attributes())
+        .build()
+        .map_err(invalid)?;
     let by_batch = LocalSecondaryIndex::builder()
         .index_name(BY_BATCH_INDEX)
         .key_schema(key(PK, KeyType::Hash)?)
@@ -70,9 +82,18 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
         .attribute_definitions(attribute(GSI1PK)?)
         .attribute_definitions(attribute(GSI1SK)?)
         .attribute_definitions(attribute(LSI1SK)?)
+        .attribute_definitions(attribute(PENDING_SHARD)?)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(CREATED_AT)
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .map_err(invalid)?,
+        )
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
         .global_secondary_indexes(by_order)
+        .global_secondary_indexes(pending)
         .local_secondary_indexes(by_batch)
         .stream_specification(stream)
         .send()

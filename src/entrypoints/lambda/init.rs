@@ -12,14 +12,23 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use tracing::error;
 
-use crate::adapters::dynamodb::DynamoDbStore;
+use super::republish::Republisher;
+use crate::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore, NotificationLog};
+use crate::adapters::email::EmailNotifications;
 use crate::adapters::sns::SnsPublisher;
-use crate::service::{outbox_bus, Bus};
+use crate::service::{notifying_outbox_bus, outbox_bus, Bus};
 
 /// The table of products, batches, allocations and outbox (template.yaml: `!Ref Table`).
 pub const TABLE_NAME: &str = "TABLE_NAME";
 /// The events topic (template.yaml: `!Ref EventsTopic`).
 pub const TOPIC_ARN: &str = "TOPIC_ARN";
+/// The topic the out-of-stock emails go to (template.yaml: `!Ref OutOfStockEmailTopic`).
+pub const EMAIL_TOPIC_ARN: &str = "EMAIL_TOPIC_ARN";
+/// How long after its commit an outbox item still pending is published by the republisher (seconds;
+/// optional, default [`DEFAULT_REPUBLISH_AFTER`]).
+pub const REPUBLISH_AFTER_SECONDS: &str = "REPUBLISH_AFTER_SECONDS";
+/// The stream relay publishes within seconds; five minutes leaves it room to retry first.
+pub const DEFAULT_REPUBLISH_AFTER: Duration = Duration::from_secs(300);
 
 /// A function cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +39,8 @@ pub enum InitError {
     Empty(&'static str),
     #[error("environment variable {0} is not valid Unicode")]
     NotUnicode(&'static str),
+    #[error("environment variable {0} must be a whole number of seconds, not {1:?}")]
+    NotSeconds(&'static str, String),
 }
 
 /// A required, non-empty environment variable.
@@ -76,14 +87,60 @@ pub fn bus_over(config: &SdkConfig, table_name: impl Into<String>) -> Bus<Dynamo
     outbox_bus(Arc::new(DynamoDbStore::new(client, table_name)))
 }
 
-/// The SNS publisher to the topic named by `TOPIC_ARN` (`publish_events`).
-pub async fn publisher_from_env() -> Result<SnsPublisher, InitError> {
-    let topic_arn = required_env(TOPIC_ARN).inspect_err(log_init_error)?;
+/// The bus of `notify_out_of_stock`: over the table named by `TABLE_NAME`, sending each delivered
+/// `OutOfStock` once, by email, to the topic named by `EMAIL_TOPIC_ARN`.
+pub async fn notifier_bus_from_env() -> Result<Bus<DynamoDbStore>, InitError> {
+    let table_name = required_env(TABLE_NAME).inspect_err(log_init_error)?;
+    let topic_arn = required_env(EMAIL_TOPIC_ARN).inspect_err(log_init_error)?;
     let config = aws_config().await;
-    Ok(SnsPublisher::new(
-        aws_sdk_sns::Client::new(&config),
-        topic_arn,
+    Ok(notifier_bus_over(&config, table_name, topic_arn))
+}
+
+/// The notifier's bus over this table and email topic, with clients of this configuration.
+pub fn notifier_bus_over(
+    config: &SdkConfig,
+    table_name: impl Into<String>,
+    email_topic_arn: impl Into<String>,
+) -> Bus<DynamoDbStore> {
+    let table_name = table_name.into();
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let log = NotificationLog::new(dynamodb.clone(), &table_name);
+    let email = EmailNotifications::new(aws_sdk_sns::Client::new(config), email_topic_arn, log);
+    notifying_outbox_bus(
+        Arc::new(DynamoDbStore::new(dynamodb, table_name)),
+        Arc::new(email),
+    )
+}
+
+/// The relay's parts (`publish_events`): the SNS publisher to the topic named by `TOPIC_ARN`, and the
+/// outbox of the table named by `TABLE_NAME`, where it marks what it published.
+pub async fn relay_from_env() -> Result<(SnsPublisher, DynamoDbOutbox), InitError> {
+    let topic_arn = required_env(TOPIC_ARN).inspect_err(log_init_error)?;
+    let table_name = required_env(TABLE_NAME).inspect_err(log_init_error)?;
+    let config = aws_config().await;
+    Ok((
+        SnsPublisher::new(aws_sdk_sns::Client::new(&config), topic_arn),
+        DynamoDbOutbox::new(aws_sdk_dynamodb::Client::new(&config), table_name),
     ))
+}
+
+/// The republisher (`republish_events`): the relay's parts and `REPUBLISH_AFTER_SECONDS`.
+pub async fn republisher_from_env() -> Result<Republisher<SnsPublisher>, InitError> {
+    let grace = match std::env::var(REPUBLISH_AFTER_SECONDS) {
+        Err(_) => DEFAULT_REPUBLISH_AFTER,
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| InitError::NotSeconds(REPUBLISH_AFTER_SECONDS, text))
+            .inspect_err(log_init_error)?,
+    };
+    let (publisher, outbox) = relay_from_env().await?;
+    Ok(Republisher {
+        publisher,
+        outbox,
+        grace,
+    })
 }
 
 fn log_init_error(error: &InitError) {

@@ -6,5 +6,6 @@
 
 pub mod http;
 pub mod init;
+pub mod republish;
 pub mod sqs;
 pub mod streams;

@@ -7,6 +7,10 @@
 //! retries sends the batch to its failure queue. An outbox item whose payload cannot be read is such a
 //! failure too. Records that are not outbox inserts are skipped and logged: the event source mapping's
 //! filter should not let them through.
+//!
+//! Each published item is then marked published (it leaves the outbox's `pending` index and gets its
+//! TTL). If marking fails the event stays pending and the republisher (`lambda::republish`) publishes
+//! it again later: at least once, never lost.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,8 +21,10 @@ use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
 use tracing::{error, field, info, info_span, warn, Instrument, Span};
 
+use crate::adapters::dynamodb::DynamoDbOutbox;
 use crate::adapters::sns::{PublishError, SnsPublisher};
 use crate::domain::EventEnvelope;
+use crate::service::StoreError;
 
 /// Where outbox events go (SNS in production; tests may substitute a failing one).
 pub trait EventPublisher: Send + Sync {
@@ -34,6 +40,26 @@ impl EventPublisher for SnsPublisher {
         envelope: &EventEnvelope,
     ) -> impl Future<Output = Result<String, PublishError>> + Send {
         SnsPublisher::publish(self, envelope)
+    }
+}
+
+/// Where the relay records that an outbox item was published (the table's outbox in production).
+pub trait PublishedMarks: Send + Sync {
+    /// Marks the outbox item with this key as published.
+    fn mark_published(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl PublishedMarks for DynamoDbOutbox {
+    fn mark_published(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        DynamoDbOutbox::mark_published(self, pk, sk, chrono::Utc::now().timestamp())
     }
 }
 
@@ -58,8 +84,9 @@ pub enum Outcome {
 }
 
 /// Relays a batch: the function the `publish_events` binary runs under `lambda_runtime::run`.
-pub async fn handle<P: EventPublisher>(
+pub async fn handle<P: EventPublisher, M: PublishedMarks>(
     publisher: &P,
+    marks: &M,
     event: LambdaEvent<DynamoDbEvent>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let (event, context) = event.into_parts();
@@ -77,29 +104,41 @@ pub async fn handle<P: EventPublisher>(
         let outcome = handle_record(publisher, record)
             .instrument(span.clone())
             .await;
-        let failed = span.in_scope(|| match outcome {
+        match outcome {
             Ok(Outcome::Published(message_id)) => {
-                info!(sns_message_id = %message_id, "event published");
-                false
+                span.in_scope(|| info!(sns_message_id = %message_id, "event published"));
+                mark_published(marks, record).instrument(span).await;
             }
-            Ok(Outcome::Skipped) => false,
+            Ok(Outcome::Skipped) => {}
             Err(failure) => {
-                error!(error = %failure, "event not published; the stream will retry from this record");
-                true
+                span.in_scope(|| {
+                    error!(error = %failure, "event not published; the stream will retry from this record");
+                });
+                let Some(sequence_number) = sequence_number else {
+                    // Cannot be reported alone: fail the whole batch (the relay is at-least-once anyway).
+                    return Err("a failed stream record has no SequenceNumber".into());
+                };
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some(sequence_number.to_owned());
+                response.batch_item_failures.push(failure);
+                break;
             }
-        });
-        if failed {
-            let Some(sequence_number) = sequence_number else {
-                // Cannot be reported alone: fail the whole batch (the relay is at-least-once anyway).
-                return Err("a failed stream record has no SequenceNumber".into());
-            };
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(sequence_number.to_owned());
-            response.batch_item_failures.push(failure);
-            break;
         }
     }
     Ok(response)
+}
+
+/// Marks a published record's outbox item; a failure leaves it pending (the republisher publishes it
+/// again later), so it is logged, not reported.
+async fn mark_published<M: PublishedMarks>(marks: &M, record: &EventRecord) {
+    let keys = &*record.change.keys;
+    let (Some(pk), Some(sk)) = (string_attribute(keys, "pk"), string_attribute(keys, "sk")) else {
+        warn!("the stream record has no pk/sk keys: its outbox item stays pending");
+        return;
+    };
+    if let Err(error) = marks.mark_published(&pk, &sk).await {
+        warn!(%error, pk, sk, "cannot mark the outbox item published: it stays pending and will be published again");
+    }
 }
 
 /// Publishes one record's event if it is an outbox insert.

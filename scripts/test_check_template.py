@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""Tests of the template check's project rules (scripts/check_template.py): template.yaml passes,
+and for each rule a copy of it broken in one place fails the check with a message that names the
+resource and the rule. Plus the dashboard: valid JSON that shows every alarm and every
+application metric.
+
+usage: .venv/bin/python scripts/test_check_template.py [-v]      (the tools venv)
+
+Each broken copy is checked by the check's own entry point with --rules-only (the SAM transform
+and the project rules: what a rule test needs, in a tenth of a second instead of five). The
+whole check, both cfn-lint passes included, runs as a separate process, as
+`scripts/check-template.sh` runs it, on template.yaml (which must pass) and on one broken copy
+(the rules are part of the full check and fail it), concurrently with the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO = SCRIPTS.parent
+CHECK = SCRIPTS / "check_template.py"
+
+sys.path.insert(0, str(SCRIPTS))
+
+import check_template  # noqa: E402
+from cfnlint.decode import cfn_yaml  # noqa: E402
+
+
+def load_template() -> dict:
+    """template.yaml as plain JSON data (short-form tags become Ref, Fn::GetAtt, ...)."""
+    return json.loads(json.dumps(cfn_yaml.load(str(REPO / "template.yaml"))))
+
+
+def resource(template: dict, name: str) -> dict:
+    return template["Resources"][name]["Properties"]
+
+
+def statement(template: dict, role: str, sid: str) -> dict:
+    for policy in resource(template, role)["Policies"]:
+        for found in policy["PolicyDocument"]["Statement"]:
+            if found.get("Sid") == sid:
+                return found
+    raise KeyError(f"{role} has no statement {sid}")
+
+
+# ---------------------------------------------------------------- the broken copies
+# name -> (breaks a copy of the template in place, lines the check's output must contain).
+# Every case breaks one thing only.
+CASES = {}
+
+
+def case(*expected: str):
+    def register(breaks):
+        CASES[breaks.__name__] = (breaks, expected)
+        return breaks
+
+    return register
+
+
+@case(
+    "ERROR [auth] AllocateRoute: route POST /allocate has no authorizer (AuthorizationType 'NONE')"
+)
+def route_authorization_none(t):
+    resource(t, "AllocateRoute")["AuthorizationType"] = "NONE"
+
+
+@case(
+    "ERROR [auth] AllocationsRoute: route GET /allocations/{orderid} has no authorizer "
+    "(AuthorizationType missing)"
+)
+def route_authorizer_only_in_jwt_mode(t):
+    props = resource(t, "AllocationsRoute")
+    props["AuthorizationType"] = {"Fn::If": ["UseJwt", "JWT", {"Ref": "AWS::NoValue"}]}
+
+
+@case(
+    "ERROR [auth] ServerlessHttpApi: route GET /stock has no authorizer (no security requirement)"
+)
+def sam_http_api_event_without_auth(t):
+    # A function given an HttpApi event the SAM way: SAM adds an implicit API without authorizer.
+    resource(t, "AllocationsFunction")["Events"] = {
+        "Stock": {"Type": "HttpApi", "Properties": {"Method": "GET", "Path": "/stock"}}
+    }
+
+
+@case(
+    "ERROR [least-privilege] AllocationsRole: policy allocations, statement ReadModelByOrder: "
+    "resource '*' for dynamodb:Query"
+)
+def resource_star(t):
+    statement(t, "AllocationsRole", "ReadModelByOrder")["Resource"] = "*"
+
+
+@case(
+    "ERROR [least-privilege] AddBatchRole: policy add-batch, statement ProductUnitOfWork: "
+    "resource 'arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:*'"
+)
+def resource_every_table(t):
+    statement(t, "AddBatchRole", "ProductUnitOfWork")["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:*"
+    }
+
+
+@case(
+    "ERROR [least-privilege] ReallocateRole: policy reallocate, statement "
+    "ConsumeReallocationQueue: wildcard action 'sqs:*'"
+)
+def service_wildcard_action(t):
+    statement(t, "ReallocateRole", "ConsumeReallocationQueue")["Action"] = "sqs:*"
+
+
+@case(
+    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement PublishEvents: "
+    "wildcard action '*'"
+)
+def action_star(t):
+    statement(t, "PublishEventsRole", "PublishEvents")["Action"] = "*"
+
+
+@case(
+    "ERROR [least-privilege] AllocateRole: policy allocate, statement Tracing: resource '*' for "
+    "xray:PutTraceSegments, xray:PutTelemetryRecords, xray:GetSamplingRules"
+)
+def xray_statement_with_more_than_the_write_actions(t):
+    statement(t, "AllocateRole", "Tracing")["Action"].append("xray:GetSamplingRules")
+
+
+@case(
+    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement ListStreams: "
+    "dynamodb:ListStreams takes no resource in IAM (it applies to '*' only): drop it"
+)
+def action_that_takes_no_resource(t):
+    resource(t, "PublishEventsRole")["Policies"][0]["PolicyDocument"]["Statement"].append(
+        {
+            "Sid": "ListStreams",
+            "Effect": "Allow",
+            "Action": "dynamodb:ListStreams",
+            "Resource": {"Fn::Sub": "${Table.Arn}/stream/*"},
+        }
+    )
+
+
+@case(
+    "ERROR [least-privilege] ChangeBatchQuantityRole: attaches managed policy "
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+)
+def aws_managed_policy(t):
+    resource(t, "ChangeBatchQuantityRole")["ManagedPolicyArns"] = [
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ]
+
+
+@case(
+    "ERROR [least-privilege] ReallocateFunctionRole: attaches managed policy "
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "ERROR [least-privilege] ReallocateFunctionRole: attaches managed policy "
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
+)
+def function_with_the_role_sam_generates(t):
+    # Without Role, SAM generates one with AWS managed policies (Resource "*").
+    props = resource(t, "ReallocateFunction")
+    del props["Role"]
+    props["Policies"] = [resource(t, "ReallocateRole")["Policies"][0]["PolicyDocument"]]
+
+
+@case(
+    "ERROR [least-privilege] ApiReadPolicy: policy, statement ReadRoute: resource "
+    "'arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:*' "
+    "for execute-api:Invoke"
+)
+def caller_policy_on_every_api(t):
+    resource(t, "ApiReadPolicy")["PolicyDocument"]["Statement"][0]["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:*"
+    }
+
+
+@case(
+    "ERROR [visibility-timeout] ReallocationQueue: VisibilityTimeout 59 s is under 6x the Timeout "
+    "of its consumer ReallocateFunction (10 s): at least 60 s"
+)
+def visibility_timeout_too_short(t):
+    resource(t, "ReallocationQueue")["VisibilityTimeout"] = 59
+
+
+@case(
+    "ERROR [visibility-timeout] ReallocationQueue: VisibilityTimeout 60 s is under 6x the Timeout "
+    "of its consumer ReallocateFunction (15 s): at least 90 s"
+)
+def consumer_timeout_raised(t):
+    resource(t, "ReallocateFunction")["Timeout"] = 15
+
+
+@case(
+    "ERROR [dead-letter-alarm] ReallocationDeadLetterQueue: dead-letter queue of "
+    "ReallocationQueue: no alarm with an action"
+)
+def dead_letter_alarm_without_action(t):
+    del resource(t, "ReallocationDeadLetterAlarm")["AlarmActions"]
+
+
+@case(
+    "ERROR [dead-letter-alarm] PublishEventsFailureQueue: on-failure destination of "
+    "PublishEventsFunctionOutbox: no alarm with an action"
+)
+def failure_queue_alarm_watches_another_queue(t):
+    resource(t, "PublishEventsFailureAlarm")["Dimensions"][0]["Value"] = {
+        "Fn::GetAtt": ["ReallocationQueue", "QueueName"]
+    }
+
+
+@case(
+    "ERROR [dead-letter-alarm] ReallocationQueue: dead-letter queue of "
+    "OutOfStockEmailSubscription: no alarm with an action"
+)
+def subscription_dead_letter_queue_without_alarm(t):
+    resource(t, "OutOfStockEmailSubscription")["RedrivePolicy"] = {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ReallocationQueue", "Arn"]}
+    }
+
+
+@case(
+    "ERROR [relay-alarm] PublishEventsFunction: reads the stream of Table "
+    "(PublishEventsFunctionOutbox): no alarm with an action on its IteratorAge"
+)
+def relay_without_iterator_age_alarm(t):
+    resource(t, "RelayIteratorAgeAlarm")["MetricName"] = "Duration"
+
+
+@case("ERROR [relay-alarm] PublishEventsFunction: reads the stream of Table")
+def relay_alarm_without_action_when_no_ops_topic(t):
+    props = resource(t, "RelayIteratorAgeAlarm")
+    props["AlarmActions"] = [
+        {"Fn::If": ["CreateOpsTopic", {"Ref": "OpsTopic"}, {"Ref": "AWS::NoValue"}]}
+    ]
+
+
+@case("ERROR [topic-encryption] EventsTopic: SNS topic without KmsMasterKeyId (SSE-KMS)")
+def events_topic_unencrypted(t):
+    del resource(t, "EventsTopic")["KmsMasterKeyId"]
+
+
+@case("ERROR [topic-encryption] OpsTopic: SNS topic without KmsMasterKeyId (SSE-KMS)")
+def ops_topic_encrypted_under_one_condition_only(t):
+    resource(t, "OpsTopic")["KmsMasterKeyId"] = {
+        "Fn::If": ["UseJwt", {"Fn::GetAtt": ["TopicKey", "Arn"]}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def run_full_check(path: Path) -> tuple[int, str]:
+    """The whole check in its own process, as scripts/check-template.sh runs it."""
+    result = subprocess.run(
+        [sys.executable, str(CHECK), str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def run_rules(path: Path) -> tuple[int, str]:
+    """The check's entry point with --rules-only, in this process."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        code = check_template.main(["check_template.py", "--rules-only", str(path)])
+    return code, output.getvalue()
+
+
+# The broken copy that also goes through the full check (cfn-lint included).
+FULL_CHECK_CASE = "route_authorization_none"
+
+
+class TemplateCheckRules(unittest.TestCase):
+    results: dict[str, tuple[int, str]] = {}
+
+    @classmethod
+    def setUpClass(cls):
+        original = load_template()
+        with tempfile.TemporaryDirectory(prefix="template-check-test-") as tmp:
+            paths = {}
+            for name, (breaks, _) in CASES.items():
+                broken = copy.deepcopy(original)
+                breaks(broken)
+                paths[name] = Path(tmp) / f"{name}.json"
+                paths[name].write_text(json.dumps(broken, indent=1))
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                full = {
+                    "the template": pool.submit(run_full_check, REPO / "template.yaml"),
+                    "full check": pool.submit(run_full_check, paths[FULL_CHECK_CASE]),
+                }
+                cls.results = {name: run_rules(path) for name, path in paths.items()}
+                cls.results.update({name: future.result() for name, future in full.items()})
+
+    def test_the_template_passes(self):
+        code, output = self.results["the template"]
+        self.assertEqual(code, 0, output)
+        self.assertIn("cfn-lint of the expansion", output)
+        self.assertIn("project rules on the expansion", output)
+        self.assertIn("check_template: template.yaml: 0 error(s)", output)
+
+    def test_the_full_check_fails_on_a_broken_rule(self):
+        code, output = self.results["full check"]
+        self.assertEqual(code, 1, output)
+        self.assertIn("cfn-lint of the expansion", output)
+        for line in CASES[FULL_CHECK_CASE][1]:
+            self.assertIn(line, output)
+        self.assertIn(f"check_template: {FULL_CHECK_CASE}.json: 1 error(s)", output)
+
+    def assert_case_fails(self, name: str):
+        code, output = self.results[name]
+        self.assertEqual(code, 1, f"the check accepted the broken copy '{name}':\n{output}")
+        for line in CASES[name][1]:
+            self.assertIn(line, output, f"'{name}': the check failed without saying so:\n{output}")
+        # The break is the only thing the rules report: no unrelated finding hides behind it.
+        reported = set(re.findall(r"ERROR \[[a-z-]+\] \S+:", output))
+        wanted = {re.match(r"ERROR \[[a-z-]+\] \S+:", line).group(0) for line in CASES[name][1]}
+        self.assertEqual(reported, wanted, output)
+
+
+for _name in CASES:
+
+    def _test(self, name=_name):
+        self.assert_case_fails(name)
+
+    _test.__name__ = f"test_{_name}_fails"
+    setattr(TemplateCheckRules, _test.__name__, _test)
+
+
+class Dashboard(unittest.TestCase):
+    def test_the_dashboard_shows_every_alarm_and_application_metric(self):
+        template = load_template()
+        body = resource(template, "Dashboard")["DashboardBody"]["Fn::Sub"]
+        names = set(re.findall(r"\$\{([A-Za-z0-9:]+)(?:\.[A-Za-z]+)?\}", body))
+        unknown = {n for n in names if not n.startswith("AWS::")} - set(template["Resources"])
+        self.assertEqual(unknown, set(), "the dashboard names resources that do not exist")
+        dashboard = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))
+        alarm_section = body[body.index('"type": "alarm"') :]
+        alarm_section = alarm_section[: alarm_section.index("]")]
+        shown = set(re.findall(r"\$\{([A-Za-z0-9]+)\.Arn\}", alarm_section))
+        alarms = {
+            n for n, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"
+        }
+        self.assertEqual(shown, alarms, "the dashboard's alarm widget and the alarms differ")
+        expressions = [
+            query["expression"]
+            for widget in dashboard["widgets"]
+            for line in widget["properties"].get("metrics", [])
+            for query in line
+            if isinstance(query, dict) and "expression" in query
+        ]
+        for metric in (
+            "Allocations",
+            "OutOfStock",
+            "VersionConflictRetries",
+            "EventsPublished",
+            "ReallocationFailures",
+            "ColdStarts",
+        ):
+            self.assertTrue(
+                any(f'{{Allocation,function}} MetricName="{metric}"' in e for e in expressions),
+                f"no widget shows the application metric {metric}",
+            )
+
+
+if __name__ == "__main__":
+    unittest.main()

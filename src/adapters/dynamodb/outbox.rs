@@ -1,0 +1,168 @@
+//! The outbox's publication record on DynamoDB: which outbox items were published, which are still
+//! pending, and the items an operator asks to publish again. See `docs/functions.md` ("Delivery
+//! guarantee").
+//!
+//! An outbox item is committed pending (`pending_shard` set: it is in the sparse `pending` index) and
+//! without a TTL. Publishing it (the stream relay, or the republisher) removes `pending_shard` and sets
+//! `expires_at`, so an item expires only once it has been published.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use super::errors::unavailable;
+use super::items::{self, Item};
+use super::keys::{
+    self, CREATED_AT, EXPIRES_AT, OUTBOX_TTL_SECONDS, PENDING_INDEX, PENDING_SHARD, PK, SK,
+};
+use crate::domain::EventEnvelope;
+use crate::service::StoreError;
+
+/// Items read per Query page.
+const PAGE: i32 = 100;
+
+/// One outbox item to publish: its key and its event (or why the event cannot be read).
+#[derive(Debug)]
+pub struct OutboxItem {
+    pub pk: String,
+    pub sk: String,
+    pub envelope: Result<EventEnvelope, StoreError>,
+}
+
+/// The outbox items of one table.
+#[derive(Debug, Clone)]
+pub struct DynamoDbOutbox {
+    client: Client,
+    table_name: String,
+}
+
+impl DynamoDbOutbox {
+    pub fn new(client: Client, table_name: impl Into<String>) -> Self {
+        Self {
+            client,
+            table_name: table_name.into(),
+        }
+    }
+
+    /// Records that the item was published at `now` (epoch seconds): it leaves the `pending` index
+    /// and expires `OUTBOX_TTL_SECONDS` later. An item that no longer exists is left alone.
+    pub async fn mark_published(&self, pk: &str, sk: &str, now: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table_name)
+            .key(PK, AttributeValue::S(pk.to_owned()))
+            .key(SK, AttributeValue::S(sk.to_owned()))
+            .update_expression("SET #expires = :expires REMOVE #shard")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_names("#shard", PENDING_SHARD)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N(now.saturating_add(OUTBOX_TTL_SECONDS).to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("UpdateItem", &e)),
+        }
+    }
+
+    /// Up to `max` items still pending that were committed at or before `created_before` (epoch
+    /// seconds), oldest first within each shard.
+    pub async fn pending(
+        &self,
+        created_before: i64,
+        max: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut found = Vec::new();
+        for shard in keys::pending_shards() {
+            let mut start: Option<Item> = None;
+            while found.len() < max {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table_name)
+                    .index_name(PENDING_INDEX)
+                    .key_condition_expression("#shard = :shard AND #created <= :before")
+                    .expression_attribute_names("#shard", PENDING_SHARD)
+                    .expression_attribute_names("#created", CREATED_AT)
+                    .expression_attribute_values(":shard", AttributeValue::S(shard.clone()))
+                    .expression_attribute_values(
+                        ":before",
+                        AttributeValue::N(created_before.to_string()),
+                    )
+                    .limit(PAGE)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("Query", &e))?;
+                found.extend(page.items().iter().map(outbox_item));
+                match page.last_evaluated_key() {
+                    Some(key) if !page.items().is_empty() => start = Some(key.clone()),
+                    _ => break,
+                }
+            }
+        }
+        found.truncate(max);
+        Ok(found)
+    }
+
+    /// Up to `max` outbox items of this SKU committed between `from` and `to` (epoch seconds,
+    /// inclusive), published or not, in commit order.
+    pub async fn recorded(
+        &self,
+        sku: &str,
+        from: i64,
+        to: i64,
+        max: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        while found.len() < max {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table_name)
+                .key_condition_expression("#pk = :pk")
+                .filter_expression("#created BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#created", CREATED_AT)
+                .expression_attribute_values(":pk", AttributeValue::S(keys::outbox_pk(sku)))
+                .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+                .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+                .consistent_read(true)
+                .limit(PAGE)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", &e))?;
+            found.extend(page.items().iter().map(outbox_item));
+            match page.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => break,
+            }
+        }
+        found.truncate(max);
+        Ok(found)
+    }
+}
+
+fn outbox_item(item: &Item) -> OutboxItem {
+    let key = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(value)) => value.clone(),
+        _ => String::new(),
+    };
+    OutboxItem {
+        pk: key(PK),
+        sk: key(SK),
+        envelope: items::parse_outbox(item),
+    }
+}
