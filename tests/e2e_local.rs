@@ -25,6 +25,10 @@ fn allocate(server: &support_local::Server, orderid: &str, sku: &str, qty: u32) 
     )
 }
 
+fn message_of(body: &Value) -> &str {
+    body["message"].as_str().unwrap_or_default()
+}
+
 fn mailbox_text(workspace: &Workspace) -> String {
     std::fs::read_to_string(workspace.mailbox()).unwrap_or_default()
 }
@@ -342,6 +346,74 @@ fn an_event_failing_every_attempt_goes_to_the_dead_letters() {
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect();
     assert_eq!(lines, letters.as_array().unwrap().clone());
+}
+
+/// Sets the soft limit on the size of the files a process writes (`None`: no limit). Past it, a write
+/// fails with `EFBIG` (SIGXFSZ being ignored): to the process, the disk is full.
+fn set_file_size_limit(pid: u32, limit: Option<u64>) {
+    let limit = libc::rlimit {
+        rlim_cur: limit.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: prlimit only reads `limit`; the old limit is not asked for (null).
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_full_disk_answers_writes_503_keeps_serving_reads_and_recovers_without_a_restart() {
+    use std::os::unix::process::CommandExt;
+    let workspace = Workspace::new();
+    let server = workspace.start_configured(|command| {
+        // SAFETY: between fork and exec the closure only calls signal(2), which is
+        // async-signal-safe; an ignored disposition survives exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    });
+    let sku = unique("FULL-DISK");
+    add_batch(&server, &unique("batch"), &sku, 1_000_000, Value::Null);
+    let first = unique("order");
+    assert_eq!(allocate(&server, &first, &sku, 1).0, 201);
+
+    // The disk fills up: no file of the server may grow past the database's size now.
+    let database = workspace
+        .data_dir()
+        .join(allocation::adapters::embedded::DATABASE_FILE);
+    let size = std::fs::metadata(&database).unwrap().len();
+    set_file_size_limit(server.pid(), Some(size));
+    let mut refused = None;
+    for n in 0..50_000 {
+        let (status, body) = allocate(&server, &format!("{first}-{n}"), &sku, 1);
+        if status == 503 {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+    }
+    let body = refused.expect("a write fails once the database cannot grow");
+    assert!(message_of(&body).contains("try again"), "{body}");
+
+    // Reads go on; a write is answered 503 (or, if the repaired file has room left, 201): never
+    // a 500, and no restart.
+    eventually("reads are answered", EVENT_TIMEOUT, || {
+        (server.get(&format!("/allocations/{first}")).0 == 200).then_some(())
+    });
+    let during = allocate(&server, &unique("during"), &sku, 1).0;
+    assert!(during == 503 || during == 201, "{during}");
+
+    // Space is back: writes succeed again, and what was written before is intact.
+    set_file_size_limit(server.pid(), None);
+    eventually("writes succeed again", EVENT_TIMEOUT, || {
+        (allocate(&server, &unique("after"), &sku, 1).0 == 201).then_some(())
+    });
+    assert_eq!(server.get(&format!("/allocations/{first}")).0, 200);
+    let log = server.log_text();
+    assert!(log.contains("storage recovered; writes resume"), "{log}");
 }
 
 #[test]

@@ -57,6 +57,11 @@ impl Workspace {
     pub fn start_with(&self, args: &[&str]) -> Server {
         Server::start(&self.data_dir(), &self.log(), args)
     }
+
+    /// Starts the server with default flags, its command configured first (e.g. `pre_exec`).
+    pub fn start_configured(&self, configure: impl FnOnce(&mut Command)) -> Server {
+        Server::start_command(&self.data_dir(), &self.log(), &[], configure)
+    }
 }
 
 /// The `local` binary.
@@ -88,20 +93,30 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, log: &Path, args: &[&str]) -> Server {
+        Self::start_command(data_dir, log, args, |_| {})
+    }
+
+    pub fn start_command(
+        data_dir: &Path,
+        log: &Path,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("server log");
-        let mut child = binary()
+        let mut command = binary();
+        command
             .args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .expect("start the local binary");
+            .stderr(log_file);
+        configure(&mut command);
+        let mut child = command.spawn().expect("start the local binary");
         let stdout = child.stdout.take().expect("stdout");
         let (lines, first_lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -11,16 +11,17 @@
 
 mod read;
 pub mod relay;
+mod slot;
 pub mod tables;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, DatabaseError, ReadableTable};
+use redb::{Database, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
 pub use relay::{DeadLetter, OutboxCheck};
@@ -29,6 +30,7 @@ pub use tables::DATABASE_FILE;
 use crate::adapters::records::record_writes;
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
+use slot::DbSlot;
 use tables::{unavailable, Op};
 use writer::{Counters, Request, Shared, Writer};
 
@@ -82,7 +84,7 @@ pub struct EmbeddedStats {
 
 /// A durable store in one redb file in a directory of its own. See the module documentation.
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    slot: Arc<DbSlot>,
     path: PathBuf,
     options: EmbeddedOptions,
     /// `None` once dropped (so the writer thread sees the channel close).
@@ -111,27 +113,8 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(&format!("cannot create directory {}", dir.display()), e))?;
         let path = dir.join(DATABASE_FILE);
-        let repairing = AtomicBool::new(false);
-        let db = Database::builder()
-            .set_cache_size(options.cache_size)
-            .set_repair_callback(move |_| {
-                if !repairing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "embedded store: repairing the database after an unclean shutdown"
-                    );
-                }
-            })
-            .create(&path)
-            .map_err(|e| match e {
-                DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
-                    "embedded store: {} is already in use (another process, or another store in \
-                     this process, has it open); stop it or use another data directory",
-                    path.display()
-                )),
-                other => unavailable(&format!("cannot open {}", path.display()), other),
-            })?;
-        let db = Arc::new(db);
-        let (next_seq, next_dead_letter) = initialize(&db)?;
+        let slot = Arc::new(DbSlot::open(&path, options.cache_size)?);
+        let (next_seq, next_dead_letter) = initialize(&*slot.current()?)?;
         let (outbox_head, _) = watch::channel(next_seq - 1);
         let shared = Arc::new(Shared {
             counters: Counters::default(),
@@ -139,20 +122,21 @@ impl EmbeddedStore {
         });
         let (requests, receiver) = mpsc::channel();
         let writer = Writer {
-            db: Arc::clone(&db),
+            slot: Arc::clone(&slot),
             requests: receiver,
             shared: Arc::clone(&shared),
             next_seq,
             next_dead_letter,
             last_answered: 0,
             commit_time: std::time::Duration::ZERO,
+            failing: None,
         };
         let writer = std::thread::Builder::new()
             .name("embedded-store-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| unavailable("cannot start the writer thread", e))?;
         Ok(Self {
-            db,
+            slot,
             path,
             options,
             requests: Some(requests),
@@ -217,9 +201,9 @@ impl EmbeddedStore {
         read: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         match self.options.read_mode {
-            ReadMode::Inline => read(&self.db),
+            ReadMode::Inline => read(&*self.slot.current()?),
             ReadMode::Blocking => {
-                let db = Arc::clone(&self.db);
+                let db = self.slot.current()?;
                 tokio::task::spawn_blocking(move || read(&db))
                     .await
                     .map_err(|e| unavailable("read task", e))?
@@ -307,7 +291,7 @@ impl Store for EmbeddedStore {
 
     async fn load_lines(&self, product: &mut Product, orderids: &[&str]) -> Result<(), StoreError> {
         // Point reads of a few records: always on the calling task.
-        let read = read::load_lines(&self.db, product, orderids)?;
+        let read = read::load_lines(&*self.slot.current()?, product, orderids)?;
         self.count(read);
         Ok(())
     }
@@ -319,7 +303,13 @@ impl Store for EmbeddedStore {
         excess: u64,
         max_lines: usize,
     ) -> Result<(), StoreError> {
-        let read = read::load_lines_to_free(&self.db, product, reference, excess, max_lines)?;
+        let read = read::load_lines_to_free(
+            &*self.slot.current()?,
+            product,
+            reference,
+            excess,
+            max_lines,
+        )?;
         self.count(read);
         Ok(())
     }
@@ -329,7 +319,7 @@ impl Store for EmbeddedStore {
         product: &mut Product,
         max_lines: usize,
     ) -> Result<(), StoreError> {
-        let read = read::load_waiting_lines(&self.db, product, max_lines)?;
+        let read = read::load_waiting_lines(&*self.slot.current()?, product, max_lines)?;
         self.count(read);
         Ok(())
     }

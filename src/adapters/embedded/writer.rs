@@ -7,15 +7,21 @@
 //! and only a commit whose checks all pass writes anything. Then the transaction is committed once
 //! (one fsync, `Durability::Immediate`) and every request is answered. Nothing is answered before its
 //! group is on disk; if the group's transaction fails, every request of the group gets `Unavailable`.
+//!
+//! A failed group means the storage failed (a full disk, an I/O error): redb then refuses everything
+//! until the file is reopened, so the writer reopens it at once (reads go on) and answers writes
+//! `Unavailable` without trying them for a backoff (100 ms, doubling to 5 s); then one group is tried
+//! again. The first group that commits ends the failure: no restart is needed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{oneshot, watch};
 
+use super::slot::DbSlot;
 use super::tables::{
     decode, unavailable, Op, ALLOCATIONS, BATCHES, BATCH_LINES, BATCH_REFS, DEAD_LETTERS, META,
     META_NEXT_DEAD_LETTER, META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS, WAITING_LINES,
@@ -28,6 +34,19 @@ pub(super) const MAX_GROUP: usize = 512;
 
 /// The longest a group waits for more requests (see `Writer::gather`).
 const MAX_LINGER: Duration = Duration::from_millis(2);
+
+/// After a storage failure, how long writes are answered `Unavailable` before one is tried again:
+/// doubling from the first to the last.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The storage failed: writes wait for `retry_at`.
+#[derive(Debug, Clone)]
+pub(super) struct Failing {
+    error: StoreError,
+    retry_at: Instant,
+    backoff: Duration,
+}
 
 /// The answer to a request: a number whose meaning depends on the request.
 pub(super) type Reply = oneshot::Sender<Result<u64, StoreError>>;
@@ -77,7 +96,7 @@ pub(super) struct Shared {
 }
 
 pub(super) struct Writer {
-    pub db: Arc<Database>,
+    pub slot: Arc<DbSlot>,
     pub requests: Receiver<Request>,
     pub shared: Arc<Shared>,
     /// The next global outbox sequence number (as committed).
@@ -87,6 +106,8 @@ pub(super) struct Writer {
     pub last_answered: usize,
     /// A moving average of the durable commit's duration (mostly the fsync).
     pub commit_time: Duration,
+    /// Set while the storage is failing.
+    pub failing: Option<Failing>,
 }
 
 /// What one group's transaction did, once it is durable.
@@ -138,9 +159,9 @@ impl Writer {
             // Requests already waiting were sent by callers other than those just answered.
             let (first, waiting) = match self.requests.try_recv() {
                 Ok(request) => (request, true),
-                Err(TryRecvError::Empty) => match self.requests.recv() {
-                    Ok(request) => (request, false),
-                    Err(_) => return,
+                Err(TryRecvError::Empty) => match self.next_request() {
+                    Some(request) => (request, false),
+                    None => return,
                 },
                 Err(TryRecvError::Disconnected) => return,
             };
@@ -187,13 +208,93 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<Request>) {
+    /// Waits for the next request. While the database is closed (a reopen failed), tries to open it
+    /// again after each backoff, so reads come back even when no write arrives.
+    fn next_request(&mut self) -> Option<Request> {
+        loop {
+            if self.slot.is_open() {
+                return self.requests.recv().ok();
+            }
+            let wait = self
+                .failing
+                .as_ref()
+                .map_or(FIRST_BACKOFF, |failing| failing.backoff);
+            match self.requests.recv_timeout(wait) {
+                Ok(request) => return Some(request),
+                Err(RecvTimeoutError::Timeout) => self.reopen(),
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Reopens the database (which repairs it); logs the outcome.
+    fn reopen(&self) {
+        match self.slot.reopen() {
+            Ok(()) => {
+                tracing::warn!("embedded store: reopened the database after a storage failure")
+            }
+            Err(error) => {
+                tracing::error!(%error, "embedded store: cannot reopen the database yet")
+            }
+        }
+    }
+
+    /// After a failed group: reopen the database so reads go on, and hold writes for a backoff.
+    fn recover(&mut self, error: StoreError) {
+        let backoff = self.failing.as_ref().map_or(FIRST_BACKOFF, |failing| {
+            (failing.backoff * 2).min(MAX_BACKOFF)
+        });
+        tracing::error!(%error, ?backoff,
+            "embedded store: storage failed; writes answer 503 until it recovers");
+        self.failing = Some(Failing {
+            error,
+            retry_at: Instant::now() + backoff,
+            backoff,
+        });
+        self.reopen();
+    }
+
+    /// Answers the group without trying it while the storage is failing and its backoff runs (or
+    /// the database is closed); `false` if the group should be tried.
+    fn refuse_while_failing(&mut self, group: &mut Vec<Request>) -> bool {
+        let Some(failing) = &self.failing else {
+            return false;
+        };
+        if !self.slot.is_open() {
+            self.reopen();
+        }
+        if Instant::now() >= failing.retry_at && self.slot.is_open() {
+            return false;
+        }
+        let error = StoreError::Unavailable(format!(
+            "embedded store: storage failing, writes resume once it recovers ({})",
+            failing.error
+        ));
+        self.last_answered = 0;
+        for request in group.drain(..) {
+            let answer = match request {
+                Request::Shutdown { .. } => Ok(0),
+                _ => Err(error.clone()),
+            };
+            let _ = request.into_reply().send(answer);
+        }
+        true
+    }
+
+    fn commit_group(&mut self, mut group: Vec<Request>) {
         let counters = &self.shared.counters;
         let size = group.len() as u64;
         counters.requests.fetch_add(size, Ordering::Relaxed);
         counters.largest_group.fetch_max(size, Ordering::Relaxed);
+        if self.refuse_while_failing(&mut group) {
+            return;
+        }
+        let counters = &self.shared.counters;
         match self.apply(&group) {
             Ok(applied) => {
+                if self.failing.take().is_some() {
+                    tracing::warn!("embedded store: storage recovered; writes resume");
+                }
                 counters.group_commits.fetch_add(1, Ordering::Relaxed);
                 let nanos = u64::try_from(applied.commit_time.as_nanos()).unwrap_or(u64::MAX);
                 counters
@@ -228,6 +329,7 @@ impl Writer {
                 for request in group {
                     let _ = request.into_reply().send(Err(error.clone()));
                 }
+                self.recover(error);
             }
         }
     }
@@ -235,8 +337,8 @@ impl Writer {
     /// Applies the group in one write transaction and commits it durably. An `Err` means nothing of
     /// the group is written (the transaction is aborted when dropped).
     fn apply(&self, group: &[Request]) -> Result<Applied, StoreError> {
-        let mut txn = self
-            .db
+        let db = self.slot.current()?;
+        let mut txn = db
             .begin_write()
             .map_err(|e| unavailable("begin write", e))?;
         txn.set_durability(Durability::Immediate);

@@ -123,16 +123,30 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
             }
         };
         let reason = format!("{}: {reason}", self.subscription);
-        match self.feed.add_dead_letter(&envelope, &reason, attempt).await {
-            Ok(id) => {
-                error!(subscription = self.subscription, seq, event_id = %envelope.id, event_type,
-                    correlation_id, attempts = attempt, dead_letter_id = id, %reason,
-                    "event moved to the dead-letter store");
-                ack.take();
-            }
-            Err(store_error) => {
-                error!(subscription = self.subscription, seq, event_id = %envelope.id, %reason,
-                    %store_error, "cannot store the dead letter; the event stays pending");
+        // The event is not delivered again while its dead letter cannot be written (a full disk):
+        // only the write is retried, with backoff, until it succeeds or the server stops (the event
+        // then stays pending and is delivered again at the next start).
+        let mut write = 1;
+        loop {
+            match self.feed.add_dead_letter(&envelope, &reason, attempt).await {
+                Ok(id) => {
+                    error!(subscription = self.subscription, seq, event_id = %envelope.id, event_type,
+                        correlation_id, attempts = attempt, dead_letter_id = id, %reason,
+                        "event moved to the dead-letter store");
+                    ack.take();
+                    return;
+                }
+                Err(store_error) => {
+                    let wait = self.policy.backoff(write);
+                    error!(subscription = self.subscription, seq, event_id = %envelope.id, %reason,
+                        %store_error, ?wait, "cannot store the dead letter; retrying the write");
+                    if !self.sleep_unless_stopping(wait).await {
+                        info!(subscription = self.subscription, seq, event_id = %envelope.id,
+                            "shutting down: event left pending, delivered again at next start");
+                        return;
+                    }
+                    write += 1;
+                }
             }
         }
     }
@@ -189,18 +203,68 @@ mod tests {
         }
     }
 
-    struct Setup {
+    /// A feed whose first `failures` dead-letter writes fail (a full disk).
+    struct DeadLettersFailing {
+        inner: MemoryFeedStore,
+        failures: u32,
+        writes: AtomicU32,
+    }
+
+    impl OutboxFeed for DeadLettersFailing {
+        async fn pending_outbox(
+            &self,
+            limit: usize,
+        ) -> Result<Vec<(u64, EventEnvelope)>, crate::service::StoreError> {
+            self.inner.pending_outbox(limit).await
+        }
+
+        async fn mark_delivered(&self, seqs: &[u64]) -> Result<u64, crate::service::StoreError> {
+            self.inner.mark_delivered(seqs).await
+        }
+
+        async fn add_dead_letter(
+            &self,
+            envelope: &EventEnvelope,
+            reason: &str,
+            attempts: u32,
+        ) -> Result<u64, crate::service::StoreError> {
+            let write = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+            if write <= self.failures {
+                return Err(crate::service::StoreError::Unavailable(
+                    "No space left on device".into(),
+                ));
+            }
+            self.inner.add_dead_letter(envelope, reason, attempts).await
+        }
+
+        async fn dead_letters(
+            &self,
+        ) -> Result<Vec<crate::adapters::embedded::DeadLetter>, crate::service::StoreError>
+        {
+            self.inner.dead_letters().await
+        }
+
+        fn subscribe_commits(&self) -> watch::Receiver<u64> {
+            self.inner.subscribe_commits()
+        }
+    }
+
+    struct Setup<F = MemoryFeedStore> {
         topic: Topic,
         outcomes: mpsc::UnboundedReceiver<Outcome>,
         outcomes_tx: mpsc::UnboundedSender<Outcome>,
-        feed: Arc<MemoryFeedStore>,
+        feed: Arc<F>,
         consumer: Arc<Flaky>,
         stop: watch::Sender<bool>,
         worker: tokio::task::JoinHandle<()>,
     }
 
     fn setup(failures: u32, max_attempts: u32) -> Setup {
-        let feed = Arc::new(MemoryFeedStore::new());
+        setup_with(MemoryFeedStore::new(), failures, max_attempts)
+    }
+
+    fn setup_with<F: OutboxFeed>(feed: F, failures: u32, max_attempts: u32) -> Setup<F> {
+        let feed = Arc::new(feed);
         let consumer = Arc::new(Flaky {
             failures,
             calls: AtomicU32::new(0),
@@ -268,6 +332,29 @@ mod tests {
         assert_eq!(letters[0].envelope, envelope());
         assert_eq!(letters[0].attempts, 5);
         assert_eq!(letters[0].reason, "reallocation-queue: failure 5");
+    }
+
+    #[tokio::test]
+    async fn an_event_whose_dead_letter_cannot_be_written_is_not_delivered_again() {
+        let feed = DeadLettersFailing {
+            inner: MemoryFeedStore::new(),
+            failures: 3,
+            writes: AtomicU32::new(0),
+        };
+        let mut s = setup_with(feed, u32::MAX, 5);
+        s.topic.publish(1, envelope(), &s.outcomes_tx);
+        assert_eq!(s.outcomes.recv().await, Some(Outcome::Delivered(1)));
+        assert_eq!(
+            s.consumer.calls.load(Ordering::SeqCst),
+            5,
+            "delivered max_attempts times, not once more per failed dead-letter write"
+        );
+        assert_eq!(
+            s.feed.writes.load(Ordering::SeqCst),
+            4,
+            "3 failed writes, then 1"
+        );
+        assert_eq!(s.feed.dead_letters().await.unwrap().len(), 1);
     }
 
     #[tokio::test]
