@@ -934,6 +934,67 @@ pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
     assert_eq!(product.batch(&b2).unwrap().allocated_quantity(), 10);
 }
 
+/// Delivery is at least once: every event of a history (Allocated, AllocationRequired, OutOfStock),
+/// delivered again and replayed later in any order, changes nothing: no new version, no new event,
+/// every line where it was.
+pub async fn redelivering_and_replaying_every_event_changes_nothing_twice<S: Store>(store: Arc<S>) {
+    let sku = unique("REPLAY");
+    let (b1, b2) = (unique("b1"), unique("b2"));
+    let (o1, o2, o3) = (unique("o1"), unique("o2"), unique("o3"));
+    create_batch(&store, &b1, &sku, 10, None).await;
+    create_batch(&store, &b2, &sku, 4, date(2031, 1, 1)).await;
+    let bus = bus(Arc::clone(&store));
+    for (orderid, qty) in [(&o1, 6), (&o2, 4), (&o3, 20)] {
+        let cmd = Allocate {
+            orderid: orderid.clone(),
+            sku: sku.clone(),
+            qty,
+        };
+        let _ = bus.handle(&cmd, None).await;
+    }
+    let shrink = ChangeBatchQuantity {
+        reference: b1.clone(),
+        qty: 6,
+    };
+    bus.handle(&shrink, None).await.unwrap();
+    // Each event delivered once, as the queues would.
+    for envelope in store.outbox(&sku).await.unwrap() {
+        bus.handle_delivered_event(&envelope).await.unwrap();
+    }
+    let history = store.outbox(&sku).await.unwrap();
+    let types: Vec<_> = history.iter().map(|e| e.event.type_name()).collect();
+    assert!(
+        ["Allocated", "AllocationRequired", "OutOfStock"]
+            .iter()
+            .all(|t| types.contains(t)),
+        "{types:?}"
+    );
+    let state = |store: Arc<S>| {
+        let (sku, orders) = (sku.clone(), [o1.clone(), o2.clone(), o3.clone()]);
+        async move {
+            let mut uow = uows(&store).begin(None);
+            let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
+            let product = uow.get(&sku, &ids).await.unwrap().unwrap();
+            let lines: Vec<_> = orders
+                .iter()
+                .map(|o| {
+                    product
+                        .line_status(o)
+                        .map(|(status, qty)| (format!("{status:?}"), qty))
+                })
+                .collect();
+            (product.version_number(), lines)
+        }
+    };
+    let before = state(Arc::clone(&store)).await;
+    // Redelivered at once, then replayed in reverse order.
+    for envelope in history.iter().chain(history.iter().rev()) {
+        bus.handle_delivered_event(envelope).await.unwrap();
+    }
+    assert_eq!(state(Arc::clone(&store)).await, before);
+    assert_eq!(store.outbox(&sku).await.unwrap(), history, "no new event");
+}
+
 /// Generates one `#[tokio::test]` per contract case, each with a store from `$make` (an async expression
 /// giving an `Arc<impl Store>`).
 #[macro_export]
@@ -959,6 +1020,7 @@ macro_rules! contract_suite {
             concurrent_allocations_of_one_order_end_with_one_line,
             a_stock_out_episode_records_one_out_of_stock,
             a_line_a_shrink_gives_up_waits_for_stock,
+            redelivering_and_replaying_every_event_changes_nothing_twice,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
