@@ -69,14 +69,14 @@ def case(*expected: str):
 
 
 @case(
-    "ERROR [auth] AllocateRoute: route POST /allocate has no authorizer (AuthorizationType 'NONE')"
+    "ERROR [auth] AllocateRoute: route ANY /allocate has no authorizer (AuthorizationType 'NONE')"
 )
 def route_authorization_none(t):
     resource(t, "AllocateRoute")["AuthorizationType"] = "NONE"
 
 
 @case(
-    "ERROR [auth] AllocationsRoute: route GET /allocations/{orderid} has no authorizer "
+    "ERROR [auth] AllocationsRoute: route ANY /allocations/{orderid} has no authorizer "
     "(AuthorizationType missing)"
 )
 def route_authorizer_only_in_jwt_mode(t):

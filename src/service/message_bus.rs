@@ -96,6 +96,10 @@ pub struct BusStats {
     pub allocation_groups: AtomicU64,
     /// Allocations applied in those groups.
     pub grouped_allocations: AtomicU64,
+    /// Allocations answered with a batch (new or already allocated lines).
+    pub allocations: AtomicU64,
+    /// Allocations answered out of stock.
+    pub out_of_stock: AtomicU64,
 }
 
 struct Inner<F: UnitOfWorkFactory> {
@@ -270,10 +274,20 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         let message = AllocateTogether { sku, allocations };
         let (result, events) = self.with_retries(&message, None).await;
         self.handle_events(events).await;
-        match result {
+        let answers = match result {
             Ok(answers) => answers,
             Err(error) => allocations.iter().map(|_| Err(error.clone())).collect(),
+        };
+        for answer in &answers {
+            match answer {
+                Ok(_) => stats.allocations.fetch_add(1, Ordering::Relaxed),
+                Err(ServiceError::OutOfStock(_)) => {
+                    stats.out_of_stock.fetch_add(1, Ordering::Relaxed)
+                }
+                Err(_) => 0,
+            };
         }
+        answers
     }
 
     /// The most allocations one group may hold. Each moves one line and may change one batch, so

@@ -12,6 +12,18 @@ pub use errors::error_response;
 pub use input::{MAX_BODY_BYTES, MAX_QUANTITY};
 pub use routes::{route, Route};
 
+/// The request id header: a client's valid one is kept as the correlation id, else the front end's
+/// (the local server generates one; API Gateway has its own); the answer carries it.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest request id taken from a client.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client's request id if it is 1 to [`MAX_REQUEST_ID_LEN`] visible ASCII characters.
+pub fn valid_request_id(id: &str) -> Option<&str> {
+    (!id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic()))
+        .then_some(id)
+}
+
 use crate::service::{Bus, Store};
 
 /// A request, as any HTTP front end received it.

@@ -1,8 +1,11 @@
 //! API Gateway HTTP API (payload 2.0, through `lambda_http`) ⇄ the HTTP contract of [`crate::entrypoints::http`].
 //!
-//! Only adaptation happens here: routing, validation and error mapping are `http::handle`'s. The API
-//! Gateway request id becomes the correlation id of the events the request causes; the Lambda request
-//! id and it are fields of the invocation's tracing span.
+//! Only adaptation happens here: routing, validation and error mapping are `http::handle`'s. The
+//! client's `x-request-id` (if valid), else the API Gateway request id, becomes the correlation id of
+//! the events the request causes and is echoed in `x-request-id`, as the local server does; the Lambda
+//! request id, the X-Ray trace id and it are fields of the invocation's tracing span. Each request is
+//! logged with the caller's identity (the IAM principal, or the JWT's subject): the audit trail. Its
+//! metrics are emitted in EMF (`lambda::metrics`).
 
 use std::convert::Infallible;
 
@@ -12,7 +15,8 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::{info_span, warn, Instrument};
 
-use crate::entrypoints::http::{self as contract, HttpRequest, HttpResponse};
+use super::metrics::BusCounts;
+use crate::entrypoints::http::{self as contract, HttpRequest, HttpResponse, REQUEST_ID_HEADER};
 use crate::service::{Bus, Store};
 
 /// Answers one API Gateway request: the function every HTTP binary runs under `lambda_http::run`.
@@ -20,15 +24,23 @@ pub async fn handle<S: Store>(
     bus: &Bus<S>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    let lambda_request_id = request
-        .lambda_context_ref()
-        .map(|context| context.request_id.clone())
-        .unwrap_or_default();
+    let invocation = request.lambda_context_ref().cloned().unwrap_or_default();
+    let lambda_request_id = invocation.request_id.clone();
     let context = request.request_context_ref();
+    let client_request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(contract::valid_request_id)
+        .map(str::to_owned);
     let api_request_id = context.and_then(api_request_id).map(str::to_owned);
-    // Without an API Gateway request id (a direct invoke), the Lambda request id correlates.
-    let correlation_id =
-        api_request_id.or_else(|| Some(lambda_request_id.clone()).filter(|id| !id.is_empty()));
+    // Without either (a direct invoke), the Lambda request id correlates.
+    let correlation_id = client_request_id
+        .or(api_request_id)
+        .or_else(|| Some(lambda_request_id.clone()).filter(|id| !id.is_empty()));
+    let caller = context
+        .and_then(caller)
+        .unwrap_or_else(|| "anonymous".to_owned());
     let path = path_without_stage(&request, context);
     let content_type = request
         .headers()
@@ -46,9 +58,39 @@ pub async fn handle<S: Store>(
         "http",
         request_id = %lambda_request_id,
         correlation_id = correlation_id.as_deref().unwrap_or_default(),
+        trace_id = invocation.xray_trace_id.as_deref().unwrap_or_default(),
+        caller = %caller,
     );
+    let before = BusCounts::of(bus.stats());
+    // The contract logs the request (method, path, status) inside the span: with its caller.
     let response = contract::handle(bus, &http_request).instrument(span).await;
-    Ok(to_lambda_response(response))
+    BusCounts::of(bus.stats()).since(before).emit(&invocation);
+    let mut response = to_lambda_response(response);
+    if let Some(id) = correlation_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), id);
+    }
+    Ok(response)
+}
+
+/// Who called: the IAM principal (`userArn`, else `callerId`) of a SigV4-signed request, or the JWT's
+/// subject (`sub`, else `client_id`) under a JWT authorizer.
+fn caller(context: &RequestContext) -> Option<String> {
+    let RequestContext::ApiGatewayV2(context) = context else {
+        return None;
+    };
+    let authorizer = context.authorizer.as_ref()?;
+    if let Some(iam) = &authorizer.iam {
+        if let Some(id) = iam.user_arn.as_ref().or(iam.caller_id.as_ref()) {
+            return Some(id.clone());
+        }
+    }
+    let claims = &authorizer.jwt.as_ref()?.claims;
+    claims
+        .get("sub")
+        .or_else(|| claims.get("client_id"))
+        .map(|subject| format!("jwt:{subject}"))
 }
 
 fn api_request_id(context: &RequestContext) -> Option<&str> {

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod init;
+pub mod metrics;
 pub mod republish;
 pub mod sqs;
 pub mod streams;

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{error, info, warn};
 
+use super::metrics::InvocationMetrics;
 use super::streams::EventPublisher;
 use crate::adapters::dynamodb::{DynamoDbOutbox, OutboxItem};
 
@@ -113,6 +114,11 @@ pub async fn handle<P: EventPublisher>(
         }
     };
     let report = publish_all(republisher, items, deadline).await;
+    InvocationMetrics {
+        events_published: report.published as u64,
+        ..InvocationMetrics::default()
+    }
+    .emit(&context);
     info!(
         found = report.found,
         published = report.published,

@@ -14,6 +14,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Context, Error, LambdaEvent};
 use tracing::{error, field, info, info_span, Instrument, Span};
 
+use super::metrics::{BusCounts, InvocationMetrics};
 use crate::domain::EventEnvelope;
 use crate::service::{handlers, Bus, QueuedAllocation, ServiceError, Store};
 
@@ -58,11 +59,12 @@ pub async fn handle<S: Store>(
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let (event, context) = event.into_parts();
+    let before = BusCounts::of(bus.stats());
     let mut outcomes: Vec<Option<Result<(), RecordError>>> =
         event.records.iter().map(|_| None).collect();
     let mut groups: BTreeMap<String, Vec<(usize, QueuedAllocation)>> = BTreeMap::new();
     for (index, record) in event.records.iter().enumerate() {
-        let span = record_span(&context.request_id, record);
+        let span = record_span(&context, record);
         match parse_record(record, &span) {
             Err(failure) => outcomes[index] = Some(Err(failure)),
             Ok(envelope) => match handlers::reallocation(&envelope.event) {
@@ -110,7 +112,7 @@ pub async fn handle<S: Store>(
     }
     let mut response = SqsBatchResponse::default();
     for (record, outcome) in event.records.iter().zip(outcomes) {
-        let span = record_span(&context.request_id, record);
+        let span = record_span(&context, record);
         let failed = span.in_scope(|| match outcome {
             Some(Ok(())) => {
                 info!("message handled");
@@ -133,19 +135,25 @@ pub async fn handle<S: Store>(
             response.add_failure(message_id.clone());
         }
     }
+    InvocationMetrics {
+        reallocation_failures: response.batch_item_failures.len() as u64,
+        ..BusCounts::of(bus.stats()).since(before)
+    }
+    .emit(&context);
     Ok(response)
 }
 
-fn record_span(request_id: &str, record: &SqsMessage) -> Span {
+fn record_span(context: &Context, record: &SqsMessage) -> Span {
     info_span!(
         "sqs_message",
-        request_id = %request_id,
+        request_id = %context.request_id,
         message_id = record.message_id.as_deref().unwrap_or_default(),
         receive_count = record
             .attributes
             .get("ApproximateReceiveCount")
             .map(String::as_str)
             .unwrap_or_default(),
+        trace_id = context.xray_trace_id.as_deref().unwrap_or_default(),
         event_id = field::Empty,
         event_type = field::Empty,
         correlation_id = field::Empty,

@@ -21,6 +21,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
 use tracing::{error, field, info, info_span, warn, Instrument, Span};
 
+use super::metrics::InvocationMetrics;
 use crate::adapters::dynamodb::DynamoDbOutbox;
 use crate::adapters::sns::{PublishError, SnsPublisher};
 use crate::domain::EventEnvelope;
@@ -91,11 +92,13 @@ pub async fn handle<P: EventPublisher, M: PublishedMarks>(
 ) -> Result<DynamoDbEventResponse, Error> {
     let (event, context) = event.into_parts();
     let mut response = DynamoDbEventResponse::default();
+    let mut published = 0;
     for record in &event.records {
         let sequence_number = record.change.sequence_number.as_deref();
         let span = info_span!(
             "stream_record",
             request_id = %context.request_id,
+            trace_id = context.xray_trace_id.as_deref().unwrap_or_default(),
             sequence_number = sequence_number.unwrap_or_default(),
             event_id = field::Empty,
             event_type = field::Empty,
@@ -106,6 +109,7 @@ pub async fn handle<P: EventPublisher, M: PublishedMarks>(
             .await;
         match outcome {
             Ok(Outcome::Published(message_id)) => {
+                published += 1;
                 span.in_scope(|| info!(sns_message_id = %message_id, "event published"));
                 mark_published(marks, record).instrument(span).await;
             }
@@ -125,6 +129,11 @@ pub async fn handle<P: EventPublisher, M: PublishedMarks>(
             }
         }
     }
+    InvocationMetrics {
+        events_published: published,
+        ..InvocationMetrics::default()
+    }
+    .emit(&context);
     Ok(response)
 }
 

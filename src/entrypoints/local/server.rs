@@ -23,10 +23,7 @@ use crate::service::{Bus, Store};
 
 /// The local-only admin route listing the dead letters.
 pub const DEAD_LETTERS_PATH: &str = "/admin/dead-letters";
-/// The request id header: taken from the request if valid, else generated; echoed in the answer.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Longest request id taken from a client.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
+pub use crate::entrypoints::http::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER};
 
 /// What the handler needs.
 pub struct App<S: Store> {
@@ -38,18 +35,13 @@ pub fn router<S: Store + OutboxFeed>(app: Arc<App<S>>) -> Router {
     Router::new().fallback(handle::<S>).with_state(app)
 }
 
-/// The client's `x-request-id` if it is 1 to 128 visible ASCII characters, else a new random one.
+/// The client's `x-request-id` if valid (`http::valid_request_id`), else a new random one.
 pub fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= MAX_REQUEST_ID_LEN
-                && id.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:032x}", fastrand::u128(..)))
+        .and_then(http::valid_request_id)
+        .map_or_else(|| format!("{:032x}", fastrand::u128(..)), str::to_owned)
 }
 
 /// Bodies over the contract's limit are still read (and dropped) up to this size before answering, so

@@ -1,0 +1,166 @@
+//! Metrics in CloudWatch Embedded Metric Format (EMF): one JSON document per invocation, written to
+//! stdout, from which CloudWatch extracts the metrics (namespace `Allocation`, dimension `function`,
+//! never a SKU).
+//!
+//! The counts come from the function's own bus (`BusStats`, read before and after the invocation)
+//! and from its adapter (events published, failed records). The document is emitted as a `tracing`
+//! event with target [`EMF_TARGET`]; `logging::init` writes those events' `emf` field to stdout as
+//! is, beside the JSON logs, so the tests can read the documents with a subscriber of their own.
+//! (`metrics_cloudwatch_embedded` was considered: its process-global recorder cannot tell one bus's
+//! counts from another's in a test process, and one document per invocation is all that is needed.)
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use lambda_runtime::Context;
+use serde_json::{json, Map, Value};
+
+use crate::service::BusStats;
+
+/// The CloudWatch namespace of the service's metrics.
+pub const NAMESPACE: &str = "Allocation";
+pub use crate::entrypoints::logging::EMF_TARGET;
+
+/// What one invocation did, as counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvocationMetrics {
+    /// Allocations answered with a batch.
+    pub allocations: u64,
+    /// Allocations answered out of stock.
+    pub out_of_stock: u64,
+    /// Units of work started again after a version conflict or throttling.
+    pub version_conflict_retries: u64,
+    /// Events published to the events topic.
+    pub events_published: u64,
+    /// Queue records reported failed (redelivered later).
+    pub reallocation_failures: u64,
+    /// 1 on the first invocation of an execution environment.
+    pub cold_starts: u64,
+}
+
+/// The bus's counters at one moment, to subtract.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusCounts {
+    allocations: u64,
+    out_of_stock: u64,
+    retries: u64,
+}
+
+impl BusCounts {
+    pub fn of(stats: &BusStats) -> Self {
+        Self {
+            allocations: stats.allocations.load(Ordering::Relaxed),
+            out_of_stock: stats.out_of_stock.load(Ordering::Relaxed),
+            retries: stats.conflict_retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The metrics of what the bus did since `before`.
+    pub fn since(self, before: BusCounts) -> InvocationMetrics {
+        InvocationMetrics {
+            allocations: self.allocations.saturating_sub(before.allocations),
+            out_of_stock: self.out_of_stock.saturating_sub(before.out_of_stock),
+            version_conflict_retries: self.retries.saturating_sub(before.retries),
+            ..InvocationMetrics::default()
+        }
+    }
+}
+
+impl InvocationMetrics {
+    /// The metrics' names and values, in the document's order.
+    pub fn values(&self) -> [(&'static str, u64); 6] {
+        [
+            ("Allocations", self.allocations),
+            ("OutOfStock", self.out_of_stock),
+            ("VersionConflictRetries", self.version_conflict_retries),
+            ("EventsPublished", self.events_published),
+            ("ReallocationFailures", self.reallocation_failures),
+            ("ColdStarts", self.cold_starts),
+        ]
+    }
+
+    /// The EMF document: the metrics under dimension `function`, with the request and trace ids as
+    /// properties (searchable in CloudWatch Logs Insights).
+    pub fn document(
+        &self,
+        function: &str,
+        request_id: &str,
+        trace_id: Option<&str>,
+        timestamp_ms: u64,
+    ) -> Value {
+        let definitions: Vec<Value> = self
+            .values()
+            .iter()
+            .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+            .collect();
+        let mut document = Map::new();
+        document.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["function"]],
+                    "Metrics": definitions,
+                }],
+            }),
+        );
+        document.insert("function".into(), json!(function));
+        for (name, value) in self.values() {
+            document.insert(name.into(), json!(value));
+        }
+        document.insert("requestId".into(), json!(request_id));
+        if let Some(trace_id) = trace_id {
+            document.insert("traceId".into(), json!(trace_id));
+        }
+        Value::Object(document)
+    }
+
+    /// Emits the document of this invocation (see the module documentation). The first emission of
+    /// the process counts its cold start.
+    pub fn emit(mut self, context: &Context) {
+        static STARTED: AtomicBool = AtomicBool::new(false);
+        if !STARTED.swap(true, Ordering::Relaxed) {
+            self.cold_starts = 1;
+        }
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+            .ok()
+            .filter(|name| !name.is_empty())
+            .or_else(|| {
+                Some(context.env_config.function_name.clone()).filter(|name| !name.is_empty())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let timestamp_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let document = self.document(
+            &function,
+            &context.request_id,
+            context.xray_trace_id.as_deref(),
+            timestamp_ms,
+        );
+        tracing::info!(target: EMF_TARGET, emf = %document);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_declares_every_metric_under_the_function_dimension() {
+        let metrics = InvocationMetrics {
+            allocations: 3,
+            out_of_stock: 1,
+            ..InvocationMetrics::default()
+        };
+        let document = metrics.document("allocate", "req-1", Some("Root=1-abc"), 1_700_000_000_000);
+        let declared = &document["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Namespace"], "Allocation");
+        assert_eq!(declared["Dimensions"], json!([["function"]]));
+        assert_eq!(declared["Metrics"].as_array().unwrap().len(), 6);
+        assert_eq!(document["function"], "allocate");
+        assert_eq!(document["Allocations"], 3);
+        assert_eq!(document["OutOfStock"], 1);
+        assert_eq!(document["ColdStarts"], 0);
+        assert_eq!(document["traceId"], "Root=1-abc");
+        assert_eq!(document["_aws"]["Timestamp"], 1_700_000_000_000_u64);
+    }
+}
