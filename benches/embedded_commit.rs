@@ -16,14 +16,13 @@ use std::time::{Duration, Instant};
 use allocation::adapters::embedded::{EmbeddedOptions, EmbeddedStore, ReadMode};
 use allocation::domain::{Allocate, CreateBatch, OrderLine};
 use allocation::service::{
-    EventWiring, MessageBus, NoNotifications, RetryPolicy, ServiceError, Store,
-    StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
+    Bootstrap, RetryPolicy, ServiceError, Store, UnitOfWork, UnitOfWorkFactory,
 };
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 
-type Bus = MessageBus<StoreUnitOfWorkFactory<EmbeddedStore>>;
+type Bus = allocation::service::Bus<EmbeddedStore>;
 
 const SKUS: usize = 1_000;
 const MANY_PER_ITER: u64 = 1_000;
@@ -100,12 +99,7 @@ fn bus(store: Arc<EmbeddedStore>) -> Bus {
         max_attempts: 100,
         ..RetryPolicy::default()
     };
-    MessageBus::new(
-        StoreUnitOfWorkFactory::new(store, EventWiring::outbox()),
-        EventWiring::outbox(),
-        Arc::new(NoNotifications),
-        retry,
-    )
+    Bootstrap::new(store).retry(retry).build()
 }
 
 async fn create_sku(bus: &Bus, sku: &str) {

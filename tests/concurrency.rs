@@ -10,8 +10,8 @@ use std::time::Duration;
 use allocation::adapters::InMemoryStore;
 use allocation::domain::{Allocate, CreateBatch};
 use allocation::service::{
-    EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy, ServiceError, Store,
-    StoreError, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
+    Bootstrap, ProductWrite, RetryPolicy, ServiceError, Store, StoreError, UnitOfWork,
+    UnitOfWorkFactory,
 };
 
 /// The in-memory store with a network-like delay before each commit, so racing units of work load
@@ -39,12 +39,7 @@ async fn concurrent_allocations_on_one_sku_never_oversell_and_conflicts_are_retr
         budget: std::time::Duration::from_secs(60),
         ..RetryPolicy::default()
     };
-    let bus = Arc::new(MessageBus::new(
-        StoreUnitOfWorkFactory::new(Arc::clone(&store), EventWiring::outbox()),
-        EventWiring::outbox(),
-        Arc::new(NoNotifications),
-        retry,
-    ));
+    let bus = Arc::new(Bootstrap::new(Arc::clone(&store)).retry(retry).build());
     bus.handle(
         &CreateBatch {
             reference: "b1".into(),

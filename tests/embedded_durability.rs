@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use allocation::adapters::embedded::{EmbeddedStore, DATABASE_FILE};
 use allocation::domain::{Allocate, CreateBatch, Event, EventEnvelope};
 use allocation::service::{
-    EventWiring, MessageBus, NoNotifications, RetryPolicy, ServiceError, Store, StoreError,
+    Bootstrap, EventWiring, OutboxFeed, RetryPolicy, ServiceError, Store, StoreError,
     StoreUnitOfWorkFactory,
 };
 
-type Bus = MessageBus<StoreUnitOfWorkFactory<EmbeddedStore>>;
+type Bus = allocation::service::Bus<EmbeddedStore>;
 
 /// Set in the re-executed child: the directory of its store.
 const CHILD_DIR: &str = "EMBEDDED_DURABILITY_CHILD_DIR";
@@ -29,12 +29,7 @@ fn bus(store: &Arc<EmbeddedStore>) -> Bus {
         budget: std::time::Duration::from_secs(60),
         ..RetryPolicy::default()
     };
-    MessageBus::new(
-        StoreUnitOfWorkFactory::new(Arc::clone(store), EventWiring::outbox()),
-        EventWiring::outbox(),
-        Arc::new(NoNotifications),
-        retry,
-    )
+    Bootstrap::new(Arc::clone(store)).retry(retry).build()
 }
 
 async fn create_batch(bus: &Bus, reference: &str, sku: &str, qty: u32) {

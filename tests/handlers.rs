@@ -13,7 +13,7 @@ use allocation::domain::{
 };
 use allocation::service::notifications::NotifyFuture;
 use allocation::service::{
-    handlers, AllocationView, EventWiring, MessageBus, NotificationError, Notifications,
+    handlers, AllocationView, Bootstrap, Bus, EventWiring, NotificationError, Notifications,
     ProductWrite, RetryPolicy, ServiceError, Store, StoreError, StoreUnitOfWorkFactory, UnitOfWork,
     UnitOfWorkFactory,
 };
@@ -45,7 +45,7 @@ impl Notifications for FakeNotifications {
 struct Fixture<S: Store> {
     store: Arc<S>,
     notifications: Arc<FakeNotifications>,
-    bus: MessageBus<StoreUnitOfWorkFactory<S>>,
+    bus: Bus<S>,
 }
 
 fn bootstrap_with<S: Store>(
@@ -55,17 +55,16 @@ fn bootstrap_with<S: Store>(
 ) -> Fixture<S> {
     let store = Arc::new(store);
     let notifications = Arc::new(notifications);
-    let bus = MessageBus::new(
-        StoreUnitOfWorkFactory::new(Arc::clone(&store), wiring),
-        wiring,
-        Arc::clone(&notifications) as Arc<dyn Notifications>,
-        RetryPolicy {
+    let bus = Bootstrap::new(Arc::clone(&store))
+        .wiring(wiring)
+        .notifications(Arc::clone(&notifications) as Arc<dyn Notifications>)
+        .retry(RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
             budget: Duration::from_secs(5),
-        },
-    );
+        })
+        .build();
     Fixture {
         store,
         notifications,
@@ -783,17 +782,14 @@ mod retries_within_a_time_budget {
 
     fn bus_with(store: SlowThrottled, budget: Duration) -> Fixture<SlowThrottled> {
         let store = Arc::new(store);
-        let bus = MessageBus::new(
-            StoreUnitOfWorkFactory::new(Arc::clone(&store), EventWiring::outbox()),
-            EventWiring::outbox(),
-            Arc::new(FakeNotifications::default()) as Arc<dyn Notifications>,
-            RetryPolicy {
+        let bus = Bootstrap::new(Arc::clone(&store))
+            .retry(RetryPolicy {
                 max_attempts: 1_000,
                 base_delay: Duration::from_millis(10),
                 max_delay: Duration::from_millis(100),
                 budget,
-            },
-        );
+            })
+            .build();
         Fixture {
             store,
             notifications: Arc::new(FakeNotifications::default()),

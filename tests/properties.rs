@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use allocation::adapters::InMemoryStore;
 use allocation::domain::{Allocate, ChangeBatchQuantity, Command, CreateBatch, Product};
 use allocation::service::{
-    EventWiring, MessageBus, NoNotifications, ProductWrite, RetryPolicy, Store, StoreError,
-    StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
+    Bootstrap, EventWiring, ProductWrite, Store, StoreError, UnitOfWork, UnitOfWorkFactory,
 };
 use chrono::NaiveDate;
 use proptest::prelude::*;
@@ -100,15 +99,14 @@ proptest! {
         runtime.block_on(async {
             let store = Arc::new(RecordingStore::default());
             let wiring = EventWiring::in_process();
-            let bus = MessageBus::new(
-                StoreUnitOfWorkFactory::new(Arc::clone(&store), wiring),
-                wiring,
-                Arc::new(NoNotifications),
-                RetryPolicy::default(),
-            );
+            let bus = Bootstrap::new(Arc::clone(&store)).wiring(wiring).build();
             for command in &commands {
                 // Failures (unknown sku, out of stock, duplicate batch) are fine; broken invariants are not.
-                let _ = bus.handle_command(command, None).await;
+                let _ = match command {
+                    Command::CreateBatch(cmd) => bus.handle(cmd, None).await,
+                    Command::Allocate(cmd) => bus.handle(cmd, None).await.map(|_| ()),
+                    Command::ChangeBatchQuantity(cmd) => bus.handle(cmd, None).await,
+                };
                 let mut uow = bus.uows().begin(None);
                 let orders = all_orders();
                 let ids: Vec<&str> = orders.iter().map(String::as_str).collect();

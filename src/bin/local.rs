@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use allocation::adapters::embedded::{EmbeddedStore, DATABASE_FILE};
 use allocation::entrypoints::local::{self, DeliveryPolicy, FlowConfig};
 use allocation::entrypoints::logging::{self, LogFormat};
-use allocation::service::outbox_bus;
+use allocation::service::{outbox_bus, OutboxFeed};
 
 /// The allocation service, locally: the HTTP API on an embedded durable store, with the event flow
 /// (outbox relay, reallocation queue with retries and dead letters, out-of-stock emails to a mailbox

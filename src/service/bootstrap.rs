@@ -1,4 +1,6 @@
-//! Bootstrap: the message bus as the deployed entrypoints wire it (every event through the outbox).
+//! The composition root: the one place a message bus is made, with its store, event wiring,
+//! notifications and retry policy. Every binary, the local server, the tests and the benches build
+//! their bus here.
 
 use std::sync::Arc;
 
@@ -10,22 +12,53 @@ use super::{
 /// The bus over a store, as every entrypoint uses it.
 pub type Bus<S> = MessageBus<StoreUnitOfWorkFactory<S>>;
 
-/// A bus whose events all leave through the outbox (the Lambda functions and the local server).
-pub fn outbox_bus<S: Store>(store: Arc<S>) -> Bus<S> {
-    notifying_outbox_bus(store, Arc::new(NoNotifications))
+/// A bus under construction. [`Bootstrap::new`] is the deployed wiring; the setters change one part.
+pub struct Bootstrap<S: Store> {
+    store: Arc<S>,
+    wiring: EventWiring,
+    notifications: Arc<dyn Notifications>,
+    retry: RetryPolicy,
 }
 
-/// An outbox bus that also handles delivered `OutOfStock` events with these notifications (the
-/// `notify_out_of_stock` function).
-pub fn notifying_outbox_bus<S: Store>(
-    store: Arc<S>,
-    notifications: Arc<dyn Notifications>,
-) -> Bus<S> {
-    let wiring = EventWiring::outbox();
-    MessageBus::new(
-        StoreUnitOfWorkFactory::new(store, wiring),
-        wiring,
-        notifications,
-        RetryPolicy::default(),
-    )
+impl<S: Store> Bootstrap<S> {
+    /// As deployed (the Lambda functions and the local server): every event leaves through the
+    /// outbox, no notification is sent in process, the default retry policy.
+    pub fn new(store: Arc<S>) -> Self {
+        Self {
+            store,
+            wiring: EventWiring::outbox(),
+            notifications: Arc::new(NoNotifications),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Where each event type is handled (the book's tests: `EventWiring::in_process()`).
+    pub fn wiring(mut self, wiring: EventWiring) -> Self {
+        self.wiring = wiring;
+        self
+    }
+
+    /// Who tells the purchasing team when an `OutOfStock` is handled by this bus.
+    pub fn notifications(mut self, notifications: Arc<dyn Notifications>) -> Self {
+        self.notifications = notifications;
+        self
+    }
+
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn build(self) -> Bus<S> {
+        MessageBus::new(
+            StoreUnitOfWorkFactory::new(self.store, self.wiring),
+            self.notifications,
+            self.retry,
+        )
+    }
+}
+
+/// A bus as deployed over this store: `Bootstrap::new(store).build()`.
+pub fn outbox_bus<S: Store>(store: Arc<S>) -> Bus<S> {
+    Bootstrap::new(store).build()
 }

@@ -13,7 +13,7 @@ use super::handlers::{self, QueuedAllocation};
 use super::product_queue::{Exclusive, ProductQueues};
 use super::{Delivery, EventWiring, Notifications, RetryPolicy, ServiceError};
 use super::{UnitOfWork, UnitOfWorkFactory};
-use crate::domain::{Allocate, ChangeBatchQuantity, Command, CreateBatch, Event, EventEnvelope};
+use crate::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope};
 
 /// The most allocations one group holds when the store does not limit commits (bounds a group's
 /// latency and its commit).
@@ -77,15 +77,7 @@ impl Message for AllocateTogether<'_> {
     }
 }
 
-/// The result of any [`Command`] (for callers holding the type-tagged enum).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandResult {
-    BatchCreated,
-    Allocated { batchref: String },
-    BatchQuantityChanged,
-}
-
-/// Counters of the bus's work, for tests and logs.
+/// Counters of the bus's work: the functions' metrics (`lambda::metrics`), logs and tests.
 #[derive(Debug, Default)]
 pub struct BusStats {
     /// Attempts repeated after a version conflict or throttling.
@@ -126,16 +118,13 @@ impl<F: UnitOfWorkFactory> Clone for MessageBus<F> {
 }
 
 impl<F: UnitOfWorkFactory> MessageBus<F> {
-    pub fn new(
-        uows: F,
-        wiring: EventWiring,
-        notifications: Arc<dyn Notifications>,
-        retry: RetryPolicy,
-    ) -> Self {
+    /// A bus over these units of work, handling in process the events their wiring keeps in process
+    /// (build one with `service::Bootstrap`).
+    pub fn new(uows: F, notifications: Arc<dyn Notifications>, retry: RetryPolicy) -> Self {
         Self {
             inner: Arc::new(Inner {
+                wiring: uows.wiring(),
                 uows,
-                wiring,
                 notifications,
                 retry,
                 stats: BusStats::default(),
@@ -298,28 +287,6 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
             .max_lines_per_commit()
             .map_or(MAX_GROUP, |lines| lines / 2)
             .clamp(1, MAX_GROUP)
-    }
-
-    /// Handles a command given as the type-tagged enum.
-    pub async fn handle_command(
-        &self,
-        command: &Command,
-        correlation_id: Option<&str>,
-    ) -> Result<CommandResult, ServiceError> {
-        match command {
-            Command::CreateBatch(cmd) => self
-                .handle(cmd, correlation_id)
-                .await
-                .map(|()| CommandResult::BatchCreated),
-            Command::Allocate(cmd) => self
-                .handle(cmd, correlation_id)
-                .await
-                .map(|batchref| CommandResult::Allocated { batchref }),
-            Command::ChangeBatchQuantity(cmd) => self
-                .handle(cmd, correlation_id)
-                .await
-                .map(|()| CommandResult::BatchQuantityChanged),
-        }
     }
 
     /// Handles an event delivered from outside (a queue): its handler's failure is returned so the

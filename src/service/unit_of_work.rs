@@ -76,6 +76,10 @@ pub trait UnitOfWorkFactory: Send + Sync + 'static {
 
     /// The most order lines one commit may move (see `Store::max_lines_per_commit`).
     fn max_lines_per_commit(&self) -> Option<usize>;
+
+    /// Where each event type is handled: the units of work write the outbound ones to the outbox,
+    /// and the bus handles the others in process (one wiring for both, so they cannot disagree).
+    fn wiring(&self) -> EventWiring;
 }
 
 struct Seen {
@@ -296,10 +300,6 @@ impl<S: Store> StoreUnitOfWorkFactory<S> {
     pub fn store(&self) -> &Arc<S> {
         &self.store
     }
-
-    pub fn wiring(&self) -> EventWiring {
-        self.wiring
-    }
 }
 
 impl<S: Store> UnitOfWorkFactory for StoreUnitOfWorkFactory<S> {
@@ -311,5 +311,9 @@ impl<S: Store> UnitOfWorkFactory for StoreUnitOfWorkFactory<S> {
 
     fn max_lines_per_commit(&self) -> Option<usize> {
         self.store.max_lines_per_commit()
+    }
+
+    fn wiring(&self) -> EventWiring {
+        self.wiring
     }
 }

@@ -12,7 +12,7 @@ use allocation::domain::{
     Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, OrderLine, Product,
 };
 use allocation::service::{
-    EventWiring, MessageBus, NoNotifications, RetryPolicy, ServiceError, Store, StoreError,
+    Bootstrap, Bus, EventWiring, RetryPolicy, ServiceError, Store, StoreError,
     StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
 };
 use chrono::NaiveDate;
@@ -29,19 +29,14 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-pub fn bus<S: Store>(store: Arc<S>) -> MessageBus<StoreUnitOfWorkFactory<S>> {
+pub fn bus<S: Store>(store: Arc<S>) -> Bus<S> {
     // Generous: the racing cases must end by retrying, and moto serializes every request.
     let retry = RetryPolicy {
         max_attempts: 100,
         budget: std::time::Duration::from_secs(60),
         ..RetryPolicy::default()
     };
-    MessageBus::new(
-        StoreUnitOfWorkFactory::new(store, EventWiring::outbox()),
-        EventWiring::outbox(),
-        Arc::new(NoNotifications),
-        retry,
-    )
+    Bootstrap::new(store).retry(retry).build()
 }
 
 fn uows<S: Store>(store: &Arc<S>) -> StoreUnitOfWorkFactory<S> {

@@ -9,8 +9,8 @@
 //! - Group commit: one writer thread applies all waiting commits in one transaction with one fsync.
 //! - Reads are redb read transactions (snapshots of the last durable commit), run concurrently.
 
+mod feed;
 mod read;
-pub mod relay;
 mod slot;
 pub mod tables;
 mod writer;
@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
-pub use relay::{DeadLetter, OutboxCheck};
+pub use tables::OutboxCheck;
 pub use tables::DATABASE_FILE;
 
 use crate::adapters::records::record_writes;

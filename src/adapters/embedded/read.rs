@@ -5,17 +5,17 @@ use std::collections::BTreeSet;
 
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition};
 
-use super::relay::{DeadLetter, OutboxCheck, StoredDeadLetter};
 use super::tables::{
-    decode, unavailable, ALLOCATIONS, BATCHES, BATCH_LINES, BATCH_REFS, DEAD_LETTERS, META,
-    META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS, WAITING_LINES,
+    decode, unavailable, OutboxCheck, StoredDeadLetter, ALLOCATIONS, BATCHES, BATCH_LINES,
+    BATCH_REFS, DEAD_LETTERS, META, META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS,
+    WAITING_LINES,
 };
 use crate::adapters::records::{
     restore_lines, restore_product, AllocationRecord, BatchRecord, LinesToFree, OutboxRecord,
     ProductRecord, WaitingLines,
 };
 use crate::domain::{EventEnvelope, Product};
-use crate::service::{AllocationView, StoreError};
+use crate::service::{AllocationView, DeadLetter, StoreError};
 
 fn begin(db: &Database) -> Result<ReadTransaction, StoreError> {
     db.begin_read().map_err(|e| unavailable("begin read", e))

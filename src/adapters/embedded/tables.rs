@@ -2,11 +2,14 @@
 
 use std::fmt::Display;
 
+use chrono::{DateTime, Utc};
 use redb::TableDefinition;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::adapters::records::RecordWrite;
+use crate::domain::EventEnvelope;
+use crate::service::DeadLetter;
 use crate::service::StoreError;
 
 /// Name of the database file inside the store's directory.
@@ -149,4 +152,38 @@ impl Op {
             },
         })
     }
+}
+
+/// A dead letter as stored (its id is the key).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct StoredDeadLetter {
+    pub envelope: EventEnvelope,
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+    pub attempts: u32,
+}
+
+impl StoredDeadLetter {
+    pub(super) fn with_id(self, id: u64) -> DeadLetter {
+        DeadLetter {
+            id,
+            envelope: self.envelope,
+            reason: self.reason,
+            failed_at: self.failed_at,
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// The result of `EmbeddedStore::check_outbox`: every event is either pending or delivered, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxCheck {
+    /// Events in the outbox (they are kept after delivery).
+    pub events: u64,
+    /// Events not yet marked delivered.
+    pub pending: u64,
+    /// `events - pending`.
+    pub delivered: u64,
+    /// The sequence number the next event will get.
+    pub next_seq: u64,
 }

@@ -16,7 +16,7 @@ use super::republish::Republisher;
 use crate::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore, NotificationLog};
 use crate::adapters::email::EmailNotifications;
 use crate::adapters::sns::SnsPublisher;
-use crate::service::{notifying_outbox_bus, outbox_bus, Bus};
+use crate::service::{outbox_bus, Bootstrap, Bus};
 
 /// The table of products, batches, allocations and outbox (template.yaml: `!Ref Table`).
 pub const TABLE_NAME: &str = "TABLE_NAME";
@@ -106,10 +106,9 @@ pub fn notifier_bus_over(
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let log = NotificationLog::new(dynamodb.clone(), &table_name);
     let email = EmailNotifications::new(aws_sdk_sns::Client::new(config), email_topic_arn, log);
-    notifying_outbox_bus(
-        Arc::new(DynamoDbStore::new(dynamodb, table_name)),
-        Arc::new(email),
-    )
+    Bootstrap::new(Arc::new(DynamoDbStore::new(dynamodb, table_name)))
+        .notifications(Arc::new(email))
+        .build()
 }
 
 /// The relay's parts (`publish_events`): the SNS publisher to the topic named by `TOPIC_ARN`, and the

@@ -20,7 +20,7 @@ use crate::service::{handlers, Bus, QueuedAllocation, ServiceError, Store};
 
 /// Why a record failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RecordError {
+pub enum MessageError {
     #[error("the message has no body")]
     NoBody,
     #[error("the body is not an event envelope: {0}")]
@@ -60,7 +60,7 @@ pub async fn handle<S: Store>(
 ) -> Result<SqsBatchResponse, Error> {
     let (event, context) = event.into_parts();
     let before = BusCounts::of(bus.stats());
-    let mut outcomes: Vec<Option<Result<(), RecordError>>> =
+    let mut outcomes: Vec<Option<Result<(), MessageError>>> =
         event.records.iter().map(|_| None).collect();
     let mut groups: BTreeMap<String, Vec<(usize, QueuedAllocation)>> = BTreeMap::new();
     for (index, record) in event.records.iter().enumerate() {
@@ -77,14 +77,14 @@ pub async fn handle<S: Store>(
                     },
                 )),
                 None if !time_left_for(bus, &context) => {
-                    outcomes[index] = Some(Err(RecordError::NoTimeLeft));
+                    outcomes[index] = Some(Err(MessageError::NoTimeLeft));
                 }
                 None => {
                     // Boxed: the bus's future is deep enough to overflow rustc's layout query depth.
                     let outcome = Box::pin(bus.handle_delivered_event(&envelope))
                         .instrument(span)
                         .await
-                        .map_err(RecordError::Handler);
+                        .map_err(MessageError::Handler);
                     outcomes[index] = Some(outcome);
                 }
             },
@@ -94,7 +94,7 @@ pub async fn handle<S: Store>(
         let (indices, allocations): (Vec<usize>, Vec<QueuedAllocation>) = group.into_iter().unzip();
         if !time_left_for(bus, &context) {
             for index in indices {
-                outcomes[index] = Some(Err(RecordError::NoTimeLeft));
+                outcomes[index] = Some(Err(MessageError::NoTimeLeft));
             }
             continue;
         }
@@ -106,7 +106,7 @@ pub async fn handle<S: Store>(
         for (index, answer) in indices.into_iter().zip(answers) {
             outcomes[index] = Some(match answer {
                 Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
-                Err(error) => Err(RecordError::Handler(error)),
+                Err(error) => Err(MessageError::Handler(error)),
             });
         }
     }
@@ -161,9 +161,9 @@ fn record_span(context: &Context, record: &SqsMessage) -> Span {
 }
 
 /// Parses one record's envelope and records its identity in the record's span.
-fn parse_record(record: &SqsMessage, span: &Span) -> Result<EventEnvelope, RecordError> {
-    let body = record.body.as_deref().ok_or(RecordError::NoBody)?;
-    let envelope: EventEnvelope = serde_json::from_str(body).map_err(RecordError::BadBody)?;
+fn parse_record(record: &SqsMessage, span: &Span) -> Result<EventEnvelope, MessageError> {
+    let body = record.body.as_deref().ok_or(MessageError::NoBody)?;
+    let envelope: EventEnvelope = serde_json::from_str(body).map_err(MessageError::BadBody)?;
     span.record("event_id", envelope.id.as_str());
     span.record("event_type", envelope.event.type_name());
     if let Some(correlation_id) = &envelope.correlation_id {
@@ -173,10 +173,13 @@ fn parse_record(record: &SqsMessage, span: &Span) -> Result<EventEnvelope, Recor
 }
 
 /// Parses one record's envelope and runs its handler (alone).
-pub async fn handle_record<S: Store>(bus: &Bus<S>, record: &SqsMessage) -> Result<(), RecordError> {
+pub async fn handle_record<S: Store>(
+    bus: &Bus<S>,
+    record: &SqsMessage,
+) -> Result<(), MessageError> {
     let envelope = parse_record(record, &Span::current())?;
     // Boxed: the bus's future is deep enough to overflow rustc's layout query depth in a binary.
     Box::pin(bus.handle_delivered_event(&envelope))
         .await
-        .map_err(RecordError::Handler)
+        .map_err(MessageError::Handler)
 }

@@ -66,7 +66,7 @@ impl PublishedMarks for DynamoDbOutbox {
 
 /// Why a record failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RecordError {
+pub enum RelayError {
     #[error("the outbox item has no string attribute payload")]
     NoPayload,
     #[error("the outbox payload is not an event envelope: {0}")]
@@ -77,7 +77,7 @@ pub enum RecordError {
 
 /// What was done with a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Relayed {
     /// Published; SNS's message id.
     Published(String),
     /// Not an outbox insert.
@@ -108,12 +108,12 @@ pub async fn handle<P: EventPublisher, M: PublishedMarks>(
             .instrument(span.clone())
             .await;
         match outcome {
-            Ok(Outcome::Published(message_id)) => {
+            Ok(Relayed::Published(message_id)) => {
                 published += 1;
                 span.in_scope(|| info!(sns_message_id = %message_id, "event published"));
                 mark_published(marks, record).instrument(span).await;
             }
-            Ok(Outcome::Skipped) => {}
+            Ok(Relayed::Skipped) => {}
             Err(failure) => {
                 span.in_scope(|| {
                     error!(error = %failure, "event not published; the stream will retry from this record");
@@ -154,7 +154,7 @@ async fn mark_published<M: PublishedMarks>(marks: &M, record: &EventRecord) {
 pub async fn handle_record<P: EventPublisher>(
     publisher: &P,
     record: &EventRecord,
-) -> Result<Outcome, RecordError> {
+) -> Result<Relayed, RelayError> {
     let image = &*record.change.new_image;
     let entity = string_attribute(image, "entity");
     if record.event_name != "INSERT" || entity.as_deref() != Some("outbox") {
@@ -163,11 +163,10 @@ pub async fn handle_record<P: EventPublisher>(
             entity = entity.as_deref().unwrap_or_default(),
             "skipping a stream record that is not an outbox insert (check the stream filter)"
         );
-        return Ok(Outcome::Skipped);
+        return Ok(Relayed::Skipped);
     }
-    let payload = string_attribute(image, "payload").ok_or(RecordError::NoPayload)?;
-    let envelope: EventEnvelope =
-        serde_json::from_str(&payload).map_err(RecordError::BadPayload)?;
+    let payload = string_attribute(image, "payload").ok_or(RelayError::NoPayload)?;
+    let envelope: EventEnvelope = serde_json::from_str(&payload).map_err(RelayError::BadPayload)?;
     let span = Span::current();
     span.record("event_id", envelope.id.as_str());
     span.record("event_type", envelope.event.type_name());
@@ -184,8 +183,8 @@ pub async fn handle_record<P: EventPublisher>(
     publisher
         .publish(&envelope)
         .await
-        .map(Outcome::Published)
-        .map_err(RecordError::Publish)
+        .map(Relayed::Published)
+        .map_err(RelayError::Publish)
 }
 
 /// The value of a string (`S`) attribute of a stream image.

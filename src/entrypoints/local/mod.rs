@@ -15,7 +15,8 @@
 //! once across crashes; the consumers are idempotent. See `docs/local.md`.
 
 pub mod consumers;
-pub mod feed;
+#[cfg(test)]
+mod memory_feed;
 pub mod relay;
 pub mod server;
 pub mod topic;
@@ -33,13 +34,14 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use consumers::{EventLog, Mailbox, Reallocator, MAILBOX_SEPARATOR};
-pub use feed::{MemoryFeedStore, OutboxFeed};
+#[cfg(test)]
+pub(crate) use memory_feed::MemoryFeedStore;
 pub use relay::{Relay, RelayConfig, RelayStats};
 pub use server::{router, App, DEAD_LETTERS_PATH, REQUEST_ID_HEADER};
 pub use topic::{Subscription, Topic};
 pub use worker::{Consumer, DeliveryPolicy, Worker};
 
-use crate::service::{Bus, Store};
+use crate::service::{Bus, OutboxFeed, Store};
 
 /// The subscriptions of the local topic and the event types each one's filter policy accepts.
 pub const REALLOCATION_QUEUE: &str = "reallocation-queue";

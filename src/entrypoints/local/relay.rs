@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::feed::OutboxFeed;
 use super::topic::{Outcome, Topic};
+use crate::service::OutboxFeed;
 
 /// Tuning of the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,8 +17,8 @@ use axum::response::Response;
 use axum::Router;
 use tracing::{info, warn, Instrument};
 
-use super::feed::OutboxFeed;
 use crate::entrypoints::http::{self, HttpRequest, HttpResponse, MAX_BODY_BYTES};
+use crate::service::OutboxFeed;
 use crate::service::{Bus, Store};
 
 /// The local-only admin route listing the dead letters.

@@ -51,7 +51,7 @@ impl Ack {
 }
 
 /// One event delivered to one subscription.
-pub struct Delivery {
+pub struct QueuedEvent {
     pub seq: u64,
     pub envelope: Arc<EventEnvelope>,
     pub ack: Ack,
@@ -61,7 +61,7 @@ pub struct Delivery {
 pub struct Subscription {
     pub name: &'static str,
     pub event_types: &'static [&'static str],
-    pub queue: mpsc::UnboundedSender<Delivery>,
+    pub queue: mpsc::UnboundedSender<QueuedEvent>,
 }
 
 /// The local events topic.
@@ -112,7 +112,7 @@ impl Topic {
         }
         let envelope = Arc::new(envelope);
         for subscription in matching {
-            let delivery = Delivery {
+            let delivery = QueuedEvent {
                 seq,
                 envelope: Arc::clone(&envelope),
                 ack: Ack(Arc::clone(&state)),
@@ -139,8 +139,8 @@ mod tests {
 
     fn topic() -> (
         Topic,
-        mpsc::UnboundedReceiver<Delivery>,
-        mpsc::UnboundedReceiver<Delivery>,
+        mpsc::UnboundedReceiver<QueuedEvent>,
+        mpsc::UnboundedReceiver<QueuedEvent>,
     ) {
         let (queue, queue_rx) = mpsc::unbounded_channel();
         let (mailbox, mailbox_rx) = mpsc::unbounded_channel();

@@ -10,9 +10,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use super::feed::OutboxFeed;
-use super::topic::Delivery;
+use super::topic::QueuedEvent;
 use crate::domain::EventEnvelope;
+use crate::service::OutboxFeed;
 
 /// What a subscription does with an event. Must be idempotent: delivery is at least once.
 pub trait Consumer: Send + Sync + 'static {
@@ -76,7 +76,7 @@ impl<F> Worker<(), F> {
 
 impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
     /// Serves the queue until it closes, then waits for the deliveries in progress.
-    pub async fn run(self, mut queue: mpsc::UnboundedReceiver<Delivery>) {
+    pub async fn run(self, mut queue: mpsc::UnboundedReceiver<QueuedEvent>) {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.concurrency.max(1)));
         let mut running = JoinSet::new();
@@ -95,8 +95,8 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
         while running.join_next().await.is_some() {}
     }
 
-    async fn deliver(&self, delivery: Delivery) {
-        let Delivery { seq, envelope, ack } = delivery;
+    async fn deliver(&self, delivery: QueuedEvent) {
+        let QueuedEvent { seq, envelope, ack } = delivery;
         let event_type = envelope.event.type_name();
         let correlation_id = envelope.correlation_id.as_deref().unwrap_or("-");
         let mut attempt = 1;
@@ -170,8 +170,8 @@ mod tests {
 
     use super::*;
     use crate::domain::Event;
-    use crate::entrypoints::local::feed::MemoryFeedStore;
     use crate::entrypoints::local::topic::{Outcome, Subscription, Topic};
+    use crate::entrypoints::local::MemoryFeedStore;
 
     /// Fails the first `failures` attempts of every event.
     struct Flaky {
@@ -239,8 +239,7 @@ mod tests {
 
         async fn dead_letters(
             &self,
-        ) -> Result<Vec<crate::adapters::embedded::DeadLetter>, crate::service::StoreError>
-        {
+        ) -> Result<Vec<crate::service::DeadLetter>, crate::service::StoreError> {
             self.inner.dead_letters().await
         }
 

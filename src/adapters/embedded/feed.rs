@@ -1,8 +1,10 @@
-//! Outbox relay support: pending events in commit order, delivery marks, dead letters, commit signal.
+//! The embedded store's outbox feed (the service's `OutboxFeed` port): pending events in commit
+//! order, delivery marks, dead letters, the commit signal.
 //!
 //! A relay loop (at-least-once delivery):
 //! ```no_run
 //! # use allocation::adapters::embedded::EmbeddedStore;
+//! # use allocation::service::OutboxFeed;
 //! # async fn deliver(_: &allocation::domain::EventEnvelope) {}
 //! # async fn relay(store: &EmbeddedStore) -> Result<(), allocation::service::StoreError> {
 //! let mut commits = store.subscribe_commits();
@@ -26,77 +28,25 @@
 //! A crash between delivery and `mark_delivered` delivers those events again after restart: consumers
 //! are idempotent (every event has a stable id).
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use tokio::sync::watch;
 
-use super::tables::encode;
+use super::tables::{encode, OutboxCheck, StoredDeadLetter};
 use super::writer::Request;
 use super::{read, EmbeddedStore};
 use crate::domain::EventEnvelope;
-use crate::service::StoreError;
+use crate::service::{DeadLetter, OutboxFeed, StoreError};
 
-/// An event a consumer gave up on, kept for operators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// Assigned when added; increasing, so dead letters list in the order they failed.
-    pub id: u64,
-    pub envelope: EventEnvelope,
-    /// Why the last attempt failed.
-    pub reason: String,
-    /// When it was given up on (serialized as RFC 3339).
-    pub failed_at: DateTime<Utc>,
-    /// How many times delivery or handling was attempted.
-    pub attempts: u32,
-}
-
-/// A dead letter as stored (its id is the key).
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct StoredDeadLetter {
-    envelope: EventEnvelope,
-    reason: String,
-    failed_at: DateTime<Utc>,
-    attempts: u32,
-}
-
-impl StoredDeadLetter {
-    pub(super) fn with_id(self, id: u64) -> DeadLetter {
-        DeadLetter {
-            id,
-            envelope: self.envelope,
-            reason: self.reason,
-            failed_at: self.failed_at,
-            attempts: self.attempts,
-        }
-    }
-}
-
-/// The result of [`EmbeddedStore::check_outbox`]: every event is either pending or delivered, once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutboxCheck {
-    /// Events in the outbox (they are kept after delivery).
-    pub events: u64,
-    /// Events not yet marked delivered.
-    pub pending: u64,
-    /// `events - pending`.
-    pub delivered: u64,
-    /// The sequence number the next event will get.
-    pub next_seq: u64,
-}
-
-impl EmbeddedStore {
+impl OutboxFeed for EmbeddedStore {
     /// Up to `limit` undelivered outbox events, in commit order, each with its global sequence number
     /// (strictly increasing across all SKUs). Only durable commits are visible.
-    pub async fn pending_outbox(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {
+    async fn pending_outbox(&self, limit: usize) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {
         self.read(move |db| read::pending_outbox(db, limit)).await
     }
 
     /// Marks these events delivered: they leave the pending index (the outbox keeps them). Unknown or
     /// already delivered sequence numbers are ignored. Answers how many were pending. Durable on return.
-    pub async fn mark_delivered(&self, seqs: &[u64]) -> Result<u64, StoreError> {
+    async fn mark_delivered(&self, seqs: &[u64]) -> Result<u64, StoreError> {
         if seqs.is_empty() {
             return Ok(0);
         }
@@ -107,7 +57,7 @@ impl EmbeddedStore {
 
     /// Stores an event a consumer gave up on after `attempts` attempts; `failed_at` is now. Answers the
     /// dead letter's id. Durable on return.
-    pub async fn add_dead_letter(
+    async fn add_dead_letter(
         &self,
         envelope: &EventEnvelope,
         reason: &str,
@@ -127,7 +77,7 @@ impl EmbeddedStore {
     }
 
     /// Every dead letter, oldest first.
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         self.read(read::dead_letters).await
     }
 
@@ -135,10 +85,12 @@ impl EmbeddedStore {
     /// none since the store opened), updated after every group commit that added events.
     /// `changed().await` wakes on the next one; call `borrow_and_update()` before reading
     /// `pending_outbox` so that a commit landing in between is not missed.
-    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
+    fn subscribe_commits(&self) -> watch::Receiver<u64> {
         self.shared.outbox_head.subscribe()
     }
+}
 
+impl EmbeddedStore {
     /// Walks the outbox and its pending index and checks they agree: every event has a unique sequence
     /// number below the next one, and every pending entry points to its event. `Corrupt` if not.
     pub async fn check_outbox(&self) -> Result<OutboxCheck, StoreError> {

@@ -1,72 +1,17 @@
-//! What the local event flow needs from a store besides [`Store`]: the outbox as a feed (pending events
-//! in commit order, delivery marks, a commit signal) and the dead-letter store.
-//!
-//! The embedded store provides it; [`MemoryFeedStore`] provides it in memory for tests.
+//! An in-memory store with an outbox feed and dead letters, for the unit tests of the local event
+//! flow (compiled for tests only).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::Utc;
 use tokio::sync::watch;
 
-use crate::adapters::embedded::{DeadLetter, EmbeddedStore};
 use crate::adapters::InMemoryStore;
 use crate::domain::{EventEnvelope, Product};
+use crate::service::DeadLetter;
+use crate::service::OutboxFeed;
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
-
-/// The outbox seen by a relay, and the dead letters of its consumers.
-pub trait OutboxFeed: Send + Sync + 'static {
-    /// Up to `limit` undelivered events in commit order, each with its sequence number.
-    fn pending_outbox(
-        &self,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<(u64, EventEnvelope)>, StoreError>> + Send;
-
-    /// Removes these events from the pending ones (durably).
-    fn mark_delivered(&self, seqs: &[u64]) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Keeps an event a consumer gave up on after `attempts` attempts (durably); answers its id.
-    fn add_dead_letter(
-        &self,
-        envelope: &EventEnvelope,
-        reason: &str,
-        attempts: u32,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Every dead letter, oldest first.
-    fn dead_letters(&self) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
-
-    /// Changes after every commit that added outbox events (the value is the newest sequence number).
-    fn subscribe_commits(&self) -> watch::Receiver<u64>;
-}
-
-impl OutboxFeed for EmbeddedStore {
-    async fn pending_outbox(&self, limit: usize) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {
-        EmbeddedStore::pending_outbox(self, limit).await
-    }
-
-    async fn mark_delivered(&self, seqs: &[u64]) -> Result<u64, StoreError> {
-        EmbeddedStore::mark_delivered(self, seqs).await
-    }
-
-    async fn add_dead_letter(
-        &self,
-        envelope: &EventEnvelope,
-        reason: &str,
-        attempts: u32,
-    ) -> Result<u64, StoreError> {
-        EmbeddedStore::add_dead_letter(self, envelope, reason, attempts).await
-    }
-
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
-        EmbeddedStore::dead_letters(self).await
-    }
-
-    fn subscribe_commits(&self) -> watch::Receiver<u64> {
-        EmbeddedStore::subscribe_commits(self)
-    }
-}
 
 #[derive(Debug, Default)]
 struct FeedState {
