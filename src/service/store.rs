@@ -28,7 +28,7 @@ pub struct AllocationView {
     pub batchref: Option<String>,
 }
 
-/// Persistence of products and their outbox. Every adapter passes the contract suite in `tests/contract`.
+/// Persistence of products and their outbox. Every adapter passes the contract suite in `tests/support/contract.rs`.
 ///
 /// A product is never read whole: a load reads its head (the product and batch records, with each
 /// batch's allocated total) and only the order lines the command names, so its cost does not grow

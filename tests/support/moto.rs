@@ -1,5 +1,5 @@
-//! A moto server (offline AWS) for tests: one per test binary, started on first use, stopped when the
-//! test process exits, even after a panic or a kill.
+//! A moto server (offline AWS) for tests: one per test binary (and a second for bulk loads), started on
+//! first use, stopped when the test process exits, even after a panic or a kill.
 //!
 //! `moto().await` installs the tools venv (`scripts/tools-venv.sh`, a no-op when up to date), then
 //! starts moto's server on a free 127.0.0.1 port (what `moto_server -H 127.0.0.1 -p PORT` runs, with
@@ -92,12 +92,26 @@ pub struct Moto {
 }
 
 static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
+static BULK: OnceLock<Result<Moto, String>> = OnceLock::new();
 
 /// The moto server of this test binary, started on first use.
 pub async fn moto() -> &'static Moto {
-    let started = match MOTO.get() {
+    started(&MOTO, "shared").await
+}
+
+/// A second server for tests that load it with bulk data (100,000 items): moto is one Python
+/// process, and such a load would starve every other test's requests on the shared server.
+pub async fn bulk_moto() -> &'static Moto {
+    started(&BULK, "bulk").await
+}
+
+async fn started(
+    server: &'static OnceLock<Result<Moto, String>>,
+    name: &'static str,
+) -> &'static Moto {
+    let started = match server.get() {
         Some(started) => started,
-        None => tokio::task::spawn_blocking(|| MOTO.get_or_init(Moto::start))
+        None => tokio::task::spawn_blocking(move || server.get_or_init(|| Moto::start(name)))
             .await
             .expect("the moto start-up thread panicked"),
     };
@@ -143,11 +157,11 @@ impl Moto {
         log_tail(&self.log)
     }
 
-    fn start() -> Result<Self, String> {
+    fn start(name: &str) -> Result<Self, String> {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         install_tools(repo)?;
         let python = repo.join(".venv/bin/python");
-        let log = log_path()?;
+        let log = log_path(name)?;
         let mut failures = Vec::new();
         for _ in 0..ATTEMPTS {
             match spawn(&python, &log) {
@@ -193,14 +207,14 @@ fn install_tools(repo: &Path) -> Result<(), String> {
 }
 
 /// `target/tmp/moto-<test binary>.log`, truncated.
-fn log_path() -> Result<PathBuf, String> {
+fn log_path(name: &str) -> Result<PathBuf, String> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let binary = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "tests".to_owned());
-    Ok(dir.join(format!("moto-{binary}.log")))
+    Ok(dir.join(format!("moto-{binary}-{name}.log")))
 }
 
 fn free_port() -> Result<u16, String> {

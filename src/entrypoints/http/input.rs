@@ -5,12 +5,11 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
 use super::{HttpRequest, HttpResponse};
-use crate::domain::{Allocate, ChangeBatchQuantity, CreateBatch, MAX_IDENTIFIER_LEN};
+use crate::domain::{validate_identifier, Allocate, ChangeBatchQuantity, CreateBatch};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-/// Largest quantity accepted (a batch or a line), so sums can never overflow.
-pub const MAX_QUANTITY: u64 = 1_000_000_000;
+pub use crate::domain::MAX_QUANTITY;
 
 fn bad(message: impl Into<String>) -> HttpResponse {
     HttpResponse::message(400, message)
@@ -91,18 +90,10 @@ impl Fields {
     }
 }
 
+/// An identifier, checked by the domain's one rule (`domain::validate_identifier`); its error is the
+/// 400's message.
 fn identifier(name: &'static str, value: &str) -> Result<String, HttpResponse> {
-    if value.trim().is_empty() {
-        return Err(bad(format!("{name} must not be empty")));
-    }
-    if value.len() > MAX_IDENTIFIER_LEN {
-        return Err(bad(format!(
-            "{name} must be at most {MAX_IDENTIFIER_LEN} bytes long"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(bad(format!("{name} must not contain control characters")));
-    }
+    validate_identifier(name, value).map_err(|error| bad(error.to_string()))?;
     Ok(value.to_owned())
 }
 
@@ -169,6 +160,7 @@ fn percent_decode(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MAX_IDENTIFIER_LEN;
 
     #[test]
     fn percent_decoding_takes_exactly_two_hex_digits() {

@@ -1,10 +1,4 @@
 //! The store contract, run against the embedded (redb) store, each case in a fresh temporary directory.
-#![cfg(feature = "local")]
-
-#[macro_use]
-mod store_delegate;
-
-mod contract;
 
 use std::sync::Arc;
 
@@ -31,7 +25,7 @@ async fn fresh_store_with(options: EmbeddedOptions) -> Arc<TempStore> {
 }
 
 impl Store for TempStore {
-    delegate_reads!(store);
+    crate::delegate_reads!(store);
 
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         self.store.commit(writes).await
@@ -42,13 +36,13 @@ impl Store for TempStore {
     }
 }
 
-contract_suite!(fresh_store());
+crate::contract_suite!(fresh_store());
 
 /// The same cases with reads on the blocking pool.
 mod blocking_reads {
     use super::*;
 
-    contract_suite!(fresh_store_with(EmbeddedOptions {
+    crate::contract_suite!(fresh_store_with(EmbeddedOptions {
         read_mode: ReadMode::Blocking,
         ..EmbeddedOptions::default()
     }));

@@ -1,8 +1,5 @@
 //! The service layer through the message bus (book ch. 5-9 `test_handlers`), on the in-memory store.
 
-#[macro_use]
-mod store_delegate;
-
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -529,7 +526,7 @@ mod message_bus {
     struct AlwaysConflicting(InMemoryStore);
 
     impl Store for AlwaysConflicting {
-        delegate_reads!(0);
+        crate::delegate_reads!(0);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             Err(StoreError::VersionConflict {
                 sku: writes[0].product.sku().to_owned(),
@@ -580,7 +577,7 @@ mod change_batch_quantity_in_chunks {
     }
 
     impl Store for ReallocatingBetweenChunks {
-        delegate_reads!(inner);
+        crate::delegate_reads!(inner);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             self.inner.commit(writes).await?;
             if self.reallocating.swap(true, Ordering::SeqCst) {
@@ -625,7 +622,7 @@ mod change_batch_quantity_in_chunks {
     }
 
     impl Store for ConflictOnLaterChunk {
-        delegate_reads!(inner);
+        crate::delegate_reads!(inner);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             let left = self.skip.load(Ordering::SeqCst);
             if left != usize::MAX {
@@ -763,7 +760,7 @@ mod retries_within_a_time_budget {
     }
 
     impl Store for SlowThrottled {
-        delegate_reads!(inner);
+        crate::delegate_reads!(inner);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             self.commits.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(self.commit_time).await;

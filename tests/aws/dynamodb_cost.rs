@@ -1,12 +1,8 @@
 //! The cost of one allocation in DynamoDB, by DynamoDB's sizing rules applied to the items the store
 //! really reads and writes on moto: the same with no earlier lines on the SKU and with 100,000
 //! (`COST_EARLIER_LINES` to change it), at most 4 read units and 10 write units (index writes
-//! included). A cost specification, not a timing: `cargo test --test dynamodb_cost -- --nocapture`
+//! included). A cost specification, not a timing: `cargo test --test aws dynamodb_cost -- --nocapture`
 //! prints the figures.
-
-#![cfg(feature = "aws")]
-
-mod support;
 
 use std::sync::Arc;
 
@@ -282,7 +278,7 @@ fn offline_allocation(n: &Names) -> Vec<commit::Action> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_allocation_reads_and_writes_the_same_units_whatever_the_history() {
-    let moto = support::moto::moto().await;
+    let moto = crate::support::moto::bulk_moto().await;
     let table = moto.create_table("cost").await;
     let client = moto.dynamodb();
     let store = Arc::new(DynamoDbStore::new(client.clone(), &table));
@@ -319,7 +315,7 @@ async fn an_allocation_reads_and_writes_the_same_units_whatever_the_history() {
 /// are the costs of what the store sends), and identifiers of the maximum length cost what they cost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_writes_exactly_the_items_of_its_actions() {
-    let moto = support::moto::moto().await;
+    let moto = crate::support::moto::bulk_moto().await;
     let table = moto.create_table("cost-items").await;
     let client = moto.dynamodb();
     let store = Arc::new(DynamoDbStore::new(client.clone(), &table));

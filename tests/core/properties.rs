@@ -1,8 +1,5 @@
 //! Property test: random command sequences through the bus never break the allocation invariants.
 
-#[macro_use]
-mod store_delegate;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +21,7 @@ struct RecordingStore {
 }
 
 impl Store for RecordingStore {
-    delegate_reads!(inner);
+    crate::delegate_reads!(inner);
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         self.inner.commit(writes).await?;
         let mut commits = self.commits.lock().unwrap();

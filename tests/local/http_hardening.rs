@@ -1,16 +1,13 @@
 //! Input hardening against the real `local` binary: every malformed request is a 400
 //! `{"message": ...}` (unknown routes 404, wrong methods 405, duplicate batch references 409), never a
 //! 5xx, and none changes state. A property test sends thousands of generated bad requests.
-#![cfg(feature = "local")]
-
-mod support_local;
 
 use std::cell::RefCell;
 
+use crate::support::local::{RawClient, RawResponse, Server, Workspace};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
-use support_local::{RawClient, RawResponse, Server, Workspace};
 
 /// Generated bad requests sent by the property test (the issue asks for at least 2,000).
 const CASES: u32 = 2_500;
@@ -547,9 +544,11 @@ fn thousands_of_generated_bad_requests_get_json_4xx_and_change_nothing() {
     let workspace = Workspace::new();
     let server = workspace.start();
     seed(&server);
-    support_local::eventually("the seed's event", support_local::EVENT_TIMEOUT, || {
-        (server.log_text().matches("event delivered").count() == 1).then_some(())
-    });
+    crate::support::local::eventually(
+        "the seed's event",
+        crate::support::local::EVENT_TIMEOUT,
+        || (server.log_text().matches("event delivered").count() == 1).then_some(()),
+    );
     let client = RefCell::new(RawClient::new(&server.addr));
     let mut runner = TestRunner::new(Config {
         cases: CASES,

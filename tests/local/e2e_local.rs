@@ -1,16 +1,19 @@
 //! End to end over HTTP against the real `local` binary: the book's API tests, the
 //! event flow (reallocation, out-of-stock email, dead letters), durability across kill -9 and restart,
 //! graceful shutdown, request ids and the command line.
-#![cfg(feature = "local")]
-
-mod support_local;
 
 use std::time::Duration;
 
+use crate::support::local::{binary, eventually, unique, Workspace, EVENT_TIMEOUT};
 use serde_json::{json, Value};
-use support_local::{binary, eventually, unique, Workspace, EVENT_TIMEOUT};
 
-fn add_batch(server: &support_local::Server, reference: &str, sku: &str, qty: u32, eta: Value) {
+fn add_batch(
+    server: &crate::support::local::Server,
+    reference: &str,
+    sku: &str,
+    qty: u32,
+    eta: Value,
+) {
     let (status, body) = server.post(
         "/add_batch",
         &json!({"ref": reference, "sku": sku, "qty": qty, "eta": eta}),
@@ -18,7 +21,12 @@ fn add_batch(server: &support_local::Server, reference: &str, sku: &str, qty: u3
     assert_eq!(status, 201, "add_batch {reference}: {body}");
 }
 
-fn allocate(server: &support_local::Server, orderid: &str, sku: &str, qty: u32) -> (u16, Value) {
+fn allocate(
+    server: &crate::support::local::Server,
+    orderid: &str,
+    sku: &str,
+    qty: u32,
+) -> (u16, Value) {
     server.post(
         "/allocate",
         &json!({"orderid": orderid, "sku": sku, "qty": qty}),
@@ -89,7 +97,7 @@ fn out_of_stock_is_a_409_and_an_email_in_the_mailbox() {
     let server = workspace.start();
     let sku = unique("LAMP");
     add_batch(&server, &unique("batch"), &sku, 5, Value::Null);
-    let response = support_local::RawClient::new(&server.addr).send(
+    let response = crate::support::local::RawClient::new(&server.addr).send(
         "POST",
         "/allocate",
         &[
@@ -501,7 +509,7 @@ fn flags_can_come_from_the_environment() {
     let read = std::thread::spawn(move || {
         std::io::BufRead::read_line(&mut stdout, &mut line).map(|_| line)
     });
-    let deadline = std::time::Instant::now() + support_local::START_TIMEOUT;
+    let deadline = std::time::Instant::now() + crate::support::local::START_TIMEOUT;
     while !read.is_finished() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }

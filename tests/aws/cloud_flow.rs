@@ -8,12 +8,10 @@
 //! Lambda's part (polling the stream and the queue, filtering, deleting handled messages) is played
 //! by this test with the same APIs and the same event shapes.
 
-#![cfg(feature = "aws")]
-
-mod support;
-
 use std::collections::HashMap;
 
+use crate::support::moto::{moto, unique_name, Moto};
+use crate::support::queues::{observer_queue, subscribe_queue, subscribed_queue, Queue};
 use allocation::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore};
 use allocation::adapters::sns::SnsPublisher;
 use allocation::domain::{Event, EventEnvelope};
@@ -29,8 +27,6 @@ use base64::Engine as _;
 use lambda_http::Body;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
-use support::moto::{moto, unique_name, Moto};
-use support::queues::{observer_queue, subscribe_queue, subscribed_queue, Queue};
 
 const SKU: &str = "RED-CHAIR";
 /// The event source mapping's `BatchSize` for the stream in template.yaml.

@@ -5,14 +5,11 @@
 //!
 //! The validator covers the subset of JSON Schema the document uses, and fails on any other keyword so
 //! the document cannot drift out of what is checked.
-#![cfg(feature = "local")]
-
-mod support_local;
 
 use std::collections::BTreeSet;
 
+use crate::support::local::{eventually, RawClient, RawResponse, Workspace, EVENT_TIMEOUT};
 use serde_json::{json, Value};
-use support_local::{eventually, RawClient, RawResponse, Workspace, EVENT_TIMEOUT};
 
 fn spec() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");

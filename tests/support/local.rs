@@ -1,8 +1,6 @@
 //! Helpers of the end-to-end tests of the local server: start the real `local` binary on a free port
 //! with its own data directory, wait (bounded) until it listens, speak HTTP, and kill it at the end
 //! (also when the test panics).
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

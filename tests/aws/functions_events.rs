@@ -4,13 +4,11 @@
 //! The README's table is the list: a file it does not list, a row whose file is missing, a row naming
 //! an unknown function, or a file this test has no check for, fails the test.
 
-#![cfg(feature = "aws")]
-
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use crate::support::moto::{moto, unique_name, Moto};
+use crate::support::queues::subscribed_queue;
 use allocation::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore};
 use allocation::adapters::sns::SnsPublisher;
 use allocation::domain::{Event, EventEnvelope, Product};
@@ -22,8 +20,6 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_http::Body;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
-use support::moto::{moto, unique_name, Moto};
-use support::queues::subscribed_queue;
 
 const SKU: &str = "SMALL-TABLE";
 /// The stream record's `SequenceNumber` in `publish_events.json`.

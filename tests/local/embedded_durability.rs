@@ -1,8 +1,6 @@
 //! The embedded store's durability and relay support: data survives reopening and kill -9 (a child
 //! process, this very test binary re-executed, is SIGKILLed mid-stream), the pending outbox is in
 //! commit order, delivery marks and dead letters round-trip, and failures answer instead of hanging.
-#![cfg(feature = "local")]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -172,7 +170,7 @@ fn acknowledged_commits_survive_kill_9() {
     let mut child = Command::new(exe)
         .args([
             "--exact",
-            "child_process_entry",
+            "embedded_durability::child_process_entry",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -1,8 +1,5 @@
 //! Many tasks allocating one SKU at once on the in-memory store: no oversell, conflicts retried.
 
-#[macro_use]
-mod store_delegate;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +17,7 @@ use allocation::service::{
 struct SlowCommits(InMemoryStore);
 
 impl Store for SlowCommits {
-    delegate_reads!(0);
+    crate::delegate_reads!(0);
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         tokio::time::sleep(Duration::from_millis(1)).await;
         self.0.commit(writes).await

@@ -1,10 +1,7 @@
 //! The store contract: one suite every `Store` must pass unchanged (in-memory, embedded, DynamoDB).
 //!
-//! Use it with `contract_suite!(async { Arc::new(MyStore::new(...)) })` in a test file that declares
-//! `mod contract;`. Each case uses its own SKUs, batch references and order ids, so one store (or one
+//! Use it with `contract_suite!(async { Arc::new(MyStore::new(...)) })` in a test module. Each case uses its own SKUs, batch references and order ids, so one store (or one
 //! moto table) can serve every case, also concurrently.
-
-#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -1023,7 +1020,7 @@ macro_rules! contract_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let store = $make.await;
-                $crate::contract::$case(store).await;
+                $crate::support::contract::$case(store).await;
             }
         )+
     };

@@ -1,8 +1,6 @@
 //! The Lambda adapters (API Gateway, SQS, DynamoDB Streams) on the in-memory store, with events
 //! derived from the files of `events/`: what each adapter must do beyond the shared HTTP contract.
 
-#![cfg(feature = "aws")]
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,0 +1,13 @@
+//! AWS (feature `aws`), on one moto server: the DynamoDB store's contract and costs, every sample
+//! event through its function, the Lambda adapters, and the whole cloud flow.
+
+#![cfg(feature = "aws")]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cloud_flow;
+mod contract_dynamodb;
+mod dynamodb_cost;
+mod functions_events;
+mod lambda_adapters;

@@ -1,0 +1,16 @@
+//! Tests without a server or a cloud: the domain rules, the messages, the bus and its handlers,
+//! the in-memory store's contract, the HTTP contract, properties and races, and the template and
+//! smoke-script checks (Python tools).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod api_contract;
+mod concurrency;
+mod contract_memory;
+mod domain_batches;
+mod domain_product;
+mod handlers;
+mod messages;
+mod properties;
+mod template_check;

@@ -1,0 +1,13 @@
+//! Local mode (feature `local`): the embedded store's contract and durability, and the `local`
+//! server end to end over HTTP (the book's API, the event flow, hardening, the OpenAPI document).
+
+#![cfg(feature = "local")]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod contract_embedded;
+mod e2e_local;
+mod embedded_durability;
+mod http_hardening;
+mod http_openapi;
