@@ -14,6 +14,7 @@ mod read;
 mod slot;
 pub mod tables;
 mod writer;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

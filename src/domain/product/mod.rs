@@ -4,6 +4,10 @@
 //! product knows only the order lines the command at hand needs (the order being allocated, or the
 //! lines a shrinking batch gives up). See `docs/storage.md`.
 
+mod restore;
+mod shrink;
+mod waiting;
+
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -102,81 +106,6 @@ impl Product {
             product.insert_batch(batch)?;
         }
         Ok(product)
-    }
-
-    /// A product as stored, without its lines: its version, its batches with their totals and the
-    /// version its running stock-out episode began at. The lines a command needs are added with
-    /// [`Product::restore_line`], [`Product::restore_waiting_line`] and [`Product::restore_no_line`].
-    pub fn restore(
-        sku: impl AsRef<str>,
-        version_number: u64,
-        batches: Vec<Batch>,
-        out_of_stock_since: Option<u64>,
-    ) -> Result<Self, DomainError> {
-        let mut product = Self::with_batches(sku, batches)?;
-        product.version_number = version_number;
-        product.out_of_stock_since = out_of_stock_since;
-        product.knows_all_lines = false;
-        Ok(product)
-    }
-
-    /// Adds a stored line: this order's line is in batch `batchref`. A line the product already knows
-    /// is kept as it is (it is as new as the stored one, or newer).
-    pub fn restore_line(&mut self, line: &OrderLine, batchref: &str) -> Result<(), DomainError> {
-        let index = self
-            .batch_index(batchref)
-            .ok_or_else(|| DomainError::UnknownBatch(batchref.to_owned()))?;
-        if *line.sku() != *self.sku {
-            return Err(DomainError::LineSkuMismatch {
-                line_sku: line.sku().to_owned(),
-                product_sku: self.sku.to_string(),
-            });
-        }
-        self.lines
-            .entry(Arc::clone(line.shared_orderid()))
-            .or_insert(KnownLine {
-                batch: Some(index_u32(index)),
-                waiting_since: None,
-                qty: line.qty(),
-                changed: false,
-            });
-        Ok(())
-    }
-
-    /// Adds a stored line that waits for stock since version `since`. A line the product already
-    /// knows is kept as it is.
-    pub fn restore_waiting_line(
-        &mut self,
-        line: &OrderLine,
-        since: u64,
-    ) -> Result<(), DomainError> {
-        if *line.sku() != *self.sku {
-            return Err(DomainError::LineSkuMismatch {
-                line_sku: line.sku().to_owned(),
-                product_sku: self.sku.to_string(),
-            });
-        }
-        self.lines
-            .entry(Arc::clone(line.shared_orderid()))
-            .or_insert(KnownLine {
-                batch: None,
-                waiting_since: Some(since),
-                qty: line.qty(),
-                changed: false,
-            });
-        Ok(())
-    }
-
-    /// Records that the store holds no line of this order for this product.
-    pub fn restore_no_line(&mut self, orderid: &str) {
-        if !self.lines.contains_key(orderid) {
-            self.lines.insert(orderid.into(), KnownLine::ABSENT);
-        }
-    }
-
-    /// Whether the product knows if this order holds a line (loaded, or every line known).
-    pub fn knows_line(&self, orderid: &str) -> bool {
-        self.knows_all_lines || self.lines.contains_key(orderid)
     }
 
     pub fn sku(&self) -> &str {
@@ -351,156 +280,6 @@ impl Product {
         });
         self.version_number = new_version;
         Ok(Some(reference))
-    }
-
-    /// Offers the known waiting lines to the stock there is now: oldest first, each line that the
-    /// batches' available quantities can still take (counting the lines offered before it) gets an
-    /// `AllocationRequired`, and the offer stops at the first line that does not fit, so no younger
-    /// line overtakes it. The lines stay waiting until their reallocation allocates them, each in its
-    /// own transaction. Returns how many lines were offered.
-    pub fn offer_waiting_lines(&mut self) -> usize {
-        let mut waiting: Vec<(u64, &Arc<str>, u32)> = self
-            .lines
-            .iter()
-            .filter(|(_, known)| known.batch.is_none())
-            .filter_map(|(orderid, known)| Some((known.waiting_since?, orderid, known.qty)))
-            .collect();
-        waiting.sort_unstable();
-        let mut spare: Vec<i64> = self.batches.iter().map(Batch::available_quantity).collect();
-        let mut offered = Vec::new();
-        for (_, orderid, qty) in waiting {
-            let qty_wanted = i64::from(qty);
-            let Some(room) = spare.iter_mut().find(|room| **room >= qty_wanted) else {
-                break;
-            };
-            *room -= qty_wanted;
-            offered.push(Event::AllocationRequired {
-                orderid: Arc::clone(orderid),
-                sku: Arc::clone(&self.sku),
-                qty,
-            });
-        }
-        let count = offered.len();
-        if count > 0 {
-            self.events.extend(offered);
-            self.version_number += 1;
-        }
-        count
-    }
-
-    /// Sets the batch's purchased quantity, then deallocates lines until it is not over-allocated,
-    /// recording `AllocationRequired` for each deallocated line. Every line of the batch that must
-    /// go has to be known (see [`Product::change_batch_quantity_bounded`]).
-    pub fn change_batch_quantity(&mut self, reference: &str, qty: u32) -> Result<(), DomainError> {
-        match self.change_batch_quantity_bounded(reference, qty, usize::MAX)? {
-            true => Ok(()),
-            false => Err(DomainError::LinesNotLoaded(reference.to_owned())),
-        }
-    }
-
-    /// How many units the batch must give up to fit `qty`: its allocated total above `qty`.
-    pub fn excess(&self, reference: &str, qty: u32) -> Result<u64, DomainError> {
-        let batch = self
-            .batch(reference)
-            .ok_or_else(|| DomainError::UnknownBatch(reference.to_owned()))?;
-        Ok(batch.allocated_quantity().saturating_sub(u64::from(qty)))
-    }
-
-    /// One step of a quantity change that fits in one bounded commit: deallocates at most
-    /// `max_deallocations` of the batch's known lines, in deallocation order (greatest order id
-    /// first, the same in every process), until the batch fits `qty`.
-    ///
-    /// The purchased quantity becomes `max(qty, allocated after this step)` at once, so the room a
-    /// step frees is never handed to another line before the change completes. Returns whether the
-    /// change is complete (the quantity is `qty`); if not, load the next lines and call again after
-    /// the commit. Fails with `LinesNotLoaded` when no known line can be freed but the batch is still
-    /// over `qty` (the caller did not load the lines that must go).
-    pub fn change_batch_quantity_bounded(
-        &mut self,
-        reference: &str,
-        qty: u32,
-        max_deallocations: usize,
-    ) -> Result<bool, DomainError> {
-        let index = self
-            .batch_index(reference)
-            .ok_or_else(|| DomainError::UnknownBatch(reference.to_owned()))?;
-        let excess = self.batches[index]
-            .allocated_quantity()
-            .saturating_sub(u64::from(qty));
-        let to_free = self.lines_to_free(index, excess, max_deallocations.max(1));
-        if excess > 0 && to_free.is_empty() {
-            return Err(DomainError::LinesNotLoaded(reference.to_owned()));
-        }
-        let before = self.batches[index].purchased_quantity();
-        let freed_any = !to_free.is_empty();
-        let new_version = self.version_number + 1;
-        for orderid in to_free {
-            self.deallocate(index, orderid, new_version);
-        }
-        let batch = &mut self.batches[index];
-        let allocated = u32::try_from(batch.allocated_quantity()).unwrap_or(u32::MAX);
-        let purchased = qty.max(allocated);
-        if purchased != before {
-            batch.set_purchased_quantity(purchased);
-            mark_changed(&mut self.batch_states, &mut self.changes, batch, index);
-        }
-        if purchased > before {
-            self.out_of_stock_since = None;
-        }
-        if freed_any || purchased != before {
-            self.version_number = new_version;
-        }
-        Ok(purchased == qty)
-    }
-
-    /// The known lines of batch `index`, in deallocation order, that free at least `excess` units
-    /// (at most `max` of them).
-    fn lines_to_free(&self, index: usize, excess: u64, max: usize) -> Vec<Arc<str>> {
-        if excess == 0 {
-            return Vec::new();
-        }
-        let index = index_u32(index);
-        let mut held: Vec<(&Arc<str>, u32)> = self
-            .lines
-            .iter()
-            .filter(|(_, known)| known.batch == Some(index))
-            .map(|(orderid, known)| (orderid, known.qty))
-            .collect();
-        held.sort_unstable_by(|a, b| b.0.cmp(a.0));
-        let mut freed = 0u64;
-        let mut chosen = Vec::new();
-        for (orderid, qty) in held {
-            if freed >= excess || chosen.len() >= max {
-                break;
-            }
-            freed += u64::from(qty);
-            chosen.push(Arc::clone(orderid));
-        }
-        chosen
-    }
-
-    /// Takes the line out of batch `index`; it waits for stock from `new_version` on, and its
-    /// `AllocationRequired` asks for it to be allocated again.
-    fn deallocate(&mut self, index: usize, orderid: Arc<str>, new_version: u64) {
-        let Some(known) = self.lines.get_mut(&orderid) else {
-            return;
-        };
-        let qty = known.qty;
-        known.batch = None;
-        known.waiting_since = Some(new_version);
-        if !known.changed {
-            known.changed = true;
-            self.changes.lines.push(Arc::clone(&orderid));
-        }
-        let batch = &mut self.batches[index];
-        let line = OrderLine::restored(orderid, Arc::clone(batch.shared_sku()), qty);
-        batch.deallocate(&line);
-        mark_changed(&mut self.batch_states, &mut self.changes, batch, index);
-        self.events.push(Event::AllocationRequired {
-            orderid: Arc::clone(line.shared_orderid()),
-            sku: Arc::clone(&self.sku),
-            qty,
-        });
     }
 
     fn batch_index(&self, reference: &str) -> Option<usize> {
