@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::records::{
-    record_writes, restore_lines, restore_product, AllocationRecord, BatchRecord, LinesToFree,
-    OutboxRecord, ProductRecord, RecordWrite, WaitingLines,
+    record_writes, restore_lines, restore_product, AllocationRecord, BatchRecord, LineCollector,
+    LinesToFree, OutboxRecord, ProductRecord, RecordWrite, WaitingLines,
 };
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};

@@ -233,6 +233,15 @@ pub fn restore_line(product: &mut Product, record: &AllocationRecord) -> Result<
 /// that frees k lines reads about k lines (plus at most this many).
 pub const LINES_TO_FREE_PAGE: usize = 8;
 
+/// Gathers line records read in pages (a store's index in some order) until it has what it needs.
+pub trait LineCollector {
+    /// Whether enough lines are taken (read no further).
+    fn is_done(&self) -> bool;
+    /// How many more records to read at most (a store's page size).
+    fn page(&self) -> usize;
+    fn take(&mut self, record: AllocationRecord);
+}
+
 /// The lines a shrinking batch gives up, gathered from its allocation records read in deallocation
 /// order (greatest order id first): enough to free `excess` units, at most `max` lines.
 #[derive(Debug)]
@@ -250,23 +259,6 @@ impl LinesToFree {
             max: max.max(1),
             freed: 0,
             lines: Vec::new(),
-        }
-    }
-
-    /// Whether enough lines are taken (read no further).
-    pub fn is_done(&self) -> bool {
-        self.freed >= self.excess || self.lines.len() >= self.max
-    }
-
-    /// How many more records to read at most (for a store's page size).
-    pub fn page(&self) -> usize {
-        (self.max - self.lines.len()).min(LINES_TO_FREE_PAGE)
-    }
-
-    pub fn take(&mut self, record: AllocationRecord) {
-        if !self.is_done() {
-            self.freed += u64::from(record.qty);
-            self.lines.push(record);
         }
     }
 
@@ -318,23 +310,6 @@ impl WaitingLines {
         }
     }
 
-    /// Whether enough lines are taken (read no further).
-    pub fn is_done(&self) -> bool {
-        self.available == 0 || self.wanted > self.available || self.lines.len() >= self.max
-    }
-
-    /// How many more records to read at most (for a store's page size).
-    pub fn page(&self) -> usize {
-        (self.max - self.lines.len()).min(LINES_TO_FREE_PAGE)
-    }
-
-    pub fn take(&mut self, record: AllocationRecord) {
-        if !self.is_done() {
-            self.wanted += u64::from(record.qty);
-            self.lines.push(record);
-        }
-    }
-
     /// Adds the lines taken to the product.
     pub fn restore_into(self, product: &mut Product) -> Result<(), StoreError> {
         for record in &self.lines {
@@ -342,4 +317,43 @@ impl WaitingLines {
         }
         Ok(())
     }
+}
+
+impl LineCollector for LinesToFree {
+    fn is_done(&self) -> bool {
+        self.freed >= self.excess || self.lines.len() >= self.max
+    }
+
+    fn page(&self) -> usize {
+        page(self.max, self.lines.len())
+    }
+
+    fn take(&mut self, record: AllocationRecord) {
+        if !self.is_done() {
+            self.freed += u64::from(record.qty);
+            self.lines.push(record);
+        }
+    }
+}
+
+impl LineCollector for WaitingLines {
+    fn is_done(&self) -> bool {
+        self.available == 0 || self.wanted > self.available || self.lines.len() >= self.max
+    }
+
+    fn page(&self) -> usize {
+        page(self.max, self.lines.len())
+    }
+
+    fn take(&mut self, record: AllocationRecord) {
+        if !self.is_done() {
+            self.wanted += u64::from(record.qty);
+            self.lines.push(record);
+        }
+    }
+}
+
+/// The next page's size: small steps, so a collector reads about as many lines as it keeps.
+fn page(max: usize, taken: usize) -> usize {
+    max.saturating_sub(taken).min(LINES_TO_FREE_PAGE)
 }

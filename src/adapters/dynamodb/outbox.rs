@@ -6,6 +6,7 @@
 //! without a TTL. Publishing it (the stream relay, or the republisher) removes `pending_shard` and sets
 //! `expires_at`, so an item expires only once it has been published.
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
@@ -84,34 +85,21 @@ impl DynamoDbOutbox {
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let mut found = Vec::new();
         for shard in keys::pending_shards() {
-            let mut start: Option<Item> = None;
-            while found.len() < max {
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table_name)
-                    .index_name(PENDING_INDEX)
-                    .key_condition_expression("#shard = :shard AND #created <= :before")
-                    .expression_attribute_names("#shard", PENDING_SHARD)
-                    .expression_attribute_names("#created", CREATED_AT)
-                    .expression_attribute_values(":shard", AttributeValue::S(shard.clone()))
-                    .expression_attribute_values(
-                        ":before",
-                        AttributeValue::N(created_before.to_string()),
-                    )
-                    .limit(PAGE)
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(|e| unavailable("Query", &e))?;
-                found.extend(page.items().iter().map(outbox_item));
-                match page.last_evaluated_key() {
-                    Some(key) if !page.items().is_empty() => start = Some(key.clone()),
-                    _ => break,
-                }
-            }
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table_name)
+                .index_name(PENDING_INDEX)
+                .key_condition_expression("#shard = :shard AND #created <= :before")
+                .expression_attribute_names("#shard", PENDING_SHARD)
+                .expression_attribute_names("#created", CREATED_AT)
+                .expression_attribute_values(":shard", AttributeValue::S(shard))
+                .expression_attribute_values(
+                    ":before",
+                    AttributeValue::N(created_before.to_string()),
+                );
+            collect_up_to(query, max, &mut found).await?;
         }
-        found.truncate(max);
         Ok(found)
     }
 
@@ -124,35 +112,38 @@ impl DynamoDbOutbox {
         to: i64,
         max: usize,
     ) -> Result<Vec<OutboxItem>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .key_condition_expression("#pk = :pk")
+            .filter_expression("#created BETWEEN :from AND :to")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#created", CREATED_AT)
+            .expression_attribute_values(":pk", AttributeValue::S(keys::outbox_pk(sku)))
+            .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+            .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+            .consistent_read(true);
         let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        while found.len() < max {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table_name)
-                .key_condition_expression("#pk = :pk")
-                .filter_expression("#created BETWEEN :from AND :to")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#created", CREATED_AT)
-                .expression_attribute_values(":pk", AttributeValue::S(keys::outbox_pk(sku)))
-                .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
-                .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
-                .consistent_read(true)
-                .limit(PAGE)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", &e))?;
-            found.extend(page.items().iter().map(outbox_item));
-            match page.last_evaluated_key() {
-                Some(key) => start = Some(key.clone()),
-                None => break,
-            }
-        }
-        found.truncate(max);
+        collect_up_to(query, max, &mut found).await?;
         Ok(found)
     }
+}
+
+/// Adds the query's items to `found`, page by page, until it holds `max`.
+async fn collect_up_to(
+    query: QueryFluentBuilder,
+    max: usize,
+    found: &mut Vec<OutboxItem>,
+) -> Result<(), StoreError> {
+    let mut items = query.limit(PAGE).into_paginator().items().send();
+    while found.len() < max {
+        match items.next().await {
+            Some(item) => found.push(outbox_item(&item.map_err(|e| unavailable("Query", &e))?)),
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 fn outbox_item(item: &Item) -> OutboxItem {

@@ -15,7 +15,7 @@ use super::keys::{
     self, BATCH_SK_PREFIX, BY_BATCH_INDEX, BY_ORDER_INDEX, GSI1PK, LSI1SK, PK, PRODUCT_SK, SK,
 };
 use crate::adapters::records::{
-    restore_lines, restore_product, AllocationRecord, LinesToFree, WaitingLines,
+    restore_lines, restore_product, AllocationRecord, LineCollector, LinesToFree, WaitingLines,
 };
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
@@ -121,6 +121,47 @@ impl DynamoDbStore {
         }
     }
 
+    /// Reads the SKU's lines whose `by_batch` key starts with `prefix` (strongly consistent), in
+    /// `lsi1sk` order (`forward`) or backwards, in the pages the collector asks for, until it has
+    /// enough or the lines run out.
+    async fn collect_by_batch(
+        &self,
+        sku: &str,
+        prefix: String,
+        forward: bool,
+        collector: &mut impl LineCollector,
+    ) -> Result<(), StoreError> {
+        let mut start: Option<Item> = None;
+        while !collector.is_done() {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table_name)
+                .index_name(BY_BATCH_INDEX)
+                .key_condition_expression("#pk = :pk AND begins_with(#lsk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#lsk", LSI1SK)
+                .expression_attribute_values(":pk", AttributeValue::S(keys::product_pk(sku)))
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.clone()))
+                .scan_index_forward(forward)
+                .consistent_read(true)
+                .limit(i32::try_from(collector.page()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", &e))?;
+            self.count(page.items().len());
+            for item in page.items() {
+                collector.take(items::parse_allocation(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !page.items().is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Every item of a partition (of the table, or of `index`), all pages, in sort key order.
     async fn query_partition(
         &self,
@@ -200,50 +241,20 @@ impl Store for DynamoDbStore {
         restore_lines(product, orderids, lines)
     }
 
-    /// Reads the batch's lines backwards on the `by_batch` LSI (strongly consistent), in small pages,
-    /// until they free `excess` units or `max_lines` are read.
     async fn load_waiting_lines(
         &self,
         product: &mut Product,
         max_lines: usize,
     ) -> Result<(), StoreError> {
         let mut taken = WaitingLines::new(product, max_lines);
-        let mut start: Option<Item> = None;
-        while !taken.is_done() {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table_name)
-                .index_name(BY_BATCH_INDEX)
-                .key_condition_expression("#pk = :pk AND begins_with(#lsk, :prefix)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#lsk", LSI1SK)
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(keys::product_pk(product.sku())),
-                )
-                .expression_attribute_values(
-                    ":prefix",
-                    AttributeValue::S(keys::WAITING_LINES_PREFIX.to_owned()),
-                )
-                .consistent_read(true)
-                .limit(i32::try_from(taken.page()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", &e))?;
-            self.count(page.items().len());
-            for item in page.items() {
-                taken.take(items::parse_allocation(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(key) if !page.items().is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
+        let prefix = keys::WAITING_LINES_PREFIX.to_owned();
+        self.collect_by_batch(product.sku(), prefix, true, &mut taken)
+            .await?;
         taken.restore_into(product)
     }
 
+    /// Reads the batch's lines backwards on the `by_batch` LSI (strongly consistent), in small pages,
+    /// until they free `excess` units or `max_lines` are read.
     async fn load_lines_to_free(
         &self,
         product: &mut Product,
@@ -252,40 +263,9 @@ impl Store for DynamoDbStore {
         max_lines: usize,
     ) -> Result<(), StoreError> {
         let mut taken = LinesToFree::new(excess, max_lines);
-        let mut start: Option<Item> = None;
-        while !taken.is_done() {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table_name)
-                .index_name(BY_BATCH_INDEX)
-                .key_condition_expression("#pk = :pk AND begins_with(#lsk, :prefix)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#lsk", LSI1SK)
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(keys::product_pk(product.sku())),
-                )
-                .expression_attribute_values(
-                    ":prefix",
-                    AttributeValue::S(keys::batch_lines_prefix(reference)),
-                )
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit(i32::try_from(taken.page()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", &e))?;
-            self.count(page.items().len());
-            for item in page.items() {
-                taken.take(items::parse_allocation(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(key) if !page.items().is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
+        let prefix = keys::batch_lines_prefix(reference);
+        self.collect_by_batch(product.sku(), prefix, false, &mut taken)
+            .await?;
         if !taken.is_done() {
             // The lines ran out first. The head and the lines are two reads: if the product moved
             // in between, retry on fresh state; if not, its stored total is wrong.

@@ -11,8 +11,8 @@ use super::tables::{
     WAITING_LINES,
 };
 use crate::adapters::records::{
-    restore_lines, restore_product, AllocationRecord, BatchRecord, LinesToFree, OutboxRecord,
-    ProductRecord, WaitingLines,
+    restore_lines, restore_product, AllocationRecord, BatchRecord, LineCollector, LinesToFree,
+    OutboxRecord, ProductRecord, WaitingLines,
 };
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, DeadLetter, StoreError};
