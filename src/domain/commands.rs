@@ -29,12 +29,3 @@ pub struct ChangeBatchQuantity {
     pub reference: String,
     pub qty: u32,
 }
-
-/// Any command, as it travels between processes: `{"type": "Allocate", ...fields}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum Command {
-    CreateBatch(CreateBatch),
-    Allocate(Allocate),
-    ChangeBatchQuantity(ChangeBatchQuantity),
-}

@@ -10,7 +10,7 @@ pub mod product;
 
 pub use batch::Batch;
 pub use changes::Changes;
-pub use commands::{Allocate, ChangeBatchQuantity, Command, CreateBatch};
+pub use commands::{Allocate, ChangeBatchQuantity, CreateBatch};
 pub use errors::DomainError;
 pub use events::{Event, EventEnvelope};
 pub use order_line::OrderLine;

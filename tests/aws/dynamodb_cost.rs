@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
+use crate::dynamodb_size as size;
 use allocation::adapters::dynamodb::commit::{self, Operation};
 use allocation::adapters::dynamodb::items::{self, Item};
 use allocation::adapters::dynamodb::keys::{
     self, CREATED_AT, GSI1PK, LSI1SK, PENDING_SHARD, PK, SK,
 };
-use allocation::adapters::dynamodb::{size, DynamoDbStore};
+use allocation::adapters::dynamodb::DynamoDbStore;
 use allocation::adapters::records::{AllocationRecord, BatchRecord, ProductRecord};
 use allocation::domain::{Allocate, Batch, CreateBatch, EventEnvelope, OrderLine, Product};
 use allocation::service::{outbox_bus, ProductWrite, Store};

@@ -9,5 +9,6 @@ mod support;
 mod cloud_flow;
 mod contract_dynamodb;
 mod dynamodb_cost;
+mod dynamodb_size;
 mod functions_events;
 mod lambda_adapters;

@@ -1,9 +1,9 @@
 //! Messages keep one stable, type-tagged JSON shape, because they travel through SNS and SQS.
 
-use allocation::domain::{
-    Allocate, ChangeBatchQuantity, Command, CreateBatch, Event, EventEnvelope,
-};
+use allocation::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope};
 use chrono::NaiveDate;
+
+use crate::support::commands::Command;
 use serde_json::{json, Value};
 
 fn round_trips<T>(message: &T, expected: Value)

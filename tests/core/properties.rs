@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use allocation::adapters::InMemoryStore;
-use allocation::domain::{Allocate, ChangeBatchQuantity, Command, CreateBatch, Product};
+use allocation::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Product};
 use allocation::service::{
     Bootstrap, EventWiring, ProductWrite, Store, StoreError, UnitOfWork, UnitOfWorkFactory,
 };
 use chrono::NaiveDate;
 use proptest::prelude::*;
+
+use crate::support::commands::Command;
 
 const SKUS: [&str; 2] = ["LAMP", "TABLE"];
 

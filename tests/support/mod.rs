@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod commands;
 pub mod contract;
 #[cfg(feature = "local")]
 pub mod local;

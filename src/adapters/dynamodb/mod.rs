@@ -2,8 +2,7 @@
 //!
 //! Layout and behaviour: `docs/storage.md`. `keys` names the keys, `items` maps records to items,
 //! `commit` turns a commit into transaction actions, `outbox` records which outbox items were
-//! published, `notified` which notifications were sent, `errors` maps SDK errors, `size` computes item sizes
-//! and write units, `table` creates the table, `store` implements the `Store` port.
+//! published, `notified` which notifications were sent, `errors` maps SDK errors, `table` creates the table, `store` implements the `Store` port.
 
 pub mod commit;
 pub mod errors;
@@ -11,7 +10,6 @@ pub mod items;
 pub mod keys;
 pub mod notified;
 pub mod outbox;
-pub mod size;
 pub mod store;
 pub mod table;
 

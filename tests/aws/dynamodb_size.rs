@@ -12,7 +12,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::items::Item;
+use allocation::adapters::dynamodb::items::Item;
 
 /// Bytes per write unit.
 pub const WRITE_UNIT_BYTES: usize = 1024;
