@@ -5,6 +5,7 @@
 //! (for `OutOfStock`: [`out_of_stock_message`]); the `event_type` message attribute is what the
 //! subscriptions' filter policies match; `Subject` is the email's subject line.
 
+use crate::domain::OutOfStock;
 use aws_sdk_sns::error::DisplayErrorContext;
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
@@ -41,7 +42,7 @@ impl SnsMessage {
     pub fn for_event(envelope: &EventEnvelope) -> Result<Self, serde_json::Error> {
         let event_json = serde_json::to_string(envelope)?;
         let (email, subject) = match &envelope.event {
-            Event::OutOfStock { sku, .. } => (
+            Event::OutOfStock(OutOfStock { sku, .. }) => (
                 out_of_stock_message(envelope),
                 format!("Out of stock for SKU {sku}"),
             ),
@@ -128,6 +129,7 @@ impl SnsPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AllocationRequired;
 
     fn envelope(event: Event) -> EventEnvelope {
         EventEnvelope {
@@ -144,11 +146,11 @@ mod tests {
 
     #[test]
     fn out_of_stock_has_readable_email_and_json_for_machines() {
-        let env = envelope(Event::OutOfStock {
+        let env = envelope(Event::OutOfStock(OutOfStock {
             sku: "SKU-1".into(),
             orderid: Some("o-1".into()),
             qty: Some(1),
-        });
+        }));
         let message = SnsMessage::for_event(&env).unwrap();
         let parts = parts(&message);
         let json = serde_json::to_string(&env).unwrap();
@@ -161,11 +163,11 @@ mod tests {
 
     #[test]
     fn other_events_send_their_json_to_email_too() {
-        let env = envelope(Event::AllocationRequired {
+        let env = envelope(Event::AllocationRequired(AllocationRequired {
             orderid: "o1".into(),
             sku: "SKU-1".into(),
             qty: 3,
-        });
+        }));
         let message = SnsMessage::for_event(&env).unwrap();
         let parts = parts(&message);
         assert_eq!(parts["email"], parts["default"]);
@@ -178,11 +180,11 @@ mod tests {
     #[test]
     fn subject_is_ascii_and_short_whatever_the_sku() {
         let sku = "T\u{e9}l\u{e9}\u{1F600}".to_owned() + &"x".repeat(200);
-        let message = SnsMessage::for_event(&envelope(Event::OutOfStock {
+        let message = SnsMessage::for_event(&envelope(Event::OutOfStock(OutOfStock {
             sku: sku.into(),
             orderid: None,
             qty: None,
-        }))
+        })))
         .unwrap();
         assert!(message.subject.starts_with("Out of stock for SKU T?l??xx"));
         assert!(message.subject.len() < 100);

@@ -5,50 +5,60 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Something that happened to a product. Serialized as `{"type": "<Name>", ...fields}`.
+/// Something that happened to a product. Serialized as `{"type": "<Name>", ...fields}`. Each kind
+/// is its own type, so a handler takes exactly the event it handles.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Event {
-    /// A line was allocated to a batch.
-    Allocated {
-        orderid: Arc<str>,
-        sku: Arc<str>,
-        qty: u32,
-        batchref: Arc<str>,
-    },
-    /// A line was deallocated (its batch shrank) and must be allocated again.
-    AllocationRequired {
-        orderid: Arc<str>,
-        sku: Arc<str>,
-        qty: u32,
-    },
-    /// A stock-out episode began: a line could not be allocated, no batch of the SKU having enough
-    /// available. Names the line turned away (absent in events recorded before it was added). Later
-    /// refusals of the same episode record nothing; it ends when stock is added or raised.
-    OutOfStock {
-        sku: Arc<str>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        orderid: Option<Arc<str>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        qty: Option<u32>,
-    },
+    Allocated(Allocated),
+    AllocationRequired(AllocationRequired),
+    OutOfStock(OutOfStock),
+}
+
+/// A line was allocated to a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocated {
+    pub orderid: Arc<str>,
+    pub sku: Arc<str>,
+    pub qty: u32,
+    pub batchref: Arc<str>,
+}
+
+/// A line was deallocated (its batch shrank, or it waits for stock) and must be allocated again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRequired {
+    pub orderid: Arc<str>,
+    pub sku: Arc<str>,
+    pub qty: u32,
+}
+
+/// A stock-out episode began: a line could not be allocated, no batch of the SKU having enough
+/// available. Names the line turned away (absent in events recorded before it was added). Later
+/// refusals of the same episode record nothing; it ends when stock is added or raised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutOfStock {
+    pub sku: Arc<str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orderid: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qty: Option<u32>,
 }
 
 impl Event {
     /// The event's type name, as in its JSON tag (and in the SNS `event_type` attribute).
     pub fn type_name(&self) -> &'static str {
         match self {
-            Event::Allocated { .. } => "Allocated",
-            Event::AllocationRequired { .. } => "AllocationRequired",
-            Event::OutOfStock { .. } => "OutOfStock",
+            Event::Allocated(_) => "Allocated",
+            Event::AllocationRequired(_) => "AllocationRequired",
+            Event::OutOfStock(_) => "OutOfStock",
         }
     }
 
     pub fn sku(&self) -> &str {
         match self {
-            Event::Allocated { sku, .. }
-            | Event::AllocationRequired { sku, .. }
-            | Event::OutOfStock { sku, .. } => sku,
+            Event::Allocated(Allocated { sku, .. })
+            | Event::AllocationRequired(AllocationRequired { sku, .. })
+            | Event::OutOfStock(OutOfStock { sku, .. }) => sku,
         }
     }
 }

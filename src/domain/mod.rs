@@ -12,7 +12,7 @@ pub use batch::Batch;
 pub use changes::Changes;
 pub use commands::{Allocate, ChangeBatchQuantity, CreateBatch};
 pub use errors::DomainError;
-pub use events::{Event, EventEnvelope};
+pub use events::{Allocated, AllocationRequired, Event, EventEnvelope, OutOfStock};
 pub use order_line::OrderLine;
 pub use product::{LineStatus, Product};
 

@@ -1,5 +1,6 @@
 //! One handler per message: load the product through the unit of work, apply the domain rule, commit.
 
+use crate::domain::AllocationRequired;
 use crate::domain::{
     Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, OrderLine, Product,
 };
@@ -194,36 +195,40 @@ pub async fn change_batch_quantity_of<U: UnitOfWork>(
 
 /// The line an `AllocationRequired` event asks to allocate again.
 pub fn reallocation(event: &Event) -> Option<Allocate> {
-    let Event::AllocationRequired { orderid, sku, qty } = event else {
-        return None;
-    };
-    Some(Allocate {
-        orderid: orderid.to_string(),
-        sku: sku.to_string(),
-        qty: *qty,
-    })
+    match event {
+        Event::AllocationRequired(required) => Some(line_to_reallocate(required)),
+        _ => None,
+    }
+}
+
+/// The allocation an `AllocationRequired` asks for.
+fn line_to_reallocate(required: &AllocationRequired) -> Allocate {
+    Allocate {
+        orderid: required.orderid.to_string(),
+        sku: required.sku.to_string(),
+        qty: required.qty,
+    }
 }
 
 /// `AllocationRequired`: allocates the line again in its own transaction. Out of stock is not a
 /// failure here: the line waits for stock (a back-order) and the message is done. Idempotent by the
 /// line's state: a line already allocated answers its batch and writes nothing.
-pub async fn reallocate<U: UnitOfWork>(event: &Event, uow: &mut U) -> Result<(), ServiceError> {
-    let Some(cmd) = reallocation(event) else {
-        return Ok(());
-    };
-    match allocate_line(&cmd, true, uow).await {
+pub async fn reallocate<U: UnitOfWork>(
+    required: &AllocationRequired,
+    uow: &mut U,
+) -> Result<(), ServiceError> {
+    match allocate_line(&line_to_reallocate(required), true, uow).await {
         Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
         Err(error) => Err(error),
     }
 }
 
-/// `OutOfStock`, when handled in process: tells the purchasing team.
+/// `OutOfStock`, when handled in process: tells the purchasing team (the envelope carries its id
+/// and time, which the notification names).
 pub async fn send_out_of_stock_notification(
     envelope: &EventEnvelope,
     notifications: &dyn Notifications,
 ) -> Result<(), ServiceError> {
-    if let Event::OutOfStock { .. } = envelope.event {
-        notifications.out_of_stock(envelope).await?;
-    }
+    notifications.out_of_stock(envelope).await?;
     Ok(())
 }

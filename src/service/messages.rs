@@ -73,14 +73,12 @@ impl Message for HandleEvent<'_> {
     type Output = ();
     async fn handle<U: UnitOfWork>(&self, uow: &mut U) -> Result<(), ServiceError> {
         match &self.envelope.event {
-            Event::AllocationRequired { .. } => {
-                handlers::reallocate(&self.envelope.event, uow).await
-            }
-            Event::OutOfStock { .. } => {
+            Event::AllocationRequired(required) => handlers::reallocate(required, uow).await,
+            Event::OutOfStock(_) => {
                 handlers::send_out_of_stock_notification(self.envelope, self.notifications).await
             }
             // Published for other systems; nothing in this service reacts to it.
-            Event::Allocated { .. } => Ok(()),
+            Event::Allocated(_) => Ok(()),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The notifications port: how the purchasing team is told a SKU is out of stock.
 
+use crate::domain::OutOfStock;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -32,11 +33,11 @@ pub fn out_of_stock_message(envelope: &EventEnvelope) -> String {
         |at| at.to_rfc3339_opts(SecondsFormat::Secs, true),
     );
     let turned_away = match &envelope.event {
-        Event::OutOfStock {
+        Event::OutOfStock(OutOfStock {
             orderid: Some(orderid),
             qty,
             ..
-        } => match qty {
+        }) => match qty {
             Some(qty) => format!("order {orderid}, quantity {qty}"),
             None => format!("order {orderid}"),
         },

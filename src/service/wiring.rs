@@ -40,9 +40,9 @@ impl EventWiring {
 
     pub fn delivery(&self, event: &Event) -> Delivery {
         match event {
-            Event::Allocated { .. } => self.allocated,
-            Event::AllocationRequired { .. } => self.allocation_required,
-            Event::OutOfStock { .. } => self.out_of_stock,
+            Event::Allocated(_) => self.allocated,
+            Event::AllocationRequired(_) => self.allocation_required,
+            Event::OutOfStock(_) => self.out_of_stock,
         }
     }
 

@@ -600,7 +600,7 @@ async fn a_shrunk_batch_sends_its_line_through_the_outbox_stream_topic_and_queue
     let outbox = cloud.store().outbox(SKU).await.unwrap();
     let required = outbox
         .iter()
-        .find(|e| matches!(e.event, Event::AllocationRequired { .. }))
+        .find(|e| matches!(e.event, Event::AllocationRequired(_)))
         .unwrap();
     let record = json!({
         "messageId": "redelivered", "receiptHandle": "r", "attributes": {}, "messageAttributes": {},

@@ -4,6 +4,7 @@
 //! The README's table is the list: a file it does not list, a row whose file is missing, a row naming
 //! an unknown function, or a file this test has no check for, fails the test.
 
+use allocation::domain::OutOfStock;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -385,7 +386,7 @@ async fn check(
                 assert!(
                     !outbox
                         .iter()
-                        .any(|e| matches!(e.event, Event::AllocationRequired { .. })),
+                        .any(|e| matches!(e.event, Event::AllocationRequired(_))),
                     "{context}: no line may be deallocated: {outbox:?}"
                 );
             } else {
@@ -576,11 +577,11 @@ async fn the_publish_error_keeps_the_sdk_detail() {
         id: "SKU:1:0".into(),
         correlation_id: None,
         occurred_at: None,
-        event: Event::OutOfStock {
+        event: Event::OutOfStock(OutOfStock {
             sku: "SKU".into(),
             orderid: None,
             qty: None,
-        },
+        }),
     };
     let error = publisher.publish(&envelope).await.unwrap_err();
     assert_eq!(error.event_id, "SKU:1:0");

@@ -1,6 +1,7 @@
 //! The Lambda adapters (API Gateway, SQS, DynamoDB Streams) on the in-memory store, with events
 //! derived from the files of `events/`: what each adapter must do beyond the shared HTTP contract.
 
+use allocation::domain::{AllocationRequired, OutOfStock};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -155,7 +156,7 @@ async fn the_api_gateway_request_id_becomes_the_events_correlation_id() {
     let outbox = store.outbox("LAMP").await.unwrap();
     let out_of_stock = outbox
         .iter()
-        .find(|e| matches!(e.event, Event::OutOfStock { .. }))
+        .find(|e| matches!(e.event, Event::OutOfStock(_)))
         .expect("an OutOfStock event");
     assert_eq!(
         out_of_stock.correlation_id.as_deref(),
@@ -209,11 +210,11 @@ fn allocation_required(id: &str, orderid: &str, sku: &str, qty: u32) -> String {
         id: id.into(),
         correlation_id: Some("req-1".into()),
         occurred_at: None,
-        event: Event::AllocationRequired {
+        event: Event::AllocationRequired(AllocationRequired {
             orderid: orderid.into(),
             sku: sku.into(),
             qty,
-        },
+        }),
     })
     .unwrap()
 }
@@ -430,11 +431,11 @@ fn out_of_stock(id: &str) -> String {
         id: id.into(),
         correlation_id: None,
         occurred_at: None,
-        event: Event::OutOfStock {
+        event: Event::OutOfStock(OutOfStock {
             sku: "LAMP".into(),
             orderid: None,
             qty: None,
-        },
+        }),
     })
     .unwrap()
 }

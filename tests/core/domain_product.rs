@@ -1,5 +1,6 @@
 //! The Product aggregate (book ch. 7-9): batch preference, out of stock, versions, quantity changes.
 
+use allocation::domain::{Allocated, AllocationRequired, OutOfStock};
 use allocation::domain::{Batch, DomainError, Event, LineStatus, OrderLine, Product};
 use chrono::NaiveDate;
 
@@ -127,11 +128,11 @@ fn test_records_out_of_stock_event_if_cannot_allocate() {
     let allocation = product.allocate(&line("order2", "SMALL-FORK", 1)).unwrap();
     assert_eq!(
         product.events().last(),
-        Some(&Event::OutOfStock {
+        Some(&Event::OutOfStock(OutOfStock {
             sku: "SMALL-FORK".into(),
             orderid: Some("order2".into()),
             qty: Some(1),
-        })
+        }))
     );
     assert_eq!(allocation, None);
     assert_eq!(product.batch("batch1").unwrap().available_quantity(), 0);
@@ -143,12 +144,12 @@ fn test_records_allocated_event() {
     product.allocate(&line("order1", "SMALL-FORK", 3)).unwrap();
     assert_eq!(
         product.events(),
-        [Event::Allocated {
+        [Event::Allocated(Allocated {
             orderid: "order1".into(),
             sku: "SMALL-FORK".into(),
             qty: 3,
             batchref: "batch1".into()
-        }]
+        })]
     );
 }
 
@@ -182,11 +183,11 @@ fn test_the_first_refusal_opens_a_stock_out_episode() {
     assert_eq!(product.out_of_stock_since(), Some(version + 1));
     assert_eq!(
         product.events(),
-        [Event::OutOfStock {
+        [Event::OutOfStock(OutOfStock {
             sku: "NOTHING".into(),
             orderid: Some("o1".into()),
             qty: Some(5)
-        }]
+        })]
     );
     assert!(product.changes().is_empty(), "no line, no batch written");
     assert!(
@@ -227,7 +228,7 @@ fn test_adding_or_raising_stock_ends_the_stock_out() {
     let refusals = product
         .events()
         .iter()
-        .filter(|e| matches!(e, Event::OutOfStock { .. }))
+        .filter(|e| matches!(e, Event::OutOfStock(_)))
         .count();
     assert_eq!(refusals, 2);
 }
@@ -251,7 +252,7 @@ fn test_a_line_a_shrink_gives_up_waits_for_stock() {
     );
     assert!(matches!(
         product.events().last(),
-        Some(Event::OutOfStock { .. })
+        Some(Event::OutOfStock(_))
     ));
     // With room again, it is allocated like any line.
     product.change_batch_quantity("b1", 6).unwrap();
@@ -301,7 +302,7 @@ fn test_new_stock_is_offered_to_waiting_lines_oldest_first() {
         .events()
         .iter()
         .map(|e| match e {
-            Event::AllocationRequired { orderid, .. } => orderid.to_string(),
+            Event::AllocationRequired(AllocationRequired { orderid, .. }) => orderid.to_string(),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
@@ -391,7 +392,7 @@ fn test_change_batch_quantity_deallocates_until_the_batch_fits() {
     let required: Vec<_> = product
         .events()
         .iter()
-        .filter(|e| matches!(e, Event::AllocationRequired { .. }))
+        .filter(|e| matches!(e, Event::AllocationRequired(_)))
         .collect();
     assert_eq!(required.len(), 2, "{required:?}");
     assert_eq!(batch.allocated_quantity(), 20);
@@ -431,7 +432,7 @@ fn test_bounded_change_deallocates_in_steps_and_never_hands_back_what_it_freed()
     let required = product
         .events()
         .iter()
-        .filter(|e| matches!(e, Event::AllocationRequired { .. }))
+        .filter(|e| matches!(e, Event::AllocationRequired(_)))
         .count();
     assert_eq!(required, 10);
 }
@@ -448,7 +449,9 @@ fn test_deallocation_takes_the_greatest_order_ids_first() {
         .events()
         .iter()
         .filter_map(|e| match e {
-            Event::AllocationRequired { orderid, .. } => Some(orderid.to_string()),
+            Event::AllocationRequired(AllocationRequired { orderid, .. }) => {
+                Some(orderid.to_string())
+            }
             _ => None,
         })
         .collect();

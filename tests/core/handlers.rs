@@ -1,5 +1,6 @@
 //! The service layer through the message bus (book ch. 5-9 `test_handlers`), on the in-memory store.
 
+use allocation::domain::{AllocationRequired, OutOfStock};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -256,11 +257,11 @@ mod allocate {
         let outbox = fx.store.outbox("POPULAR-CURTAINS").await.unwrap();
         assert_eq!(
             outbox.last().map(|e| &e.event),
-            Some(&Event::OutOfStock {
+            Some(&Event::OutOfStock(OutOfStock {
                 sku: "POPULAR-CURTAINS".into(),
                 orderid: Some("o1".into()),
                 qty: Some(10),
-            })
+            }))
         );
         assert_eq!(
             outbox.last().and_then(|e| e.correlation_id.as_deref()),
@@ -396,7 +397,7 @@ mod change_batch_quantity {
             .map(|e| e.event)
             .collect();
         assert_eq!(events.len(), 1);
-        let Event::AllocationRequired { orderid, sku, qty } = &events[0] else {
+        let Event::AllocationRequired(AllocationRequired { orderid, sku, qty }) = &events[0] else {
             panic!("expected AllocationRequired, got {events:?}");
         };
         assert!(&**orderid == "order1" || &**orderid == "order2");
@@ -584,7 +585,9 @@ mod change_batch_quantity_in_chunks {
                 return Ok(());
             }
             for envelope in writes.iter().flat_map(|w| w.outbox.iter()) {
-                let Event::AllocationRequired { orderid, sku, qty } = &envelope.event else {
+                let Event::AllocationRequired(AllocationRequired { orderid, sku, qty }) =
+                    &envelope.event
+                else {
                     continue;
                 };
                 let mut product = self.inner.load(sku, &[orderid]).await?.unwrap();

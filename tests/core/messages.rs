@@ -1,6 +1,7 @@
 //! Messages keep one stable, type-tagged JSON shape, because they travel through SNS and SQS.
 
 use allocation::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope};
+use allocation::domain::{Allocated, AllocationRequired, OutOfStock};
 use chrono::NaiveDate;
 
 use crate::support::commands::Command;
@@ -57,12 +58,12 @@ fn change_batch_quantity_round_trips() {
 
 #[test]
 fn allocated_round_trips() {
-    let event = Event::Allocated {
+    let event = Event::Allocated(Allocated {
         orderid: "o1".into(),
         sku: "LAMP".into(),
         qty: 3,
         batchref: "b1".into(),
-    };
+    });
     round_trips(
         &event,
         json!({"type": "Allocated", "orderid": "o1", "sku": "LAMP", "qty": 3, "batchref": "b1"}),
@@ -71,11 +72,11 @@ fn allocated_round_trips() {
 
 #[test]
 fn allocation_required_round_trips() {
-    let event = Event::AllocationRequired {
+    let event = Event::AllocationRequired(AllocationRequired {
         orderid: "o1".into(),
         sku: "LAMP".into(),
         qty: 3,
-    };
+    });
     round_trips(
         &event,
         json!({"type": "AllocationRequired", "orderid": "o1", "sku": "LAMP", "qty": 3}),
@@ -85,11 +86,11 @@ fn allocation_required_round_trips() {
 #[test]
 fn out_of_stock_round_trips() {
     round_trips(
-        &Event::OutOfStock {
+        &Event::OutOfStock(OutOfStock {
             sku: "LAMP".into(),
             orderid: None,
             qty: None,
-        },
+        }),
         json!({"type": "OutOfStock", "sku": "LAMP"}),
     );
 }
@@ -100,11 +101,11 @@ fn an_event_envelope_round_trips_with_its_id_and_correlation_id() {
         id: EventEnvelope::event_id("LAMP", 4, 0),
         correlation_id: Some("req-1".into()),
         occurred_at: None,
-        event: Event::OutOfStock {
+        event: Event::OutOfStock(OutOfStock {
             sku: "LAMP".into(),
             orderid: None,
             qty: None,
-        },
+        }),
     };
     round_trips(
         &envelope,

@@ -1,6 +1,7 @@
 //! The embedded store's durability and relay support: data survives reopening and kill -9 (a child
 //! process, this very test binary re-executed, is SIGKILLed mid-stream), the pending outbox is in
 //! commit order, delivery marks and dead letters round-trip, and failures answer instead of hanging.
+use allocation::domain::{Allocated, AllocationRequired};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -252,7 +253,7 @@ fn acknowledged_commits_survive_kill_9() {
             let allocated: BTreeSet<String> = outbox
                 .iter()
                 .map(|e| match &e.event {
-                    Event::Allocated { orderid, .. } => orderid.to_string(),
+                    Event::Allocated(Allocated { orderid, .. }) => orderid.to_string(),
                     other => panic!("unexpected event {other:?}"),
                 })
                 .collect();
@@ -325,7 +326,7 @@ async fn the_pending_outbox_is_in_commit_order_and_delivery_marks_remove_events(
         events
             .iter()
             .map(|(seq, e)| match &e.event {
-                Event::Allocated { orderid, .. } => (*seq, orderid.to_string()),
+                Event::Allocated(Allocated { orderid, .. }) => (*seq, orderid.to_string()),
                 other => panic!("unexpected {other:?}"),
             })
             .collect()
@@ -376,11 +377,11 @@ async fn dead_letters_round_trip_and_survive_reopening() {
         id: format!("RUG:{n}:0"),
         correlation_id: Some(format!("req-{n}")),
         occurred_at: None,
-        event: Event::AllocationRequired {
+        event: Event::AllocationRequired(AllocationRequired {
             orderid: format!("o{n}").into(),
             sku: "RUG".into(),
             qty: 2,
-        },
+        }),
     };
     let before = chrono::Utc::now();
     {

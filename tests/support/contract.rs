@@ -3,6 +3,7 @@
 //! Use it with `contract_suite!(async { Arc::new(MyStore::new(...)) })` in a test module. Each case uses its own SKUs, batch references and order ids, so one store (or one
 //! moto table) can serve every case, also concurrently.
 
+use allocation::domain::{Allocated, AllocationRequired, OutOfStock};
 use std::sync::Arc;
 
 use allocation::domain::{
@@ -296,20 +297,20 @@ pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: 
     assert_eq!(outbox[0].correlation_id.as_deref(), Some("req-7"));
     assert_eq!(
         outbox[0].event,
-        Event::Allocated {
+        Event::Allocated(Allocated {
             orderid: o1.as_str().into(),
             sku: sku.as_str().into(),
             qty: 3,
             batchref: batch.as_str().into()
-        }
+        })
     );
     assert_eq!(
         outbox[1].event,
-        Event::OutOfStock {
+        Event::OutOfStock(OutOfStock {
             sku: sku.as_str().into(),
             orderid: Some(o2.as_str().into()),
             qty: Some(1)
-        }
+        })
     );
     // The first refusal opens the stock-out episode: a new version, 3, recorded on the product.
     assert_eq!(outbox[1].id, format!("{sku}:3:0"));
@@ -710,11 +711,11 @@ pub async fn allocations_queued_on_one_product_are_applied_together<S: Store>(st
         "30 Allocated, and the OutOfStock of the first refusal"
     );
     for envelope in &outbox {
-        let (Event::Allocated { orderid, .. }
-        | Event::OutOfStock {
+        let (Event::Allocated(Allocated { orderid, .. })
+        | Event::OutOfStock(OutOfStock {
             orderid: Some(orderid),
             ..
-        }) = &envelope.event
+        })) = &envelope.event
         else {
             panic!("unexpected event {envelope:?}");
         };
@@ -789,11 +790,11 @@ pub async fn a_stock_out_episode_records_one_out_of_stock<S: Store>(store: Arc<S
     assert_eq!(outbox[0].id, format!("{sku}:2:0"));
     assert_eq!(
         outbox[0].event,
-        Event::OutOfStock {
+        Event::OutOfStock(OutOfStock {
             sku: sku.as_str().into(),
             orderid: Some(retried.as_str().into()),
             qty: Some(5),
-        }
+        })
     );
     assert!(
         store
@@ -895,11 +896,11 @@ pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
     let offered: Vec<_> = store.outbox(&sku).await.unwrap()[outbox.len()..].to_vec();
     assert_eq!(
         offered.iter().map(|e| &e.event).collect::<Vec<_>>(),
-        [&Event::AllocationRequired {
+        [&Event::AllocationRequired(AllocationRequired {
             orderid: o1.as_str().into(),
             sku: sku.as_str().into(),
             qty: 6,
-        }]
+        })]
     );
     bus.handle_delivered_event(&offered[0]).await.unwrap();
     bus.handle_delivered_event(&offered[0]).await.unwrap();

@@ -8,6 +8,7 @@ mod restore;
 mod shrink;
 mod waiting;
 
+use crate::domain::{Allocated, OutOfStock};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -249,11 +250,11 @@ impl Product {
             }
             if self.out_of_stock_since.is_none() {
                 self.out_of_stock_since = Some(new_version);
-                self.events.push(Event::OutOfStock {
+                self.events.push(Event::OutOfStock(OutOfStock {
                     sku: Arc::clone(&self.sku),
                     orderid: Some(Arc::clone(line.shared_orderid())),
                     qty: Some(line.qty()),
-                });
+                }));
                 changed = true;
             }
             if changed {
@@ -272,12 +273,12 @@ impl Product {
             self.changes.lines.push(Arc::clone(line.shared_orderid()));
         }
         mark_changed(&mut self.batch_states, &mut self.changes, batch, index);
-        self.events.push(Event::Allocated {
+        self.events.push(Event::Allocated(Allocated {
             orderid: Arc::clone(line.shared_orderid()),
             sku: Arc::clone(&self.sku),
             qty: line.qty(),
             batchref: Arc::clone(&reference),
-        });
+        }));
         self.version_number = new_version;
         Ok(Some(reference))
     }

@@ -1,5 +1,6 @@
 //! Changing a batch's quantity: deallocating what no longer fits, in bounded steps.
 
+use crate::domain::AllocationRequired;
 use std::sync::Arc;
 
 use super::{index_u32, mark_changed, Product};
@@ -114,10 +115,11 @@ impl Product {
         let line = OrderLine::restored(orderid, Arc::clone(batch.shared_sku()), qty);
         batch.deallocate(&line);
         mark_changed(&mut self.batch_states, &mut self.changes, batch, index);
-        self.events.push(Event::AllocationRequired {
-            orderid: Arc::clone(line.shared_orderid()),
-            sku: Arc::clone(&self.sku),
-            qty,
-        });
+        self.events
+            .push(Event::AllocationRequired(AllocationRequired {
+                orderid: Arc::clone(line.shared_orderid()),
+                sku: Arc::clone(&self.sku),
+                qty,
+            }));
     }
 }

@@ -1,5 +1,6 @@
 //! Waiting lines (back-orders) offered to new stock, oldest first.
 
+use crate::domain::AllocationRequired;
 use std::sync::Arc;
 
 use super::Product;
@@ -27,11 +28,11 @@ impl Product {
                 break;
             };
             *room -= qty_wanted;
-            offered.push(Event::AllocationRequired {
+            offered.push(Event::AllocationRequired(AllocationRequired {
                 orderid: Arc::clone(orderid),
                 sku: Arc::clone(&self.sku),
                 qty,
-            });
+            }));
         }
         let count = offered.len();
         if count > 0 {

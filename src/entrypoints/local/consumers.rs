@@ -1,6 +1,7 @@
 //! The subscribers of the local topic: the reallocation queue's handler, the mailbox (the local
 //! stand-in for the out-of-stock email subscription) and the event log.
 
+use crate::domain::OutOfStock;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -103,7 +104,7 @@ impl Mailbox {
 
 impl Consumer for Mailbox {
     async fn consume(&self, envelope: &EventEnvelope) -> Result<(), String> {
-        let Event::OutOfStock { sku, .. } = &envelope.event else {
+        let Event::OutOfStock(OutOfStock { sku, .. }) = &envelope.event else {
             return Ok(());
         };
         // Held across the append: two deliveries of one event never both write it.
@@ -147,11 +148,11 @@ mod tests {
             id: "SMALL-TABLE:3:0".into(),
             correlation_id: Some("req-7".into()),
             occurred_at: None,
-            event: Event::OutOfStock {
+            event: Event::OutOfStock(OutOfStock {
                 sku: "SMALL-TABLE".into(),
                 orderid: Some("order-9".into()),
                 qty: Some(2),
-            },
+            }),
         };
         let next = EventEnvelope {
             id: "SMALL-TABLE:9:0".into(),

@@ -219,6 +219,7 @@ pub fn url(addr: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AllocationRequired;
     use crate::domain::{Allocate, ChangeBatchQuantity, CreateBatch};
     use crate::service::outbox_bus;
 
@@ -312,11 +313,11 @@ mod tests {
             id: "GHOST:1:0".into(),
             correlation_id: None,
             occurred_at: None,
-            event: crate::domain::Event::AllocationRequired {
+            event: crate::domain::Event::AllocationRequired(AllocationRequired {
                 orderid: "o9".into(),
                 sku: "NOSUCH".into(),
                 qty: 1,
-            },
+            }),
         };
         let mut ghost = product;
         ghost

@@ -127,6 +127,7 @@ impl Topic {
 mod tests {
     use super::*;
     use crate::domain::Event;
+    use crate::domain::{Allocated, AllocationRequired, OutOfStock};
 
     fn envelope(event: Event) -> EventEnvelope {
         EventEnvelope {
@@ -164,11 +165,11 @@ mod tests {
         let (tx, mut outcomes) = mpsc::unbounded_channel();
         topic.publish(
             7,
-            envelope(Event::OutOfStock {
+            envelope(Event::OutOfStock(OutOfStock {
                 sku: "LAMP".into(),
                 orderid: None,
                 qty: None,
-            }),
+            })),
             &tx,
         );
         assert!(queue.try_recv().is_err());
@@ -186,12 +187,12 @@ mod tests {
     fn an_event_nobody_subscribed_to_is_delivered_at_once() {
         let (topic, mut queue, mut mailbox) = topic();
         let (tx, mut outcomes) = mpsc::unbounded_channel();
-        let allocated = Event::Allocated {
+        let allocated = Event::Allocated(Allocated {
             orderid: "o1".into(),
             sku: "LAMP".into(),
             qty: 1,
             batchref: "b1".into(),
-        };
+        });
         topic.publish(3, envelope(allocated), &tx);
         assert!(queue.try_recv().is_err() && mailbox.try_recv().is_err());
         assert_eq!(outcomes.try_recv(), Ok(Outcome::Delivered(3)));
@@ -201,11 +202,11 @@ mod tests {
     fn dropping_a_delivery_without_taking_it_releases_the_event() {
         let (topic, mut queue, _mailbox) = topic();
         let (tx, mut outcomes) = mpsc::unbounded_channel();
-        let required = Event::AllocationRequired {
+        let required = Event::AllocationRequired(AllocationRequired {
             orderid: "o1".into(),
             sku: "LAMP".into(),
             qty: 1,
-        };
+        });
         topic.publish(9, envelope(required), &tx);
         drop(queue.try_recv().expect("queued"));
         assert_eq!(outcomes.try_recv(), Ok(Outcome::Released(9)));
@@ -220,11 +221,11 @@ mod tests {
         let (topic, queue, _mailbox) = topic();
         drop(queue);
         let (tx, mut outcomes) = mpsc::unbounded_channel();
-        let required = Event::AllocationRequired {
+        let required = Event::AllocationRequired(AllocationRequired {
             orderid: "o1".into(),
             sku: "LAMP".into(),
             qty: 1,
-        };
+        });
         topic.publish(4, envelope(required), &tx);
         assert_eq!(outcomes.try_recv(), Ok(Outcome::Released(4)));
     }

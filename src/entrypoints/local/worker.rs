@@ -169,6 +169,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+    use crate::domain::AllocationRequired;
     use crate::domain::Event;
     use crate::entrypoints::local::topic::{Outcome, Subscription, Topic};
     use crate::entrypoints::local::MemoryFeedStore;
@@ -195,11 +196,11 @@ mod tests {
             id: "LAMP:2:0".into(),
             correlation_id: Some("req-1".into()),
             occurred_at: None,
-            event: Event::AllocationRequired {
+            event: Event::AllocationRequired(AllocationRequired {
                 orderid: "o1".into(),
                 sku: "LAMP".into(),
                 qty: 1,
-            },
+            }),
         }
     }
 

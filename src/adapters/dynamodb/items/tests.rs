@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::domain::Event;
+use crate::domain::OutOfStock;
 
 fn batch(eta: Option<NaiveDate>) -> BatchRecord {
     BatchRecord {
@@ -68,11 +69,11 @@ fn outbox_items_carry_the_envelope_and_stay_pending_without_a_ttl() {
         id: "LAMP:2:0".into(),
         correlation_id: Some("req-1".into()),
         occurred_at: None,
-        event: Event::OutOfStock {
+        event: Event::OutOfStock(OutOfStock {
             sku: "LAMP".into(),
             orderid: Some("o-1".into()),
             qty: Some(3),
-        },
+        }),
     };
     let record = OutboxRecord {
         sku: "LAMP".into(),
