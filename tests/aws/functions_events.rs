@@ -8,8 +8,8 @@ use allocation::domain::OutOfStock;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use crate::support::moto::{moto, unique_name, Moto};
-use crate::support::queues::subscribed_queue;
+use crate::support::moto::{moto, Moto};
+use crate::support::queues::{drain, subscribed_queue};
 use allocation::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore};
 use allocation::adapters::sns::SnsPublisher;
 use allocation::domain::{Event, EventEnvelope, Product};
@@ -115,25 +115,11 @@ impl Functions {
     async fn new(moto: &Moto, prefix: &str) -> Self {
         let table = moto.create_table(prefix).await;
         let sns = aws_sdk_sns::Client::new(moto.sdk_config());
-        let topic = sns
-            .create_topic()
-            .name(unique_name(prefix))
-            .send()
-            .await
-            .unwrap();
-        let topic_arn = topic.topic_arn().unwrap().to_owned();
+        let topic_arn = moto.create_topic(prefix).await;
         let out_of_stock_queue = subscribed_queue(moto, &topic_arn, "OutOfStock", true)
             .await
             .url;
-        let email_topic_arn = sns
-            .create_topic()
-            .name(unique_name("out-of-stock-email"))
-            .send()
-            .await
-            .unwrap()
-            .topic_arn()
-            .unwrap()
-            .to_owned();
+        let email_topic_arn = moto.create_topic("out-of-stock-email").await;
         let publisher = SnsPublisher::new(sns, topic_arn);
         let outbox = DynamoDbOutbox::new(moto.dynamodb(), &table);
         Self {
@@ -228,69 +214,6 @@ impl Functions {
         };
         usize::from(product.allocation_of(orderid).is_some())
     }
-}
-
-/// Every message waiting in the queue (moto delivers synchronously), deleted.
-async fn drain(moto: &Moto, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    let sqs = aws_sdk_sqs::Client::new(moto.sdk_config());
-    let mut messages = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        let batch = received.messages().to_vec();
-        if batch.is_empty() {
-            return messages;
-        }
-        for message in &batch {
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        messages.extend(batch);
-    }
-}
-
-/// What SNS was asked to publish to this topic: moto's record of each `Publish` (its internal API,
-/// `/moto-api/data.json`): `(message, subject)`, the message being the `MessageStructure=json` document.
-fn published_to(moto: &Moto, topic_arn: &str) -> Vec<(Value, String)> {
-    let url = format!("{}/moto-api/data.json", moto.endpoint());
-    let data: Value = serde_json::from_str(
-        &ureq::get(&url)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
-    let topics = data["sns"]["Topic"]
-        .as_array()
-        .expect("moto's data.json lists SNS topics (internal API: check the moto version)");
-    let topic = topics
-        .iter()
-        .find(|topic| topic["arn"] == topic_arn)
-        .expect("the topic in moto's data.json");
-    topic["sent_notifications"]
-        .as_array()
-        .expect("sent_notifications")
-        .iter()
-        .map(|sent| {
-            // A `MessageStructure=json` document, or a plain text message (the emails).
-            let message = sent[1].as_str().unwrap();
-            let document =
-                serde_json::from_str(message).unwrap_or_else(|_| Value::String(message.to_owned()));
-            (document, sent[2].as_str().unwrap_or_default().to_owned())
-        })
-        .collect()
 }
 
 fn failures(answer: &Answer) -> Vec<String> {
@@ -451,7 +374,7 @@ async fn check(
             assert_eq!(attribute.data_type(), "String", "{context}");
             assert_eq!(attribute.string_value(), Some("OutOfStock"), "{context}");
             // What the topic was asked to publish: one message, one document per protocol.
-            let published = published_to(moto, functions.publisher.topic_arn());
+            let published = moto.published_to(functions.publisher.topic_arn());
             assert_eq!(published.len(), 1, "{context}: one Publish");
             let (document, subject) = &published[0];
             for protocol in ["default", "sqs"] {
@@ -475,7 +398,7 @@ async fn check(
         }
         "notify_out_of_stock.json" => {
             assert_eq!(failures(answer), Vec::<String>::new(), "{context}");
-            let emails = published_to(moto, &functions.email_topic_arn);
+            let emails = moto.published_to(&functions.email_topic_arn);
             assert_eq!(emails.len(), 1, "{context}: one email");
             let (text, subject) = &emails[0];
             let envelope: EventEnvelope = {
@@ -495,7 +418,7 @@ async fn check(
             let again = functions.feed("notify_out_of_stock", event, "again").await;
             assert_eq!(failures(&again), Vec::<String>::new(), "{context}");
             assert_eq!(
-                published_to(moto, &functions.email_topic_arn).len(),
+                moto.published_to(&functions.email_topic_arn).len(),
                 1,
                 "{context}: delivered again, no second email"
             );

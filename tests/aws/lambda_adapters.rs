@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use allocation::adapters::sns::PublishError;
 use allocation::adapters::InMemoryStore;
 use allocation::domain::{Event, EventEnvelope};
-use allocation::entrypoints::lambda::{http, metrics, sqs, streams};
+use allocation::entrypoints::lambda::{http, sqs, streams};
 use allocation::service::{outbox_bus, Bus, Store, StoreError};
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -18,17 +18,17 @@ use lambda_http::{Body, RequestExt};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 
-fn sample(file: &str) -> Value {
+pub(crate) fn sample(file: &str) -> Value {
     let path = format!("{}/events/{file}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-fn bus() -> (Arc<InMemoryStore>, Bus<InMemoryStore>) {
+pub(crate) fn bus() -> (Arc<InMemoryStore>, Bus<InMemoryStore>) {
     let store = Arc::new(InMemoryStore::new());
     (Arc::clone(&store), outbox_bus(store))
 }
 
-fn context(request_id: &str) -> Context {
+pub(crate) fn context(request_id: &str) -> Context {
     let mut context = Context::default();
     context.request_id = request_id.to_owned();
     context
@@ -45,13 +45,13 @@ fn http_event(method: &str, path: &str, body: Option<&str>) -> Value {
     event
 }
 
-struct Answer {
-    status: u16,
-    headers: lambda_http::http::HeaderMap,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: lambda_http::http::HeaderMap,
+    pub(crate) body: Value,
 }
 
-async fn call_http<S: Store>(bus: &Bus<S>, event: &Value) -> Answer {
+pub(crate) async fn call_http<S: Store>(bus: &Bus<S>, event: &Value) -> Answer {
     let request = lambda_http::request::from_str(&event.to_string()).expect("an API Gateway event");
     answer(bus, request).await
 }
@@ -69,7 +69,7 @@ async fn answer<S: Store>(bus: &Bus<S>, request: lambda_http::Request) -> Answer
     }
 }
 
-fn add_batch(reference: &str, sku: &str, qty: u32) -> Value {
+pub(crate) fn add_batch(reference: &str, sku: &str, qty: u32) -> Value {
     http_event(
         "POST",
         "/add_batch",
@@ -77,7 +77,7 @@ fn add_batch(reference: &str, sku: &str, qty: u32) -> Value {
     )
 }
 
-fn allocate(orderid: &str, sku: &str, qty: u32) -> Value {
+pub(crate) fn allocate(orderid: &str, sku: &str, qty: u32) -> Value {
     http_event(
         "POST",
         "/allocate",
@@ -378,7 +378,7 @@ async fn the_sample_sqs_event_fails_both_records_on_an_empty_store() {
 
 /// Records what it publishes; fails the events whose id is in `fail`.
 #[derive(Default)]
-struct FakePublisher {
+pub(crate) struct FakePublisher {
     published: Mutex<Vec<EventEnvelope>>,
     fail: Vec<String>,
 }
@@ -398,7 +398,7 @@ impl streams::EventPublisher for FakePublisher {
 
 /// Records the outbox items marked published; fails every mark when `fail` is set.
 #[derive(Default)]
-struct FakeMarks {
+pub(crate) struct FakeMarks {
     marked: Mutex<Vec<(String, String)>>,
     fail: bool,
 }
@@ -417,7 +417,12 @@ impl streams::PublishedMarks for FakeMarks {
 }
 
 /// A stream record: the sample outbox insert with this event name, entity, payload and number.
-fn stream_record(event_name: &str, entity: &str, payload: &str, sequence: &str) -> Value {
+pub(crate) fn stream_record(
+    event_name: &str,
+    entity: &str,
+    payload: &str,
+    sequence: &str,
+) -> Value {
     let mut record = sample("publish_events.json")["Records"][0].clone();
     record["eventName"] = json!(event_name);
     record["dynamodb"]["NewImage"]["entity"] = json!({"S": entity});
@@ -426,7 +431,7 @@ fn stream_record(event_name: &str, entity: &str, payload: &str, sequence: &str) 
     record
 }
 
-fn out_of_stock(id: &str) -> String {
+pub(crate) fn out_of_stock(id: &str) -> String {
     serde_json::to_string(&EventEnvelope {
         id: id.into(),
         correlation_id: None,
@@ -440,7 +445,7 @@ fn out_of_stock(id: &str) -> String {
     .unwrap()
 }
 
-fn stream_event(records: Vec<Value>) -> LambdaEvent<DynamoDbEvent> {
+pub(crate) fn stream_event(records: Vec<Value>) -> LambdaEvent<DynamoDbEvent> {
     let event: DynamoDbEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
     LambdaEvent::new(event, context("streams-invocation"))
 }
@@ -560,184 +565,4 @@ async fn the_sample_stream_event_publishes_its_event() {
             "00000000000000000004#000000".to_owned()
         )]
     );
-}
-
-// ------------------------------------------------------------------------- metrics and audit logs
-
-/// Everything logged on this thread while installed, as JSON lines (the fields flattened, the current
-/// span's fields under `span`); the EMF metric documents are among them, under their own target.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-thread_local! {
-    /// Where this thread's log lines go (a `#[tokio::test]` runs its tasks on its own thread).
-    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Writes to this thread's capture, if any.
-struct ThreadCapture;
-
-impl std::io::Write for ThreadCapture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        CAPTURE.with(|capture| {
-            if let Some(captured) = &*capture.borrow() {
-                captured.0.lock().unwrap().extend_from_slice(bytes);
-            }
-        });
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Stops capturing when dropped.
-struct CaptureGuard;
-
-impl Drop for CaptureGuard {
-    fn drop(&mut self) {
-        CAPTURE.with(|capture| capture.borrow_mut().take());
-    }
-}
-
-impl Captured {
-    /// Captures this thread's logs until the guard drops. The subscriber is global (installed once
-    /// for this test binary): a thread-local one would miss events whose callsites other threads
-    /// saw first, with no subscriber.
-    fn install(&self) -> CaptureGuard {
-        static GLOBAL: std::sync::Once = std::sync::Once::new();
-        GLOBAL.call_once(|| {
-            tracing_subscriber::fmt()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_target(true)
-                .with_writer(|| ThreadCapture)
-                .init();
-        });
-        CAPTURE.with(|capture| *capture.borrow_mut() = Some(self.clone()));
-        CaptureGuard
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
-    /// The EMF documents, in order.
-    fn documents(&self) -> Vec<Value> {
-        self.lines()
-            .into_iter()
-            .filter(|line| line["target"] == metrics::EMF_TARGET)
-            .map(|line| serde_json::from_str(line["emf"].as_str().unwrap()).unwrap())
-            .collect()
-    }
-}
-
-/// An API Gateway event signed by this IAM principal (SigV4), with a client's request id.
-fn signed(mut event: Value, user_arn: &str, request_id: &str) -> Value {
-    event["requestContext"]["authorizer"] = json!({"iam": {
-        "accessKey": "AKIAEXAMPLE", "accountId": "123456789012", "callerId": "AIDAEXAMPLE",
-        "userArn": user_arn, "userId": "AIDAEXAMPLE", "cognitoIdentity": null, "principalOrgId": null,
-    }});
-    event["headers"]["x-request-id"] = json!(request_id);
-    event
-}
-
-#[tokio::test]
-async fn each_http_invocation_emits_its_metrics_and_logs_its_caller() {
-    let captured = Captured::default();
-    let _guard = captured.install();
-    let (_, bus) = bus();
-    let alice = "arn:aws:iam::123456789012:user/alice";
-    assert_eq!(
-        call_http(&bus, &signed(add_batch("b1", "LAMP", 2), alice, "req-a"))
-            .await
-            .status,
-        201
-    );
-    let allocated = call_http(&bus, &signed(allocate("o1", "LAMP", 2), alice, "req-b")).await;
-    assert_eq!(allocated.status, 201);
-    assert_eq!(
-        allocated.headers["x-request-id"], "req-b",
-        "echoed, as locally"
-    );
-    let mut refused = allocate("o2", "LAMP", 1);
-    refused["requestContext"]["authorizer"] =
-        json!({"jwt": {"claims": {"sub": "buyer-7", "scope": "allocation/write"}, "scopes": null}});
-    assert_eq!(call_http(&bus, &refused).await.status, 409);
-
-    let documents = captured.documents();
-    assert_eq!(documents.len(), 3, "one document per invocation");
-    let counts = |d: &Value| (d["Allocations"].clone(), d["OutOfStock"].clone());
-    assert_eq!(counts(&documents[0]), (json!(0), json!(0)));
-    assert_eq!(counts(&documents[1]), (json!(1), json!(0)));
-    assert_eq!(counts(&documents[2]), (json!(0), json!(1)));
-    for document in &documents {
-        assert_eq!(
-            document["_aws"]["CloudWatchMetrics"][0]["Namespace"],
-            "Allocation"
-        );
-        assert_eq!(
-            document["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["function"]])
-        );
-        assert!(document.get("sku").is_none(), "never a dimension by SKU");
-    }
-
-    // The audit trail: each request with who made it and its correlation id.
-    let requests: Vec<(Value, Value, Value)> = captured
-        .lines()
-        .into_iter()
-        .filter(|line| line["message"] == "request")
-        .map(|line| {
-            (
-                line["span"]["caller"].clone(),
-                line["span"]["correlation_id"].clone(),
-                line["status"].clone(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        requests,
-        [
-            (json!(alice), json!("req-a"), json!(201)),
-            (json!(alice), json!("req-b"), json!(201)),
-            (json!("jwt:buyer-7"), requests[2].1.clone(), json!(409)),
-        ]
-    );
-    assert_ne!(
-        requests[2].1,
-        json!(""),
-        "API Gateway's request id correlates"
-    );
-}
-
-#[tokio::test]
-async fn queue_and_stream_invocations_emit_their_failures_and_publications() {
-    let captured = Captured::default();
-    let _guard = captured.install();
-    let (_, bus) = bus();
-    let event: SqsEvent = serde_json::from_value(sample("reallocate.json")).unwrap();
-    let response = sqs::handle(&bus, LambdaEvent::new(event, context("q")))
-        .await
-        .unwrap();
-    assert_eq!(response.batch_item_failures.len(), 2, "unknown SKU");
-    let stream = stream_event(vec![
-        stream_record("INSERT", "outbox", &out_of_stock("LAMP:1:0"), "701"),
-        stream_record("INSERT", "outbox", &out_of_stock("LAMP:2:0"), "702"),
-    ]);
-    streams::handle(&FakePublisher::default(), &FakeMarks::default(), stream)
-        .await
-        .unwrap();
-    let documents = captured.documents();
-    assert_eq!(documents.len(), 2);
-    assert_eq!(documents[0]["ReallocationFailures"], 2);
-    assert_eq!(documents[0]["requestId"], "q");
-    assert_eq!(documents[1]["EventsPublished"], 2);
 }

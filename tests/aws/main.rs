@@ -6,9 +6,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cloud;
 mod cloud_flow;
 mod contract_dynamodb;
 mod dynamodb_cost;
 mod dynamodb_size;
 mod functions_events;
 mod lambda_adapters;
+mod telemetry;

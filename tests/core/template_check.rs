@@ -9,39 +9,13 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::tools::repo;
 
 /// The tools venv's python, after `scripts/tools-venv.sh` made sure the venv is complete.
 /// Runs the script once per test binary (the script itself serialises concurrent binaries).
 fn tools_python() -> &'static Path {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let result = PYTHON.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg("scripts/tools-venv.sh")
-            .current_dir(repo())
-            .output()
-            .map_err(|e| format!("cannot run bash scripts/tools-venv.sh: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "scripts/tools-venv.sh failed ({}):\n{}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        let venv = env::var_os("ALLOC_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join(".venv"));
-        Ok(venv.join("bin").join("python"))
-    });
-    match result {
-        Ok(python) => python,
-        Err(message) => panic!("{message}"),
-    }
+    crate::support::tools::tools_python().unwrap_or_else(|message| panic!("{message}"))
 }
 
 /// Runs `scripts/check_template.py TEMPLATE`; returns its exit status and stdout + stderr.

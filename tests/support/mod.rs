@@ -1,6 +1,6 @@
 //! Shared test support, one module for every test binary: `contract` (the store contract suite),
 //! `store_delegate` (test store wrappers), `local` (the `local` server in a workspace; feature
-//! `local`), `moto` (one moto server per test binary) and `queues` (SQS queues subscribed to SNS
+//! `local`), `tools` (the Python tools venv), `moto` (one moto server per test binary) and `queues` (SQS queues subscribed to SNS
 //! topics on it; feature `aws`). Each binary uses part of it.
 
 #![allow(dead_code)]
@@ -14,3 +14,4 @@ pub mod moto;
 #[cfg(feature = "aws")]
 pub mod queues;
 pub mod store_delegate;
+pub mod tools;

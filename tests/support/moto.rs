@@ -142,6 +142,51 @@ impl Moto {
         aws_sdk_dynamodb::Client::new(&self.sdk_config)
     }
 
+    /// What SNS was asked to publish to this topic, from moto's internal record
+    /// (`/moto-api/data.json`): `(message, subject)` per `Publish`, the message being the
+    /// `MessageStructure=json` document, or the text itself for a plain message (the emails).
+    pub fn published_to(&self, topic_arn: &str) -> Vec<(serde_json::Value, String)> {
+        use serde_json::Value;
+        let url = format!("{}/moto-api/data.json", self.endpoint);
+        let text = ureq::get(&url)
+            .call()
+            .and_then(|mut answer| answer.body_mut().read_to_string())
+            .unwrap_or_else(|e| panic!("reading {url}: {e}"));
+        let data: Value = serde_json::from_str(&text).expect("moto's data.json is JSON");
+        let topics = data["sns"]["Topic"]
+            .as_array()
+            .expect("moto's data.json lists SNS topics (internal API: check the moto version)");
+        let topic = topics
+            .iter()
+            .find(|topic| topic["arn"] == topic_arn)
+            .expect("the topic in moto's data.json");
+        topic["sent_notifications"]
+            .as_array()
+            .expect("sent_notifications")
+            .iter()
+            .map(|sent| {
+                let message = sent[1].as_str().unwrap_or_default();
+                let document = serde_json::from_str(message)
+                    .unwrap_or_else(|_| Value::String(message.to_owned()));
+                (document, sent[2].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    }
+
+    /// Creates an SNS topic under a name unique to this run and returns its ARN.
+    pub async fn create_topic(&self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        aws_sdk_sns::Client::new(&self.sdk_config)
+            .create_topic()
+            .name(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("creating topic {name} in moto: {e}\n{}", self.log_tail()))
+            .topic_arn()
+            .unwrap_or_else(|| panic!("moto created topic {name} without an ARN"))
+            .to_owned()
+    }
+
     /// Creates a table laid out as `template.yaml` declares it, under a name unique to this run, and
     /// returns the name.
     pub async fn create_table(&self, prefix: &str) -> String {
@@ -158,9 +203,7 @@ impl Moto {
     }
 
     fn start(name: &str) -> Result<Self, String> {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        install_tools(repo)?;
-        let python = repo.join(".venv/bin/python");
+        let python = super::tools::tools_python()?.to_owned();
         let log = log_path(name)?;
         let mut failures = Vec::new();
         for _ in 0..ATTEMPTS {
@@ -186,24 +229,6 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         fastrand::u32(..)
     )
-}
-
-fn install_tools(repo: &Path) -> Result<(), String> {
-    let output = Command::new("bash")
-        .arg(repo.join("scripts/tools-venv.sh"))
-        .current_dir(repo)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run scripts/tools-venv.sh: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "scripts/tools-venv.sh failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(())
 }
 
 /// `target/tmp/moto-<test binary>.log`, truncated.

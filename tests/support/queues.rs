@@ -67,3 +67,32 @@ pub async fn subscribe_queue(
     subscription.send().await.expect("subscribe");
     Queue { url, arn }
 }
+
+/// Every message waiting in the queue (moto delivers synchronously), deleted.
+pub async fn drain(moto: &Moto, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let sqs = aws_sdk_sqs::Client::new(moto.sdk_config());
+    let mut messages = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let batch = received.messages().to_vec();
+        if batch.is_empty() {
+            return messages;
+        }
+        for message in &batch {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        messages.extend(batch);
+    }
+}

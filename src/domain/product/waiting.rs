@@ -36,8 +36,12 @@ impl Product {
         }
         let count = offered.len();
         if count > 0 {
+            // The events need a version of their own only if nothing else changed (offered with
+            // the stock that arrived, they share its version).
+            if self.changes.is_empty() {
+                self.version_number += 1;
+            }
             self.events.extend(offered);
-            self.version_number += 1;
         }
         count
     }

@@ -122,16 +122,14 @@ impl InvocationMetrics {
         if !STARTED.swap(true, Ordering::Relaxed) {
             self.cold_starts = 1;
         }
-        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
-            .ok()
-            .filter(|name| !name.is_empty())
-            .or_else(|| {
-                Some(context.env_config.function_name.clone()).filter(|name| !name.is_empty())
-            })
-            .unwrap_or_else(|| "unknown".to_owned());
+        // The runtime read it from `AWS_LAMBDA_FUNCTION_NAME` at start.
+        let function = match context.env_config.function_name.as_str() {
+            "" => "unknown",
+            name => name,
+        };
         let timestamp_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let document = self.document(
-            &function,
+            function,
             &context.request_id,
             context.xray_trace_id.as_deref(),
             timestamp_ms,

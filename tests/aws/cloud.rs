@@ -1,0 +1,477 @@
+//! The deployment as the cloud flow tests play it on moto: the table, the topics and queues as
+//! template.yaml wires them, the function handlers, and Lambda's part (polling the stream and the
+//! queues, filtering, event shapes, deleting handled messages).
+
+use std::collections::HashMap;
+
+use crate::support::moto::{unique_name, Moto};
+use crate::support::queues::{drain, subscribe_queue, subscribed_queue, Queue};
+use allocation::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore};
+use allocation::adapters::sns::SnsPublisher;
+use allocation::domain::EventEnvelope;
+use allocation::entrypoints::lambda::republish::{RepublishReport, Republisher};
+use allocation::entrypoints::lambda::{http, init, republish, sqs, streams};
+use allocation::service::Bus;
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use lambda_http::Body;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+
+/// The event source mapping's `BatchSize` for the stream in template.yaml.
+pub(crate) const STREAM_BATCH_SIZE: usize = 100;
+/// The event source mapping's `BatchSize` for the queue in template.yaml.
+pub(crate) const QUEUE_BATCH_SIZE: i32 = 10;
+
+// ------------------------------------------------------------------------------- the deployment
+
+pub(crate) struct Cloud {
+    pub(crate) moto: &'static Moto,
+    pub(crate) table: String,
+    pub(crate) bus: Bus<DynamoDbStore>,
+    pub(crate) publisher: SnsPublisher,
+    pub(crate) outbox: DynamoDbOutbox,
+    /// template.yaml's ReallocationQueue: raw delivery, filter `AllocationRequired`.
+    pub(crate) reallocation_queue: Queue,
+    /// template.yaml's OutOfStockQueue: raw delivery, filter `OutOfStock`.
+    pub(crate) notifier_queue: Queue,
+    /// `notify_out_of_stock`'s bus: it sends each delivered `OutOfStock` once to the email topic.
+    pub(crate) notifier: Bus<DynamoDbStore>,
+    pub(crate) email_topic_arn: String,
+    /// A stand-in for the email subscription of the email topic: raw delivery off, no filter.
+    pub(crate) email_queue: Queue,
+    pub(crate) stream: StreamReader,
+}
+
+impl Cloud {
+    pub(crate) async fn deploy(moto: &'static Moto) -> Self {
+        let table = moto.create_table("cloud").await;
+        let sns = aws_sdk_sns::Client::new(moto.sdk_config());
+        let topic_arn = moto.create_topic("events").await;
+        let reallocation_queue =
+            subscribed_queue(moto, &topic_arn, "AllocationRequired", true).await;
+        let notifier_queue = subscribed_queue(moto, &topic_arn, "OutOfStock", true).await;
+        let email_topic_arn = moto.create_topic("out-of-stock-email").await;
+        let email_queue = subscribe_queue(moto, &email_topic_arn, None, false).await;
+        // The template's real email subscription (moto accepts it, sends nothing).
+        sns.subscribe()
+            .topic_arn(&email_topic_arn)
+            .protocol("email")
+            .endpoint("purchasing@example.com")
+            .send()
+            .await
+            .unwrap();
+        let stream = StreamReader::open(moto, &table).await;
+        Self {
+            moto,
+            bus: init::bus_over(moto.sdk_config(), table.clone()),
+            outbox: DynamoDbOutbox::new(moto.dynamodb(), &table),
+            notifier: init::notifier_bus_over(moto.sdk_config(), table.clone(), &email_topic_arn),
+            notifier_queue,
+            email_topic_arn,
+            publisher: SnsPublisher::new(sns, topic_arn),
+            table,
+            reallocation_queue,
+            email_queue,
+            stream,
+        }
+    }
+
+    pub(crate) fn store(&self) -> &DynamoDbStore {
+        self.bus.uows().store()
+    }
+
+    /// An HTTP API request to the HTTP functions (they share one handler: the route decides).
+    pub(crate) async fn http(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let event = api_event(method, path, body);
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = http::handle(&self.bus, request).await.unwrap();
+        let Body::Text(text) = response.body() else {
+            panic!("not a text body: {:?}", response.body());
+        };
+        (
+            response.status().as_u16(),
+            serde_json::from_str(text).unwrap(),
+        )
+    }
+
+    /// Lambda's stream poller: new records, filtered by the template's pattern, in batches, to
+    /// `publish_events`. Answers how many records were read and how many passed the filter.
+    pub(crate) async fn relay_outbox(&mut self) -> (usize, usize) {
+        let publisher = self.publisher.clone();
+        let (read, passed, failed) = self.relay_with(&publisher).await;
+        assert!(failed.is_empty(), "publish_events failed: {failed:?}");
+        (read, passed)
+    }
+
+    /// The stream poller with this publisher: (records read, passed the filter, the batch item
+    /// failures). Failed records are not retried: as when the mapping's retries ran out.
+    pub(crate) async fn relay_with(
+        &mut self,
+        publisher: &SnsPublisher,
+    ) -> (usize, usize, Vec<String>) {
+        let records = self.stream.read_new().await;
+        let read = records.len();
+        let filter = template_stream_filter();
+        let passed: Vec<Value> = records
+            .into_iter()
+            .map(|record| lambda_stream_record(&record, &self.table))
+            .filter(|record| matches_pattern(&filter, record))
+            .collect();
+        let mut failed = Vec::new();
+        for batch in passed.chunks(STREAM_BATCH_SIZE) {
+            let event: DynamoDbEvent =
+                serde_json::from_value(json!({ "Records": batch })).expect("a Lambda stream event");
+            let response = streams::handle(publisher, &self.outbox, invocation(event))
+                .await
+                .unwrap();
+            failed.extend(
+                response
+                    .batch_item_failures
+                    .into_iter()
+                    .filter_map(|f| f.item_identifier),
+            );
+        }
+        (read, passed.len(), failed)
+    }
+
+    /// `republish_events` with no grace (every pending item counts), on this payload.
+    pub(crate) async fn republish(&self, payload: Value) -> Result<RepublishReport, String> {
+        self.republish_with(&self.publisher, payload).await
+    }
+
+    pub(crate) async fn republish_with(
+        &self,
+        publisher: &SnsPublisher,
+        payload: Value,
+    ) -> Result<RepublishReport, String> {
+        let republisher = Republisher {
+            publisher: publisher.clone(),
+            outbox: self.outbox.clone(),
+            grace: std::time::Duration::ZERO,
+        };
+        republish::handle(&republisher, invocation(payload))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Lambda's queue poller: receives messages, hands them to `reallocate` as an SQS event, deletes
+    /// those that did not fail. Answers (handled, failed).
+    pub(crate) async fn run_reallocate(&self) -> (usize, usize) {
+        self.run_queue(&self.reallocation_queue, &self.bus).await
+    }
+
+    /// The same for `notify_out_of_stock` and its queue.
+    pub(crate) async fn run_notifier(&self) -> (usize, usize) {
+        self.run_queue(&self.notifier_queue, &self.notifier).await
+    }
+
+    pub(crate) async fn run_queue(
+        &self,
+        queue: &Queue,
+        bus: &Bus<DynamoDbStore>,
+    ) -> (usize, usize) {
+        let sqs_client = aws_sdk_sqs::Client::new(self.moto.sdk_config());
+        let messages = receive(self.moto, &queue.url, QUEUE_BATCH_SIZE).await;
+        if messages.is_empty() {
+            return (0, 0);
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| lambda_sqs_record(m, &queue.arn))
+            .collect();
+        let event: SqsEvent =
+            serde_json::from_value(json!({ "Records": records })).expect("a Lambda SQS event");
+        let response = sqs::handle(bus, invocation(event)).await.unwrap();
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        for message in &messages {
+            if !failed.contains(&message.message_id().unwrap()) {
+                sqs_client
+                    .delete_message()
+                    .queue_url(&queue.url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        (messages.len() - failed.len(), failed.len())
+    }
+}
+
+pub(crate) fn invocation<T>(payload: T) -> LambdaEvent<T> {
+    let mut context = Context::default();
+    context.request_id = unique_name("invocation");
+    LambdaEvent::new(payload, context)
+}
+
+pub(crate) async fn receive(
+    moto: &Moto,
+    queue_url: &str,
+    max: i32,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    aws_sdk_sqs::Client::new(moto.sdk_config())
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(max)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .messages()
+        .to_vec()
+}
+
+// ------------------------------------------------------------------------ events as Lambda sees them
+
+/// An API Gateway HTTP API (payload 2.0) request, shaped as the samples of `events/`.
+pub(crate) fn api_event(method: &str, path: &str, body: Option<Value>) -> Value {
+    let route = if path.starts_with("/allocations/") {
+        "/allocations/{orderid}"
+    } else {
+        path
+    };
+    json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {route}"),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "api.example.com"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.10", "userAgent": "cloud-flow-test"},
+            "requestId": unique_name("api-request"),
+            "routeKey": format!("{method} {route}"),
+            "stage": "$default",
+            "time": "15/Jan/2025:12:00:00 +0000",
+            "timeEpoch": 1736942400000_i64
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    })
+}
+
+/// A DynamoDB Streams API record as the Lambda event source mapping delivers it.
+pub(crate) fn lambda_stream_record(
+    record: &aws_sdk_dynamodbstreams::types::Record,
+    table: &str,
+) -> Value {
+    let change = record.dynamodb().expect("a stream record body");
+    let image = |image: Option<&HashMap<String, AttributeValue>>| {
+        image.map_or(Value::Null, |attributes| {
+            Value::Object(
+                attributes
+                    .iter()
+                    .map(|(name, value)| (name.clone(), attribute_json(value)))
+                    .collect(),
+            )
+        })
+    };
+    json!({
+        "eventID": record.event_id(),
+        "eventName": record.event_name().map(|n| n.as_str()),
+        "eventVersion": record.event_version(),
+        "eventSource": record.event_source(),
+        "awsRegion": record.aws_region(),
+        "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/x"),
+        "dynamodb": {
+            "ApproximateCreationDateTime": change
+                .approximate_creation_date_time()
+                .map_or(0.0, |t| t.as_secs_f64()),
+            "Keys": image(change.keys()),
+            "NewImage": image(change.new_image()),
+            "SequenceNumber": change.sequence_number(),
+            "SizeBytes": change.size_bytes().unwrap_or_default(),
+            "StreamViewType": change.stream_view_type().map(|v| v.as_str()),
+        }
+    })
+}
+
+/// DynamoDB's JSON form of an attribute value (`{"S": "..."}`, ...).
+pub(crate) fn attribute_json(value: &AttributeValue) -> Value {
+    match value {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::B(b) => json!({ "B": BASE64.encode(b.as_ref()) }),
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(n) => json!({ "NULL": n }),
+        AttributeValue::Ss(v) => json!({ "SS": v }),
+        AttributeValue::Ns(v) => json!({ "NS": v }),
+        AttributeValue::Bs(v) => {
+            json!({ "BS": v.iter().map(|b| BASE64.encode(b.as_ref())).collect::<Vec<_>>() })
+        }
+        AttributeValue::L(v) => json!({ "L": v.iter().map(attribute_json).collect::<Vec<_>>() }),
+        AttributeValue::M(m) => json!({
+            "M": m.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect::<serde_json::Map<_, _>>()
+        }),
+        other => panic!("unknown attribute value {other:?}"),
+    }
+}
+
+/// An SQS message as the Lambda event source mapping delivers it.
+pub(crate) fn lambda_sqs_record(message: &aws_sdk_sqs::types::Message, queue_arn: &str) -> Value {
+    let attributes: serde_json::Map<String, Value> = message
+        .attributes()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| (name.as_str().to_owned(), json!(value)))
+        .collect();
+    let message_attributes: serde_json::Map<String, Value> = message
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| {
+            let attribute = json!({
+                "stringValue": value.string_value(),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value.data_type(),
+            });
+            (name.clone(), attribute)
+        })
+        .collect();
+    json!({
+        "messageId": message.message_id(),
+        "receiptHandle": message.receipt_handle(),
+        "body": message.body(),
+        "attributes": attributes,
+        "messageAttributes": message_attributes,
+        "md5OfBody": message.md5_of_body(),
+        "md5OfMessageAttributes": message.md5_of_message_attributes(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": "us-east-1",
+    })
+}
+
+/// The filter pattern of `PublishEventsFunction`'s stream event in template.yaml.
+pub(crate) fn template_stream_filter() -> Value {
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
+    let line = template
+        .lines()
+        .find(|line| line.trim_start().starts_with("- Pattern:"))
+        .expect("a FilterCriteria pattern in template.yaml");
+    let pattern = line
+        .split_once("Pattern:")
+        .unwrap()
+        .1
+        .trim()
+        .trim_matches('\'');
+    serde_json::from_str(pattern).expect("the pattern is JSON")
+}
+
+/// Lambda event filtering, for the subset of the syntax the template uses: an object matches when each
+/// key's value matches; a list of values matches a field equal to one of them.
+pub(crate) fn matches_pattern(pattern: &Value, value: &Value) -> bool {
+    match pattern {
+        Value::Object(fields) => fields
+            .iter()
+            .all(|(key, sub)| matches_pattern(sub, value.get(key).unwrap_or(&Value::Null))),
+        Value::Array(allowed) => allowed.contains(value),
+        other => panic!("unsupported filter pattern {other}"),
+    }
+}
+
+// ---------------------------------------------------------------------------- the stream reader
+
+/// Reads the table's stream with the DynamoDB Streams API, remembering where each shard is.
+pub(crate) struct StreamReader {
+    pub(crate) client: aws_sdk_dynamodbstreams::Client,
+    pub(crate) iterators: Vec<String>,
+}
+
+impl StreamReader {
+    pub(crate) async fn open(moto: &Moto, table: &str) -> Self {
+        let stream_arn = moto
+            .dynamodb()
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .unwrap()
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .expect("the table has a stream")
+            .to_owned();
+        let client = aws_sdk_dynamodbstreams::Client::new(moto.sdk_config());
+        let description = client
+            .describe_stream()
+            .stream_arn(&stream_arn)
+            .send()
+            .await
+            .unwrap();
+        let description = description.stream_description().unwrap();
+        assert_eq!(
+            description.stream_view_type().map(|v| v.as_str()),
+            Some("NEW_IMAGE")
+        );
+        let mut iterators = Vec::new();
+        for shard in description.shards() {
+            let iterator = client
+                .get_shard_iterator()
+                .stream_arn(&stream_arn)
+                .shard_id(shard.shard_id().unwrap())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap();
+            iterators.push(iterator.shard_iterator().unwrap().to_owned());
+        }
+        assert!(!iterators.is_empty(), "the stream has shards");
+        Self { client, iterators }
+    }
+
+    /// Every record written since the last call.
+    pub(crate) async fn read_new(&mut self) -> Vec<aws_sdk_dynamodbstreams::types::Record> {
+        let mut records = Vec::new();
+        for iterator in &mut self.iterators {
+            loop {
+                let page = self
+                    .client
+                    .get_records()
+                    .shard_iterator(iterator.as_str())
+                    .send()
+                    .await
+                    .unwrap();
+                let fresh = page.records().to_vec();
+                if let Some(next) = page.next_shard_iterator() {
+                    *iterator = next.to_owned();
+                }
+                if fresh.is_empty() {
+                    break;
+                }
+                records.extend(fresh);
+            }
+        }
+        records
+    }
+}
+
+pub(crate) fn outbox_types(outbox: &[EventEnvelope]) -> Vec<&'static str> {
+    outbox.iter().map(|e| e.event.type_name()).collect()
+}
+
+/// Every message on the queue, deleted: the event ids of their (raw-delivered) envelopes.
+pub(crate) async fn drain_event_ids(moto: &Moto, queue_url: &str) -> Vec<String> {
+    drain(moto, queue_url)
+        .await
+        .iter()
+        .map(|message| {
+            let envelope: EventEnvelope = serde_json::from_str(message.body().unwrap()).unwrap();
+            envelope.id
+        })
+        .collect()
+}
