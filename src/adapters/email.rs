@@ -35,7 +35,8 @@ impl EmailNotifications {
     }
 
     async fn send_once(&self, envelope: &EventEnvelope) -> Result<(), NotificationError> {
-        let failed = |what: String| NotificationError(format!("event {}: {what}", envelope.id));
+        let failed =
+            |what: String| NotificationError(format!("email for event {}: {what}", envelope.id));
         let claim = self
             .log
             .claim(&envelope.id, Utc::now().timestamp())

@@ -6,6 +6,8 @@ pub mod dynamodb;
 pub mod email;
 #[cfg(feature = "local")]
 pub mod embedded;
+#[cfg(feature = "local")]
+pub mod mailbox;
 pub mod memory;
 pub mod records;
 #[cfg(feature = "aws")]

@@ -11,9 +11,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use allocation::adapters::embedded::{EmbeddedStore, DATABASE_FILE};
+use allocation::adapters::mailbox::Mailbox;
 use allocation::entrypoints::local::{self, DeliveryPolicy, FlowConfig};
 use allocation::entrypoints::logging::{self, LogFormat};
-use allocation::service::{outbox_bus, OutboxFeed};
+use allocation::service::{Bootstrap, OutboxFeed};
 
 /// The allocation service, locally: the HTTP API on an embedded durable store, with the event flow
 /// (outbox relay, reallocation queue with retries and dead letters, out-of-stock emails to a mailbox
@@ -125,25 +126,27 @@ fn fail(message: &str) -> ExitCode {
 async fn serve(cli: &Cli) -> Result<(), String> {
     let store = EmbeddedStore::open(&cli.data_dir).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
-    let bus = Arc::new(outbox_bus(Arc::clone(&store)));
-    let mut flow = FlowConfig::new(
-        cli.mailbox
-            .clone()
-            .unwrap_or_else(|| cli.data_dir.join("mailbox.txt")),
-    );
-    flow.delivery = DeliveryPolicy {
-        max_attempts: cli.max_attempts,
-        base_delay: Duration::from_millis(cli.retry_base_ms),
-        ..DeliveryPolicy::default()
+    let mailbox = (cli.mailbox.clone()).unwrap_or_else(|| cli.data_dir.join("mailbox.txt"));
+    // Out-of-stock emails go to the mailbox file when the flow delivers an `OutOfStock` to the bus.
+    let bus = Bootstrap::new(Arc::clone(&store))
+        .notifications(Arc::new(Mailbox::new(&mailbox)))
+        .build();
+    let flow = FlowConfig {
+        delivery: DeliveryPolicy {
+            max_attempts: cli.max_attempts,
+            base_delay: Duration::from_millis(cli.retry_base_ms),
+            ..DeliveryPolicy::default()
+        },
+        ..FlowConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(&cli.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cli.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(data_dir = %cli.data_dir.display(), mailbox = %flow.mailbox.display(),
+    tracing::info!(data_dir = %cli.data_dir.display(), mailbox = %mailbox.display(),
         "store opened");
     println!("listening on {}", local::url(addr));
-    local::serve(bus, listener, &flow, local::shutdown_signal())
+    local::serve(Arc::new(bus), listener, &flow, local::shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
     let stats = store.stats();

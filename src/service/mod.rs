@@ -19,9 +19,11 @@ pub use errors::{ServiceError, StoreError};
 pub use handlers::QueuedAllocation;
 pub use message_bus::{BusStats, MessageBus};
 pub use messages::Message;
-pub use notifications::{out_of_stock_message, NoNotifications, NotificationError, Notifications};
+pub use notifications::{
+    out_of_stock_message, NoNotifications, NotificationError, Notifications, NotifyFuture,
+};
 pub use outbox_feed::{DeadLetter, OutboxFeed};
-pub use retry::RetryPolicy;
+pub use retry::{exponential_backoff, RetryPolicy};
 pub use store::{AllocationView, ProductWrite, Store};
 pub use unit_of_work::{StoreUnitOfWork, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory};
 pub use wiring::{Delivery, EventWiring};

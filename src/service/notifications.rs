@@ -14,7 +14,7 @@ pub type NotifyFuture<'a> =
 
 /// A notification could not be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("notification failed: {0}")]
+#[error("{0}")]
 pub struct NotificationError(pub String);
 
 /// Sends notifications to people. Used when `OutOfStock` is handled in process.

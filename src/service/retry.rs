@@ -37,12 +37,15 @@ impl RetryPolicy {
     /// The wait after failed attempt number `attempt` (1-based): "full jitter", uniform in
     /// `[0, min(max_delay, base_delay * 2^(attempt-1))]`, so racing writers spread out.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(20);
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1u32 << exponent)
-            .min(self.max_delay);
+        let ceiling = exponential_backoff(self.base_delay, self.max_delay, attempt);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(fastrand::u64(0..=nanos))
     }
+}
+
+/// The wait after failed attempt number `attempt` (1-based): `base * 2^(attempt-1)`, at most `max`.
+/// The one backoff curve of the service (the bus's retries jitter it; the local consumers' use it).
+pub fn exponential_backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    base.saturating_mul(1u32 << exponent).min(max)
 }

@@ -9,5 +9,6 @@ mod support;
 mod contract_embedded;
 mod e2e_local;
 mod embedded_durability;
+mod event_flow;
 mod http_hardening;
 mod http_openapi;

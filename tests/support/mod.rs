@@ -1,6 +1,6 @@
 //! Shared test support, one module for every test binary: `contract` (the store contract suite),
 //! `store_delegate` (test store wrappers), `local` (the `local` server in a workspace; feature
-//! `local`), `tools` (the Python tools venv), `moto` (one moto server per test binary) and `queues` (SQS queues subscribed to SNS
+//! `local`), `memory_feed` (an in-memory store with an outbox feed, for the event flow's tests), `tools` (the Python tools venv), `moto` (one moto server per test binary) and `queues` (SQS queues subscribed to SNS
 //! topics on it; feature `aws`). Each binary uses part of it.
 
 #![allow(dead_code)]
@@ -9,6 +9,8 @@ pub mod commands;
 pub mod contract;
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(feature = "local")]
+pub mod memory_feed;
 #[cfg(feature = "aws")]
 pub mod moto;
 #[cfg(feature = "aws")]

@@ -1,30 +1,20 @@
-//! The subscribers of the local topic: the reallocation queue's handler, the mailbox (the local
-//! stand-in for the out-of-stock email subscription) and the event log.
+//! The consumers of local mode's events: a delivered event is handled by the bus, as the cloud's
+//! queue-triggered functions do (`AllocationRequired` → reallocate; `OutOfStock` → the bus's
+//! notifications, the mailbox file); `Allocated` is published for other systems and only logged.
 
-use crate::domain::OutOfStock;
-use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{SecondsFormat, Utc};
-use tracing::info;
-
 use super::worker::Consumer;
-use crate::domain::{Event, EventEnvelope};
-use crate::service::{out_of_stock_message, Bus, Store};
+use crate::domain::EventEnvelope;
+use crate::service::{Bus, Store};
 
-/// The reallocation queue's handler: the bus runs the event (`AllocationRequired` → reallocate).
-pub struct Reallocator<S: Store> {
-    pub bus: Arc<Bus<S>>,
-}
+/// Hands each delivered event to the bus.
+pub struct BusHandler<S: Store>(pub Arc<Bus<S>>);
 
-impl<S: Store> Consumer for Reallocator<S> {
+impl<S: Store> Consumer for BusHandler<S> {
     async fn consume(&self, envelope: &EventEnvelope) -> Result<(), String> {
-        self.bus
-            .handle_delivered_event(envelope)
-            .await
-            .map_err(|error| error.to_string())
+        let handled = self.0.handle_delivered_event(envelope).await;
+        handled.map_err(|error| error.to_string())
     }
 }
 
@@ -34,149 +24,5 @@ pub struct EventLog;
 impl Consumer for EventLog {
     async fn consume(&self, _envelope: &EventEnvelope) -> Result<(), String> {
         Ok(())
-    }
-}
-
-/// The header line of a mailbox entry that carries its event id.
-const EVENT_ID_HEADER: &str = "Event-Id: ";
-
-/// Separates mailbox entries.
-pub const MAILBOX_SEPARATOR: &str =
-    "----------------------------------------------------------------------";
-
-/// Appends one readable email per `OutOfStock` event to a text file, fsynced before it counts as
-/// sent. Idempotent by event id: an event delivered again (redelivery, replay) whose email is in the
-/// file already is not sent twice. The ids sent are read from the file once, at the first delivery.
-pub struct Mailbox {
-    path: PathBuf,
-    sent: tokio::sync::Mutex<Option<HashSet<String>>>,
-}
-
-impl Mailbox {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            sent: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// The event ids of the emails already in the file (none if there is no file yet).
-    fn read_sent(path: &Path) -> std::io::Result<HashSet<String>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(text
-                .lines()
-                .filter_map(|line| line.strip_prefix(EVENT_ID_HEADER))
-                .map(str::to_owned)
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashSet::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The text of one mailbox entry.
-    pub fn entry(envelope: &EventEnvelope, sku: &str, now: chrono::DateTime<Utc>) -> String {
-        format!(
-            "Date: {date}\nTo: purchasing\nSubject: Out of stock for SKU {sku}\n{EVENT_ID_HEADER}{id}\n\
-             Correlation-Id: {correlation}\n\n{body}\n{MAILBOX_SEPARATOR}\n",
-            date = now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            id = envelope.id,
-            correlation = envelope.correlation_id.as_deref().unwrap_or("-"),
-            body = out_of_stock_message(envelope),
-        )
-    }
-
-    fn append(path: &Path, text: &str) -> std::io::Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()
-    }
-}
-
-impl Consumer for Mailbox {
-    async fn consume(&self, envelope: &EventEnvelope) -> Result<(), String> {
-        let Event::OutOfStock(OutOfStock { sku, .. }) = &envelope.event else {
-            return Ok(());
-        };
-        // Held across the append: two deliveries of one event never both write it.
-        let mut sent = self.sent.lock().await;
-        if sent.is_none() {
-            let path = self.path.clone();
-            *sent = Some(
-                tokio::task::spawn_blocking(move || Self::read_sent(&path))
-                    .await
-                    .map_err(|e| format!("mailbox task failed: {e}"))?
-                    .map_err(|e| format!("cannot read mailbox {}: {e}", self.path.display()))?,
-            );
-        }
-        let sent = sent.get_or_insert_with(HashSet::new);
-        if sent.contains(&envelope.id) {
-            info!(sku = %sku, event_id = %envelope.id, "email already sent for this event");
-            return Ok(());
-        }
-        let entry = Self::entry(envelope, sku, Utc::now());
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || Self::append(&path, &entry))
-            .await
-            .map_err(|e| format!("mailbox task failed: {e}"))?
-            .map_err(|e| format!("cannot write mailbox {}: {e}", self.path.display()))?;
-        sent.insert(envelope.id.clone());
-        info!(sku = %sku, mailbox = %self.path.display(), event_id = %envelope.id,
-            "email: Out of stock for SKU {sku}");
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_out_of_stock_email_is_appended_readably() {
-        let dir = std::env::temp_dir().join(format!("mailbox-test-{}", fastrand::u64(..)));
-        let mailbox = Mailbox::new(dir.join("sub").join("mailbox.txt"));
-        let envelope = EventEnvelope {
-            id: "SMALL-TABLE:3:0".into(),
-            correlation_id: Some("req-7".into()),
-            occurred_at: None,
-            event: Event::OutOfStock(OutOfStock {
-                sku: "SMALL-TABLE".into(),
-                orderid: Some("order-9".into()),
-                qty: Some(2),
-            }),
-        };
-        let next = EventEnvelope {
-            id: "SMALL-TABLE:9:0".into(),
-            ..envelope.clone()
-        };
-        mailbox.consume(&envelope).await.unwrap();
-        mailbox.consume(&envelope).await.unwrap();
-        mailbox.consume(&next).await.unwrap();
-        // A new process (a restarted server) knows what the file holds.
-        Mailbox::new(mailbox.path())
-            .consume(&envelope)
-            .await
-            .unwrap();
-        let text = std::fs::read_to_string(mailbox.path()).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(
-            text.matches("Subject: Out of stock for SKU SMALL-TABLE\n")
-                .count(),
-            2,
-            "one email per event id, however often it is delivered"
-        );
-        assert_eq!(text.matches(MAILBOX_SEPARATOR).count(), 2);
-        assert!(text.contains(&out_of_stock_message(&envelope)));
-        assert!(text.contains("Order line turned away: order order-9, quantity 2."));
-        assert!(text.contains("Event-Id: SMALL-TABLE:3:0\nCorrelation-Id: req-7\n"));
     }
 }

@@ -1,10 +1,10 @@
-//! The outbox relay (the local stand-in for the stream + `publish_events`): reads pending outbox events
-//! in commit order and publishes them to the topic; marks an event delivered only once every subscription
-//! took it (at least once: a crash before the mark delivers it again after restart).
+//! The outbox relay (local mode's stand-in for the stream and `publish_events`): reads pending outbox
+//! events in commit order, hands each to its consumer's queue, and marks it delivered once the consumer
+//! took it. At least once: a crash before the mark delivers the event again after restart.
 //!
-//! It runs at start-up (events committed before a crash), then on every commit signal, with a periodic
-//! tick as a fallback. At shutdown it flushes: it delivers what is pending and waits (bounded) for the
-//! deliveries in progress.
+//! It reads at start-up (events committed before a crash), then after every commit signal, with a tick
+//! as a fallback. Reads and marks batch themselves: what arrives while one is in progress goes into the
+//! next. At shutdown it delivers what is pending and waits (bounded) for the deliveries in progress.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,39 +14,22 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::topic::{Outcome, Topic};
+use super::routes::{Ack, Delivery, Routes};
 use crate::service::OutboxFeed;
 
-/// Tuning of the relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayConfig {
-    /// Events read per pass.
-    pub batch: usize,
-    /// Events handed out and not yet taken, at most (beyond that the relay waits).
-    pub max_in_flight: usize,
-    /// Fallback pass interval, should a commit signal be missed.
-    pub tick: Duration,
-    /// Least time between two reads of the outbox: commits arriving meanwhile are read together.
-    pub pass_interval: Duration,
-    /// Delivered events are marked (one store write) when this old, or when `batch` are waiting: the
-    /// marks then share one write. A crash before the mark only means a redelivery.
-    pub mark_interval: Duration,
-    /// How long the shutdown flush may take.
-    pub flush_timeout: Duration,
-}
-
-impl Default for RelayConfig {
-    fn default() -> Self {
-        Self {
-            batch: 256,
-            max_in_flight: 4096,
-            tick: Duration::from_secs(1),
-            pass_interval: Duration::from_millis(5),
-            mark_interval: Duration::from_millis(25),
-            flush_timeout: Duration::from_secs(10),
-        }
-    }
-}
+/// Events handed out and not yet answered, at most: memory stays bounded when a consumer falls behind.
+const MAX_IN_FLIGHT: usize = 4096;
+/// A read of the outbox at least this often, should a commit signal be missed.
+const TICK: Duration = Duration::from_secs(1);
+/// Taken events are marked delivered (one store write for all) when the oldest is this old, or a
+/// batch is waiting. Measured: marking on every pass instead made 15 times as many mark writes and
+/// cut throughput by about a fifth at 16 connections (`docs/local.md`).
+const MARK_EVERY: Duration = Duration::from_millis(25);
+/// After a commit signal the relay waits this long before reading, so the commits of those
+/// milliseconds are read together (one read instead of one per commit).
+const READ_PACE: Duration = Duration::from_millis(5);
+/// How long the shutdown flush may take.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the relay did, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,119 +43,106 @@ pub struct RelayStats {
 
 pub struct Relay<F> {
     feed: Arc<F>,
-    topic: Topic,
-    config: RelayConfig,
-    outcomes_tx: mpsc::UnboundedSender<Outcome>,
-    outcomes: mpsc::UnboundedReceiver<Outcome>,
-    /// Handed to the topic, not yet marked delivered (not to be published twice meanwhile).
+    routes: Routes,
+    /// Events read per pass, at most.
+    batch: usize,
+    acks_tx: mpsc::UnboundedSender<Ack>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    /// Handed out, not yet marked delivered: not published twice meanwhile.
     in_flight: HashSet<u64>,
-    /// Taken by every subscription, to mark delivered.
+    /// Taken by their consumer, to mark delivered (one write for all).
     taken: Vec<u64>,
     /// When the oldest of `taken` was taken.
     taken_since: Option<Instant>,
-    /// The highest sequence number published so far: a commit signal at or below it brings nothing new.
+    /// The highest sequence number published: a commit signal at or below it brings nothing new.
     last_published: u64,
-    /// Read the outbox on the next pass whatever the signal says (start-up, tick, released events).
+    /// Read on the next pass whatever the commit signal says (start-up, tick, a released event).
     must_read: bool,
-    /// Released during the flush: not published again before the next start.
-    skip: HashSet<u64>,
+    /// Shutting down: released events are not published again (they stay pending).
     flushing: bool,
+    /// Released while flushing: pending, ahead of the events still to publish.
+    left_pending: usize,
     stats: RelayStats,
 }
 
 impl<F: OutboxFeed> Relay<F> {
-    pub fn new(feed: Arc<F>, topic: Topic, config: RelayConfig) -> Self {
-        let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
+    pub fn new(feed: Arc<F>, routes: Routes, batch: usize) -> Self {
+        let (acks_tx, acks) = mpsc::unbounded_channel();
         Self {
             feed,
-            topic,
-            config,
-            outcomes_tx,
-            outcomes,
+            routes,
+            batch: batch.max(1),
+            acks_tx,
+            acks,
             in_flight: HashSet::new(),
             taken: Vec::new(),
             taken_since: None,
             last_published: 0,
             must_read: true,
-            skip: HashSet::new(),
             flushing: false,
+            left_pending: 0,
             stats: RelayStats::default(),
         }
     }
 
-    /// Relays until `shutdown` becomes `true`, then flushes and returns (dropping the topic, which
-    /// closes the subscriptions' queues).
+    /// Relays until `shutdown` becomes `true`, then flushes and returns (dropping the routes, which
+    /// closes the consumers' queues).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> RelayStats {
         let mut commits = self.feed.subscribe_commits();
         info!("outbox relay started");
-        loop {
-            if *shutdown.borrow_and_update() {
-                break;
-            }
-            self.drain_outcomes();
-            if self.mark_due() {
+        while !*shutdown.borrow_and_update() {
+            self.drain_acks();
+            if self.taken.len() >= self.batch
+                || self.taken_since.is_some_and(|t| t.elapsed() >= MARK_EVERY)
+            {
                 self.mark_taken().await;
             }
             let head = *commits.borrow_and_update(); // seen BEFORE reading, so no commit is missed
-            let mut more = false;
-            if self.must_read || head > self.last_published {
-                self.must_read = false;
-                more = self.publish_pending().await;
+            if (self.must_read || head > self.last_published) && self.publish_pending().await {
+                continue; // a full batch: there may be more
             }
-            if more {
-                tokio::task::yield_now().await;
-                continue;
-            }
-            let mark_at = self
-                .taken_since
-                .map(|since| since + self.config.mark_interval);
+            let mark_at = self.taken_since.map(|since| since + MARK_EVERY);
             tokio::select! {
+                () = sleep_until(mark_at) => {},
                 changed = commits.changed() => {
                     if changed.is_err() {
-                        // The store is gone: nothing more will be committed.
-                        warn!("commit signal closed; relay stops");
+                        warn!("commit signal closed; relay stops"); // the store is gone
                         break;
                     }
-                    // Let the commits of the next few milliseconds join this pass.
-                    tokio::time::sleep(self.config.pass_interval).await;
+                    tokio::time::sleep(READ_PACE).await;
                 },
-                Some(outcome) = self.outcomes.recv() => self.record(outcome),
-                () = sleep_until_or_never(mark_at) => {},
-                () = tokio::time::sleep(self.config.tick) => self.must_read = true,
-                _ = shutdown.changed() => {},
+                Some(ack) = self.acks.recv() => self.record(ack),
+                () = tokio::time::sleep(TICK) => self.must_read = true,
+                stop = shutdown.changed() => if stop.is_err() {
+                    break; // the flow's handle is gone without a shutdown
+                },
             }
         }
         self.flush().await
     }
 
-    fn record(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Delivered(seq) => {
+    fn record(&mut self, ack: Ack) {
+        match ack {
+            Ack::Taken(seq) => {
                 self.taken_since.get_or_insert_with(Instant::now);
                 self.taken.push(seq);
             }
-            Outcome::Released(seq) => {
+            Ack::Released(seq) => {
                 self.stats.released += 1;
                 self.in_flight.remove(&seq);
-                self.must_read = true;
                 if self.flushing {
-                    self.skip.insert(seq);
+                    self.left_pending += 1;
+                } else {
+                    self.must_read = true;
                 }
             }
         }
     }
 
-    fn drain_outcomes(&mut self) {
-        while let Ok(outcome) = self.outcomes.try_recv() {
-            self.record(outcome);
+    fn drain_acks(&mut self) {
+        while let Ok(ack) = self.acks.try_recv() {
+            self.record(ack);
         }
-    }
-
-    fn mark_due(&self) -> bool {
-        self.taken.len() >= self.config.batch
-            || self
-                .taken_since
-                .is_some_and(|since| since.elapsed() >= self.config.mark_interval)
     }
 
     async fn mark_taken(&mut self) {
@@ -192,18 +162,18 @@ impl<F: OutboxFeed> Relay<F> {
         }
     }
 
-    /// Publishes pending events not already in flight; `true` if a full batch was published (there may
-    /// be more).
+    /// Publishes pending events not in flight; `true` if a full batch was published.
     async fn publish_pending(&mut self) -> bool {
-        if self.in_flight.len() >= self.config.max_in_flight {
+        self.must_read = false;
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
             debug!(
                 in_flight = self.in_flight.len(),
                 "relay at its in-flight limit"
             );
             return false;
         }
-        // In-flight events are still pending and come first: read past them.
-        let limit = self.in_flight.len() + self.skip.len() + self.config.batch;
+        // In-flight (and, when flushing, released) events are still pending and come first: read past.
+        let limit = self.in_flight.len() + self.left_pending + self.batch;
         let events = match self.feed.pending_outbox(limit).await {
             Ok(events) => events,
             Err(error) => {
@@ -213,38 +183,42 @@ impl<F: OutboxFeed> Relay<F> {
         };
         let mut published = 0;
         for (seq, envelope) in events {
-            if !self.skip.contains(&seq) && self.in_flight.insert(seq) {
-                self.last_published = self.last_published.max(seq);
-                debug!(seq, event_id = %envelope.id, event_type = envelope.event.type_name(),
-                    "publishing");
-                self.topic.publish(seq, envelope, &self.outcomes_tx);
-                published += 1;
+            let released_at_shutdown = self.flushing && seq <= self.last_published;
+            if released_at_shutdown || !self.in_flight.insert(seq) {
+                continue;
             }
+            self.last_published = self.last_published.max(seq);
+            let subscription = self.routes.route(&envelope.event).0;
+            debug!(seq, event_id = %envelope.id, event_type = envelope.event.type_name(), subscription,
+                "publishing");
+            self.routes
+                .send(Delivery::new(seq, envelope, self.acks_tx.clone()));
+            published += 1;
         }
-        self.stats.published += published;
-        published as usize >= self.config.batch
+        self.stats.published += published as u64;
+        published >= self.batch
     }
 
     async fn flush(mut self) -> RelayStats {
-        let deadline = Instant::now() + self.config.flush_timeout;
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
         self.flushing = true;
         info!(in_flight = self.in_flight.len(), "outbox relay flushing");
         loop {
-            self.drain_outcomes();
+            self.drain_acks();
             self.mark_taken().await;
             let more = self.publish_pending().await;
-            if !more && self.in_flight.is_empty() {
-                break;
-            }
             if more {
                 continue;
             }
-            match tokio::time::timeout_at(deadline, self.outcomes.recv()).await {
-                Ok(Some(outcome)) => self.record(outcome),
+            if self.in_flight.is_empty() {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, self.acks.recv()).await {
+                Ok(Some(ack)) => self.record(ack),
                 Ok(None) | Err(_) => break,
             }
         }
-        self.drain_outcomes();
+        self.drain_acks();
         self.mark_taken().await;
         self.stats.unfinished = self.in_flight.len();
         if self.stats.unfinished > 0 {
@@ -262,7 +236,7 @@ impl<F: OutboxFeed> Relay<F> {
 }
 
 /// Sleeps until `at`, or forever if there is nothing to wait for.
-async fn sleep_until_or_never(at: Option<Instant>) {
+async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -4,10 +4,13 @@
 //! the body (at most one byte past the contract's limit, so the contract itself answers "too large"),
 //! picks or makes the request id, and hands the request to the shared contract; axum has no route of its
 //! own and no extractor that could reject a request, so every answer is the contract's JSON. The only
-//! local-only route is `GET /admin/dead-letters`.
+//! local-only route is `GET /admin/dead-letters`. [`serve`] runs it with the event flow until a
+//! shutdown signal, then drains both.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
@@ -15,7 +18,11 @@ use axum::http::header::{HeaderValue, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Router;
+use tokio::net::TcpListener;
 use tracing::{info, warn, Instrument};
+
+use super::flow::{EventFlow, FlowConfig};
+use super::relay::RelayStats;
 
 use crate::entrypoints::http::{self, HttpRequest, HttpResponse, MAX_BODY_BYTES};
 use crate::service::OutboxFeed;
@@ -33,6 +40,80 @@ pub struct App<S: Store> {
 /// The router: everything goes to [`handle`].
 pub fn router<S: Store + OutboxFeed>(app: Arc<App<S>>) -> Router {
     Router::new().fallback(handle::<S>).with_state(app)
+}
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves the HTTP API on `listener` with the event flow, until `shutdown` resolves; then finishes
+/// the requests in flight (bounded by [`SHUTDOWN_GRACE`]) and flushes the event flow.
+pub async fn serve<S: Store + OutboxFeed>(
+    bus: Arc<Bus<S>>,
+    listener: TcpListener,
+    flow: &FlowConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<RelayStats> {
+    use axum::serve::ListenerExt;
+
+    let events = EventFlow::start(Arc::clone(&bus), flow);
+    let app = Arc::new(App {
+        bus: Arc::clone(&bus),
+    });
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    shutdown.await;
+    info!("shutting down: finishing requests in flight");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => warn!(%error, "server error"),
+        Ok(Err(error)) => warn!(%error, "server task failed"),
+        Err(_) => warn!("requests still in flight after {SHUTDOWN_GRACE:?}; closing them"),
+    }
+    info!("flushing the event flow");
+    Ok(events.shutdown().await)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => info!("received SIGINT"),
+        () = terminate => info!("received SIGTERM"),
+    }
+}
+
+/// The URL a bound address serves, e.g. `http://127.0.0.1:5005`.
+pub fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
 }
 
 /// The client's `x-request-id` if valid (`http::valid_request_id`), else a new random one.

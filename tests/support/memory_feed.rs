@@ -1,17 +1,14 @@
-//! An in-memory store with an outbox feed and dead letters, for the unit tests of the local event
-//! flow (compiled for tests only).
+//! `MemoryFeedStore`: the in-memory store with an outbox feed and dead letters, all in memory, for
+//! the tests of the local event flow without a file. Not durable.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
+use allocation::adapters::InMemoryStore;
+use allocation::domain::EventEnvelope;
+use allocation::service::{DeadLetter, OutboxFeed, ProductWrite, Store, StoreError};
 use chrono::Utc;
 use tokio::sync::watch;
-
-use crate::adapters::InMemoryStore;
-use crate::domain::{EventEnvelope, Product};
-use crate::service::DeadLetter;
-use crate::service::OutboxFeed;
-use crate::service::{AllocationView, ProductWrite, Store, StoreError};
 
 #[derive(Debug, Default)]
 struct FeedState {
@@ -21,8 +18,7 @@ struct FeedState {
     delivered: u64,
 }
 
-/// An [`InMemoryStore`] with an outbox feed and dead letters, all in memory: for tests of the event
-/// flow without a file. Not durable.
+/// An [`InMemoryStore`] with an outbox feed and dead letters.
 #[derive(Debug)]
 pub struct MemoryFeedStore {
     inner: InMemoryStore,
@@ -66,41 +62,7 @@ impl MemoryFeedStore {
 }
 
 impl Store for MemoryFeedStore {
-    async fn load(&self, sku: &str, orderids: &[&str]) -> Result<Option<Product>, StoreError> {
-        self.inner.load(sku, orderids).await
-    }
-
-    async fn load_lines(&self, product: &mut Product, orderids: &[&str]) -> Result<(), StoreError> {
-        self.inner.load_lines(product, orderids).await
-    }
-
-    async fn load_lines_to_free(
-        &self,
-        product: &mut Product,
-        reference: &str,
-        excess: u64,
-        max_lines: usize,
-    ) -> Result<(), StoreError> {
-        self.inner
-            .load_lines_to_free(product, reference, excess, max_lines)
-            .await
-    }
-
-    async fn load_waiting_lines(
-        &self,
-        product: &mut Product,
-        max_lines: usize,
-    ) -> Result<(), StoreError> {
-        self.inner.load_waiting_lines(product, max_lines).await
-    }
-
-    fn records_read(&self) -> u64 {
-        self.inner.records_read()
-    }
-
-    async fn sku_of_batch(&self, reference: &str) -> Result<Option<String>, StoreError> {
-        self.inner.sku_of_batch(reference).await
-    }
+    crate::delegate_reads!(inner);
 
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         self.inner.commit(writes).await?;
@@ -117,17 +79,6 @@ impl Store for MemoryFeedStore {
             self.head.send_replace(head);
         }
         Ok(())
-    }
-
-    async fn allocations_for_order(
-        &self,
-        orderid: &str,
-    ) -> Result<Vec<AllocationView>, StoreError> {
-        self.inner.allocations_for_order(orderid).await
-    }
-
-    async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.inner.outbox(sku).await
     }
 }
 
