@@ -103,12 +103,7 @@ fn bus(store: Arc<EmbeddedStore>) -> Bus {
 }
 
 async fn create_sku(bus: &Bus, sku: &str) {
-    let cmd = CreateBatch {
-        reference: format!("{sku}-batch"),
-        sku: sku.to_owned(),
-        qty: STOCK,
-        eta: None,
-    };
+    let cmd = CreateBatch::new(format!("{sku}-batch"), sku, STOCK, None).unwrap();
     bus.handle(&cmd, None).await.expect("create batch");
 }
 
@@ -125,14 +120,7 @@ async fn allocate(bus: &Arc<Bus>, skus: &Arc<Vec<String>>, tasks: usize, total: 
                     let orderid = format!("order-{}", ORDERS.fetch_add(1, Ordering::Relaxed));
                     // Through the product's queue, as the HTTP edge allocates.
                     let result: Result<String, ServiceError> = bus
-                        .allocate(
-                            &Allocate {
-                                orderid,
-                                sku,
-                                qty: 1,
-                            },
-                            None,
-                        )
+                        .allocate(&Allocate::new(orderid, sku, 1).unwrap(), None)
                         .await;
                     if result.is_err() {
                         errors += 1;

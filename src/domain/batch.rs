@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use super::{validate_identifier, DomainError, OrderLine};
+use super::{BatchRef, DomainError, OrderLine, Sku};
 
 /// A batch of stock. It keeps the running total of the units allocated to it, not the lines
 /// themselves: which batch holds which order's line is the product's knowledge (`Product`), so a
@@ -37,12 +37,9 @@ impl Batch {
         eta: Option<NaiveDate>,
         allocated_quantity: u64,
     ) -> Result<Self, DomainError> {
-        let (reference, sku) = (reference.as_ref(), sku.as_ref());
-        validate_identifier("ref", reference)?;
-        validate_identifier("sku", sku)?;
         Ok(Self {
-            reference: reference.into(),
-            sku: sku.into(),
+            reference: BatchRef::parse(reference)?.into(),
+            sku: Sku::parse(sku)?.into(),
             eta,
             purchased_quantity,
             allocated_quantity,

@@ -1,15 +1,18 @@
 //! Commands: what a caller asks the system to do (imperative). One stable, type-tagged JSON shape each.
+//! Their fields are parsed values (`values.rs`): a command that exists is well formed.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+
+use super::{BatchRef, DomainError, OrderId, Quantity, Sku};
 
 /// Create a batch of stock for a SKU (the product is created with its first batch).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateBatch {
     #[serde(rename = "ref")]
-    pub reference: String,
-    pub sku: String,
-    pub qty: u32,
+    pub reference: BatchRef,
+    pub sku: Sku,
+    pub qty: Quantity,
     #[serde(default)]
     pub eta: Option<NaiveDate>,
 }
@@ -17,15 +20,61 @@ pub struct CreateBatch {
 /// Allocate an order line to the best batch of its SKU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allocate {
-    pub orderid: String,
-    pub sku: String,
-    pub qty: u32,
+    pub orderid: OrderId,
+    pub sku: Sku,
+    #[serde(deserialize_with = "positive")]
+    pub qty: Quantity,
 }
 
 /// Set a batch's purchased quantity, deallocating lines if it becomes over-allocated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeBatchQuantity {
     #[serde(rename = "ref")]
-    pub reference: String,
-    pub qty: u32,
+    pub reference: BatchRef,
+    pub qty: Quantity,
+}
+
+impl CreateBatch {
+    pub fn new(
+        reference: impl AsRef<str>,
+        sku: impl AsRef<str>,
+        qty: u32,
+        eta: Option<NaiveDate>,
+    ) -> Result<Self, DomainError> {
+        Ok(Self {
+            reference: BatchRef::parse(reference)?,
+            sku: Sku::parse(sku)?,
+            qty: Quantity::new(qty.into())?,
+            eta,
+        })
+    }
+}
+
+impl Allocate {
+    pub fn new(
+        orderid: impl AsRef<str>,
+        sku: impl AsRef<str>,
+        qty: u32,
+    ) -> Result<Self, DomainError> {
+        Ok(Self {
+            orderid: OrderId::parse(orderid)?,
+            sku: Sku::parse(sku)?,
+            qty: Quantity::positive(qty.into())?,
+        })
+    }
+}
+
+impl ChangeBatchQuantity {
+    pub fn new(reference: impl AsRef<str>, qty: u32) -> Result<Self, DomainError> {
+        Ok(Self {
+            reference: BatchRef::parse(reference)?,
+            qty: Quantity::new(qty.into())?,
+        })
+    }
+}
+
+/// A line's quantity, as read from a message: `1..=MAX_QUANTITY`.
+fn positive<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Quantity, D::Error> {
+    let qty = u64::deserialize(deserializer)?;
+    Quantity::positive(qty).map_err(serde::de::Error::custom)
 }

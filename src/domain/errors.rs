@@ -11,6 +11,8 @@ pub enum DomainError {
     InvalidIdentifier(&'static str),
     #[error("qty must be greater than zero")]
     NonPositiveQuantity,
+    #[error("qty must be between {min} and {max}")]
+    QuantityOutOfRange { min: u64, max: u64 },
     #[error("batch {reference} is for sku {batch_sku}, not {product_sku}")]
     SkuMismatch {
         reference: String,

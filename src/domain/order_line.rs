@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{validate_identifier, DomainError};
+use super::{DomainError, OrderId, Sku};
 
 /// One line of a customer order. A value object: two lines with the same fields are the same line.
 /// Identifiers are shared (`Arc<str>`), so the product's line index and the events it records hold
@@ -21,9 +21,7 @@ impl OrderLine {
         sku: impl AsRef<str>,
         qty: u32,
     ) -> Result<Self, DomainError> {
-        let (orderid, sku) = (orderid.as_ref(), sku.as_ref());
-        validate_identifier("orderid", orderid)?;
-        validate_identifier("sku", sku)?;
+        let (orderid, sku) = (OrderId::parse(orderid)?, Sku::parse(sku)?);
         if qty == 0 {
             return Err(DomainError::NonPositiveQuantity);
         }

@@ -14,9 +14,9 @@ pub const MAX_LINES_OFFERED: usize = 256;
 /// `CreateBatch`: adds the batch, creating the product on its first batch, and offers the new stock
 /// to the product's waiting lines.
 pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<(), ServiceError> {
-    let batch = Batch::new(&cmd.reference, &cmd.sku, cmd.qty, cmd.eta)?;
+    let batch = Batch::new(&cmd.reference, &cmd.sku, cmd.qty.get(), cmd.eta)?;
     if uow.get_by_batchref(&cmd.reference).await?.is_some() {
-        return Err(ServiceError::DuplicateBatch(cmd.reference.clone()));
+        return Err(ServiceError::DuplicateBatch(cmd.reference.to_string()));
     }
     if uow.get(&cmd.sku, &[]).await?.is_none() {
         uow.add(Product::new(&cmd.sku)?);
@@ -24,7 +24,7 @@ pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<
     let product = uow
         .get(&cmd.sku, &[])
         .await?
-        .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.clone()))?;
+        .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.to_string()))?;
     product.add_batch(batch)?;
     offer_waiting_lines(&cmd.sku, uow).await?;
     uow.commit().await?;
@@ -60,11 +60,11 @@ async fn allocate_line<U: UnitOfWork>(
     reallocation: bool,
     uow: &mut U,
 ) -> Result<String, ServiceError> {
-    let line = OrderLine::new(&cmd.orderid, &cmd.sku, cmd.qty)?;
+    let line = OrderLine::new(&cmd.orderid, &cmd.sku, cmd.qty.get())?;
     let product = uow
         .get(&cmd.sku, &[line.orderid()])
         .await?
-        .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.clone()))?;
+        .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.to_string()))?;
     let batchref = if reallocation {
         product.reallocate(&line)?
     } else {
@@ -73,7 +73,7 @@ async fn allocate_line<U: UnitOfWork>(
     uow.commit().await?;
     batchref
         .map(|reference| reference.to_string())
-        .ok_or_else(|| ServiceError::OutOfStock(cmd.sku.clone()))
+        .ok_or_else(|| ServiceError::OutOfStock(cmd.sku.to_string()))
 }
 
 /// One of several allocations of the same SKU applied together.
@@ -100,16 +100,16 @@ pub async fn allocate_together<U: UnitOfWork>(
         .iter()
         .map(|a| {
             if a.cmd.sku != sku {
-                return Err(ServiceError::InvalidSku(a.cmd.sku.clone()));
+                return Err(ServiceError::InvalidSku(a.cmd.sku.to_string()));
             }
-            OrderLine::new(&a.cmd.orderid, &a.cmd.sku, a.cmd.qty).map_err(ServiceError::from)
+            OrderLine::new(&a.cmd.orderid, &a.cmd.sku, a.cmd.qty.get()).map_err(ServiceError::from)
         })
         .collect();
     let orderids: Vec<&str> = lines.iter().flatten().map(OrderLine::orderid).collect();
     if uow.get(sku, &orderids).await?.is_none() {
         return Ok(allocations
             .iter()
-            .map(|a| Err(ServiceError::InvalidSku(a.cmd.sku.clone())))
+            .map(|a| Err(ServiceError::InvalidSku(a.cmd.sku.to_string())))
             .collect());
     }
     let mut answers = Vec::with_capacity(allocations.len());
@@ -168,12 +168,12 @@ pub async fn change_batch_quantity_of<U: UnitOfWork>(
                 .filter(|product| product.batch(&cmd.reference).is_some()),
             None => uow.get_by_batchref(&cmd.reference).await?,
         }
-        .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.clone()))?;
+        .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.to_string()))?;
         let sku = product.sku().to_owned();
         let raised = product
             .batch(&cmd.reference)
-            .is_some_and(|batch| cmd.qty > batch.purchased_quantity());
-        let excess = product.excess(&cmd.reference, cmd.qty)?;
+            .is_some_and(|batch| cmd.qty.get() > batch.purchased_quantity());
+        let excess = product.excess(&cmd.reference, cmd.qty.get())?;
         if excess > 0 {
             uow.load_lines_to_free(&sku, &cmd.reference, excess, limit)
                 .await?;
@@ -181,8 +181,9 @@ pub async fn change_batch_quantity_of<U: UnitOfWork>(
         let product = uow
             .get(&sku, &[])
             .await?
-            .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.clone()))?;
-        let complete = product.change_batch_quantity_bounded(&cmd.reference, cmd.qty, limit)?;
+            .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.to_string()))?;
+        let complete =
+            product.change_batch_quantity_bounded(&cmd.reference, cmd.qty.get(), limit)?;
         if raised {
             offer_waiting_lines(&sku, uow).await?;
         }
@@ -193,8 +194,9 @@ pub async fn change_batch_quantity_of<U: UnitOfWork>(
     }
 }
 
-/// The line an `AllocationRequired` event asks to allocate again.
-pub fn reallocation(event: &Event) -> Option<Allocate> {
+/// The line an `AllocationRequired` event asks to allocate again (an error if the event, read from a
+/// queue, names an invalid one).
+pub fn reallocation(event: &Event) -> Option<Result<Allocate, ServiceError>> {
     match event {
         Event::AllocationRequired(required) => Some(line_to_reallocate(required)),
         _ => None,
@@ -202,12 +204,9 @@ pub fn reallocation(event: &Event) -> Option<Allocate> {
 }
 
 /// The allocation an `AllocationRequired` asks for.
-fn line_to_reallocate(required: &AllocationRequired) -> Allocate {
-    Allocate {
-        orderid: required.orderid.to_string(),
-        sku: required.sku.to_string(),
-        qty: required.qty,
-    }
+fn line_to_reallocate(required: &AllocationRequired) -> Result<Allocate, ServiceError> {
+    let allocate = Allocate::new(&required.orderid, &required.sku, required.qty);
+    allocate.map_err(ServiceError::Invalid)
 }
 
 /// `AllocationRequired`: allocates the line again in its own transaction. Out of stock is not a
@@ -217,7 +216,7 @@ pub async fn reallocate<U: UnitOfWork>(
     required: &AllocationRequired,
     uow: &mut U,
 ) -> Result<(), ServiceError> {
-    match allocate_line(&line_to_reallocate(required), true, uow).await {
+    match allocate_line(&line_to_reallocate(required)?, true, uow).await {
         Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
         Err(error) => Err(error),
     }

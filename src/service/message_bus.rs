@@ -138,7 +138,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         cmd: &CreateBatch,
         correlation_id: Option<&str>,
     ) -> Result<(), ServiceError> {
-        self.handle_queued(cmd.sku.clone(), cmd.clone(), correlation_id)
+        self.handle_queued(cmd.sku.to_string(), cmd.clone(), correlation_id)
             .await
     }
 
@@ -241,7 +241,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
     ) -> Result<(), ServiceError> {
         let correlation_id = envelope.correlation_id.as_deref();
         if let Some(cmd) = handlers::reallocation(&envelope.event) {
-            return match self.enqueue_allocation(&cmd, correlation_id, true).await {
+            return match self.enqueue_allocation(&cmd?, correlation_id, true).await {
                 Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
                 Err(error) => Err(error),
             };

@@ -55,7 +55,7 @@ impl ProductQueues {
         bus: &MessageBus<F>,
         allocation: QueuedAllocation,
     ) -> Result<String, ServiceError> {
-        let sku = allocation.cmd.sku.clone();
+        let sku = allocation.cmd.sku.to_string();
         let (answer, answered) = oneshot::channel();
         self.push(bus, sku, Queued::Allocate(allocation, answer));
         answered.await.unwrap_or_else(|_| Err(stopped()))

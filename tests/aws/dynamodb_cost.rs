@@ -112,12 +112,7 @@ async fn sku_with_history(
     earlier: u32,
 ) {
     let bus = outbox_bus(Arc::clone(store));
-    let batch = CreateBatch {
-        reference: n.batch.clone(),
-        sku: n.sku.clone(),
-        qty: earlier + 1_000,
-        eta: None,
-    };
+    let batch = CreateBatch::new(n.batch.clone(), n.sku.clone(), earlier + 1_000, None).unwrap();
     bus.handle(&batch, None).await.unwrap();
     let requests: Vec<WriteRequest> = (0..earlier)
         .map(|i| {
@@ -213,11 +208,7 @@ async fn measure(client: &Client, table: &str, store: &Arc<DynamoDbStore>, n: &N
     let head = head_item_sizes(client, table, &n.sku).await;
     let stored_product = stored_item(client, table, items::product_key(&n.sku)).await;
     let before = store.records_read();
-    let allocate = Allocate {
-        orderid: n.order.clone(),
-        sku: n.sku.clone(),
-        qty: 3,
-    };
+    let allocate = Allocate::new(n.order.clone(), n.sku.clone(), 3).unwrap();
     let bus = outbox_bus(Arc::clone(store));
     assert_eq!(
         bus.handle(&allocate, Some(CORRELATION)).await.unwrap(),

@@ -37,28 +37,16 @@ async fn concurrent_allocations_on_one_sku_never_oversell_and_conflicts_are_retr
         ..RetryPolicy::default()
     };
     let bus = Arc::new(Bootstrap::new(Arc::clone(&store)).retry(retry).build());
-    bus.handle(
-        &CreateBatch {
-            reference: "b1".into(),
-            sku: "HOT".into(),
-            qty: stock,
-            eta: None,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    bus.handle(&CreateBatch::new("b1", "HOT", stock, None).unwrap(), None)
+        .await
+        .unwrap();
 
     let handles: Vec<_> = (0..tasks)
         .map(|n| {
             let bus = Arc::clone(&bus);
             tokio::spawn(async move {
                 bus.handle(
-                    &Allocate {
-                        orderid: format!("order-{n}"),
-                        sku: "HOT".into(),
-                        qty: 1,
-                    },
+                    &Allocate::new(format!("order-{n}"), "HOT", 1).unwrap(),
                     None,
                 )
                 .await

@@ -80,20 +80,11 @@ fn bootstrap_test_app() -> Fixture<InMemoryStore> {
 }
 
 fn create_batch(reference: &str, sku: &str, qty: u32, eta: Option<NaiveDate>) -> CreateBatch {
-    CreateBatch {
-        reference: reference.into(),
-        sku: sku.into(),
-        qty,
-        eta,
-    }
+    CreateBatch::new(reference, sku, qty, eta).unwrap()
 }
 
 fn allocate(orderid: &str, sku: &str, qty: u32) -> Allocate {
-    Allocate {
-        orderid: orderid.into(),
-        sku: sku.into(),
-        qty,
-    }
+    Allocate::new(orderid, sku, qty).unwrap()
 }
 
 async fn product<S: Store>(fx: &Fixture<S>, sku: &str) -> Product {
@@ -293,13 +284,7 @@ mod change_batch_quantity {
             100
         );
         fx.bus
-            .handle(
-                &ChangeBatchQuantity {
-                    reference: "batch1".into(),
-                    qty: 50,
-                },
-                None,
-            )
+            .handle(&ChangeBatchQuantity::new("batch1", 50).unwrap(), None)
             .await
             .unwrap();
         assert_eq!(
@@ -338,13 +323,7 @@ mod change_batch_quantity {
         );
 
         fx.bus
-            .handle(
-                &ChangeBatchQuantity {
-                    reference: "batch1".into(),
-                    qty: 25,
-                },
-                None,
-            )
+            .handle(&ChangeBatchQuantity::new("batch1", 25).unwrap(), None)
             .await
             .unwrap();
 
@@ -381,15 +360,9 @@ mod change_batch_quantity {
         uow.commit().await.unwrap();
         uow.collect_new_events();
 
-        handlers::change_batch_quantity(
-            &ChangeBatchQuantity {
-                reference: "batch1".into(),
-                qty: 25,
-            },
-            &mut uow,
-        )
-        .await
-        .unwrap();
+        handlers::change_batch_quantity(&ChangeBatchQuantity::new("batch1", 25).unwrap(), &mut uow)
+            .await
+            .unwrap();
 
         let events: Vec<Event> = uow
             .collect_new_events()
@@ -415,13 +388,7 @@ mod change_batch_quantity {
         let fx = bootstrap_test_app();
         let result = fx
             .bus
-            .handle(
-                &ChangeBatchQuantity {
-                    reference: "nope".into(),
-                    qty: 1,
-                },
-                None,
-            )
+            .handle(&ChangeBatchQuantity::new("nope", 1).unwrap(), None)
             .await;
         assert_eq!(result, Err(ServiceError::UnknownBatch("nope".into())));
     }
@@ -458,13 +425,7 @@ mod message_bus {
         // A shrink deallocates o1; its reallocation runs out of stock and keeps it waiting.
         let result = fx
             .bus
-            .handle(
-                &ChangeBatchQuantity {
-                    reference: "b1".into(),
-                    qty: 0,
-                },
-                None,
-            )
+            .handle(&ChangeBatchQuantity::new("b1", 0).unwrap(), None)
             .await;
         assert_eq!(result, Ok(()));
         // New stock: the waiting line is offered and reallocated, after the failed notification.
@@ -498,13 +459,7 @@ mod message_bus {
                 .unwrap();
         }
         fx.bus
-            .handle(
-                &ChangeBatchQuantity {
-                    reference: "b1".into(),
-                    qty: 0,
-                },
-                None,
-            )
+            .handle(&ChangeBatchQuantity::new("b1", 0).unwrap(), None)
             .await
             .unwrap();
         // Deallocated greatest order id first; the first reallocation found no stock and began
@@ -690,10 +645,7 @@ mod change_batch_quantity_in_chunks {
             FakeNotifications::default(),
         );
         six_lines_on_b_now(&fx).await;
-        let change = ChangeBatchQuantity {
-            reference: "b-now".into(),
-            qty: 0,
-        };
+        let change = ChangeBatchQuantity::new("b-now", 0).unwrap();
         fx.bus.handle(&change, None).await.unwrap();
 
         let reallocated = fx.store.reallocated.lock().unwrap().clone();
@@ -723,10 +675,7 @@ mod change_batch_quantity_in_chunks {
         six_lines_on_b_now(&fx).await;
         // The first chunk commits, the second is refused: the bus retries the command.
         fx.store.skip.store(1, Ordering::SeqCst);
-        let change = ChangeBatchQuantity {
-            reference: "b-now".into(),
-            qty: 0,
-        };
+        let change = ChangeBatchQuantity::new("b-now", 0).unwrap();
         fx.bus.handle(&change, None).await.unwrap();
 
         assert_eq!(fx.bus.stats().conflict_retries.load(Ordering::Relaxed), 1);

@@ -19,12 +19,9 @@ where
 
 #[test]
 fn create_batch_round_trips() {
-    let cmd = Command::CreateBatch(CreateBatch {
-        reference: "b1".into(),
-        sku: "LAMP".into(),
-        qty: 20,
-        eta: NaiveDate::from_ymd_opt(2026, 12, 1),
-    });
+    let cmd = Command::CreateBatch(
+        CreateBatch::new("b1", "LAMP", 20, NaiveDate::from_ymd_opt(2026, 12, 1)).unwrap(),
+    );
     round_trips(
         &cmd,
         json!({"type": "CreateBatch", "ref": "b1", "sku": "LAMP", "qty": 20, "eta": "2026-12-01"}),
@@ -33,11 +30,7 @@ fn create_batch_round_trips() {
 
 #[test]
 fn allocate_round_trips() {
-    let cmd = Command::Allocate(Allocate {
-        orderid: "o1".into(),
-        sku: "LAMP".into(),
-        qty: 3,
-    });
+    let cmd = Command::Allocate(Allocate::new("o1", "LAMP", 3).unwrap());
     round_trips(
         &cmd,
         json!({"type": "Allocate", "orderid": "o1", "sku": "LAMP", "qty": 3}),
@@ -46,10 +39,7 @@ fn allocate_round_trips() {
 
 #[test]
 fn change_batch_quantity_round_trips() {
-    let cmd = Command::ChangeBatchQuantity(ChangeBatchQuantity {
-        reference: "b1".into(),
-        qty: 5,
-    });
+    let cmd = Command::ChangeBatchQuantity(ChangeBatchQuantity::new("b1", 5).unwrap());
     round_trips(
         &cmd,
         json!({"type": "ChangeBatchQuantity", "ref": "b1", "qty": 5}),

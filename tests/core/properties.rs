@@ -47,13 +47,13 @@ fn command() -> impl Strategy<Value = Command> {
         }));
     prop_oneof![
         2 => (reference.clone(), sku.clone(), 0..40u32, eta).prop_map(|(reference, sku, qty, eta)| {
-            Command::CreateBatch(CreateBatch { reference, sku, qty, eta })
+            Command::CreateBatch(CreateBatch::new(reference, sku, qty, eta).unwrap())
         }),
         5 => ((0..30u8).prop_map(|n| format!("order-{n}")), sku, 1..12u32).prop_map(|(orderid, sku, qty)| {
-            Command::Allocate(Allocate { orderid, sku, qty })
+            Command::Allocate(Allocate::new(orderid, sku, qty).unwrap())
         }),
         2 => (reference, 0..40u32).prop_map(|(reference, qty)| {
-            Command::ChangeBatchQuantity(ChangeBatchQuantity { reference, qty })
+            Command::ChangeBatchQuantity(ChangeBatchQuantity::new(reference, qty).unwrap())
         }),
     ]
 }

@@ -32,21 +32,12 @@ fn bus(store: &Arc<EmbeddedStore>) -> Bus {
 }
 
 async fn create_batch(bus: &Bus, reference: &str, sku: &str, qty: u32) {
-    let cmd = CreateBatch {
-        reference: reference.to_owned(),
-        sku: sku.to_owned(),
-        qty,
-        eta: None,
-    };
+    let cmd = CreateBatch::new(reference, sku, qty, None).unwrap();
     bus.handle(&cmd, None).await.expect("create batch");
 }
 
 async fn allocate(bus: &Bus, orderid: &str, sku: &str) -> String {
-    let cmd = Allocate {
-        orderid: orderid.to_owned(),
-        sku: sku.to_owned(),
-        qty: 1,
-    };
+    let cmd = Allocate::new(orderid, sku, 1).unwrap();
     bus.handle(&cmd, None).await.expect("allocate")
 }
 
@@ -462,14 +453,7 @@ async fn after_shutdown_writes_are_unavailable_and_reads_still_work() {
     store.shutdown().await.unwrap();
     let refused = tokio::time::timeout(
         Duration::from_secs(5),
-        bus.handle(
-            &Allocate {
-                orderid: "o-1".into(),
-                sku: "SOFA".into(),
-                qty: 1,
-            },
-            None,
-        ),
+        bus.handle(&Allocate::new("o-1", "SOFA", 1).unwrap(), None),
     )
     .await
     .expect("answers, never hangs");

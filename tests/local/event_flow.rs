@@ -22,20 +22,11 @@ use tokio::sync::{mpsc, watch};
 use crate::support::memory_feed::MemoryFeedStore;
 
 fn batch(reference: &str, qty: u32) -> CreateBatch {
-    CreateBatch {
-        reference: reference.into(),
-        sku: "LAMP".into(),
-        qty,
-        eta: None,
-    }
+    CreateBatch::new(reference, "LAMP", qty, None).unwrap()
 }
 
 fn allocate(orderid: &str, qty: u32) -> Allocate {
-    Allocate {
-        orderid: orderid.into(),
-        sku: "LAMP".into(),
-        qty,
-    }
+    Allocate::new(orderid, "LAMP", qty).unwrap()
 }
 
 fn envelope(event: Event) -> EventEnvelope {
@@ -90,10 +81,7 @@ async fn events_committed_before_start_are_delivered_and_reallocated() {
     bus.handle(&batch("b1", 10), None).await.unwrap();
     bus.handle(&batch("b2", 10), None).await.unwrap();
     assert_eq!(bus.handle(&allocate("o1", 8), None).await.unwrap(), "b1");
-    let change = ChangeBatchQuantity {
-        reference: "b1".into(),
-        qty: 5,
-    };
+    let change = ChangeBatchQuantity::new("b1", 5).unwrap();
     bus.handle(&change, Some("req-1")).await.unwrap();
     assert!(bus.handle(&allocate("o2", 50), None).await.is_err());
     assert_eq!(

@@ -52,12 +52,7 @@ async fn create_batch<S: Store>(
     qty: u32,
     eta: Option<NaiveDate>,
 ) {
-    let cmd = CreateBatch {
-        reference: reference.to_owned(),
-        sku: sku.to_owned(),
-        qty,
-        eta,
-    };
+    let cmd = CreateBatch::new(reference, sku, qty, eta).unwrap();
     bus(Arc::clone(store))
         .handle(&cmd, None)
         .await
@@ -268,25 +263,14 @@ pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: 
     let (o1, o2) = (unique("o"), unique("o"));
     let batchref = bus
         .handle(
-            &Allocate {
-                orderid: o1.clone(),
-                sku: sku.clone(),
-                qty: 3,
-            },
+            &Allocate::new(o1.clone(), sku.clone(), 3).unwrap(),
             Some("req-7"),
         )
         .await
         .unwrap();
     assert_eq!(batchref, batch);
     let out = bus
-        .handle(
-            &Allocate {
-                orderid: o2.clone(),
-                sku: sku.clone(),
-                qty: 1,
-            },
-            None,
-        )
+        .handle(&Allocate::new(o2.clone(), sku.clone(), 1).unwrap(), None)
         .await;
     assert_eq!(out, Err(ServiceError::OutOfStock(sku.clone())));
 
@@ -326,11 +310,7 @@ pub async fn an_idempotent_allocation_writes_nothing<S: Store>(store: Arc<S>) {
     let batch = unique("b");
     create_batch(&store, &batch, &sku, 10, None).await;
     let bus = bus(Arc::clone(&store));
-    let cmd = Allocate {
-        orderid: unique("o"),
-        sku: sku.clone(),
-        qty: 2,
-    };
+    let cmd = Allocate::new(unique("o"), sku.clone(), 2).unwrap();
     assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
     assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
     let mut uow = uows(&store).begin(None);
@@ -347,26 +327,13 @@ pub async fn a_quantity_change_persists_the_deallocations<S: Store>(store: Arc<S
     let bus = bus(Arc::clone(&store));
     let orders: Vec<String> = (0..4).map(|_| unique("o")).collect();
     for order in &orders {
-        bus.handle(
-            &Allocate {
-                orderid: order.clone(),
-                sku: sku.clone(),
-                qty: 2,
-            },
-            None,
-        )
+        bus.handle(&Allocate::new(order.clone(), sku.clone(), 2).unwrap(), None)
+            .await
+            .unwrap();
+    }
+    bus.handle(&ChangeBatchQuantity::new(batch.clone(), 5).unwrap(), None)
         .await
         .unwrap();
-    }
-    bus.handle(
-        &ChangeBatchQuantity {
-            reference: batch.clone(),
-            qty: 5,
-        },
-        None,
-    )
-    .await
-    .unwrap();
 
     let mut uow = uows(&store).begin(None);
     let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
@@ -403,26 +370,13 @@ pub async fn a_large_deallocation_ends_consistent<S: Store>(store: Arc<S>) {
     create_batch(&store, &batch, &sku, lines, None).await;
     let bus = bus(Arc::clone(&store));
     for _ in 0..lines {
-        bus.handle(
-            &Allocate {
-                orderid: unique("o"),
-                sku: sku.clone(),
-                qty: 1,
-            },
-            None,
-        )
+        bus.handle(&Allocate::new(unique("o"), sku.clone(), 1).unwrap(), None)
+            .await
+            .unwrap();
+    }
+    bus.handle(&ChangeBatchQuantity::new(batch.clone(), 0).unwrap(), None)
         .await
         .unwrap();
-    }
-    bus.handle(
-        &ChangeBatchQuantity {
-            reference: batch.clone(),
-            qty: 0,
-        },
-        None,
-    )
-    .await
-    .unwrap();
     let mut uow = uows(&store).begin(None);
     let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     let stored = product.batch(&batch).unwrap();
@@ -454,15 +408,8 @@ pub async fn concurrent_allocators_never_oversell<S: Store>(store: Arc<S>) {
         .map(|_| {
             let (bus, sku) = (Arc::clone(&bus), sku.clone());
             tokio::spawn(async move {
-                bus.handle(
-                    &Allocate {
-                        orderid: unique("o"),
-                        sku,
-                        qty: 1,
-                    },
-                    None,
-                )
-                .await
+                bus.handle(&Allocate::new(unique("o"), sku, 1).unwrap(), None)
+                    .await
             })
         })
         .collect();
@@ -497,14 +444,7 @@ pub async fn concurrent_allocators_never_oversell<S: Store>(store: Arc<S>) {
 async fn records_read_by_allocation<S: Store>(store: &Arc<S>, sku: &str) -> u64 {
     let before = store.records_read();
     bus(Arc::clone(store))
-        .handle(
-            &Allocate {
-                orderid: unique("probe"),
-                sku: sku.to_owned(),
-                qty: 1,
-            },
-            None,
-        )
+        .handle(&Allocate::new(unique("probe"), sku, 1).unwrap(), None)
         .await
         .expect("allocated");
     store.records_read() - before
@@ -520,11 +460,7 @@ pub async fn an_allocation_reads_the_same_records_whatever_the_history<S: Store>
     create_batch(&store, &unique("b"), &fresh, 1_000, date(2027, 1, 1)).await;
     let bus = bus(Arc::clone(&store));
     for _ in 0..200 {
-        let cmd = Allocate {
-            orderid: unique("earlier"),
-            sku: busy.clone(),
-            qty: 1,
-        };
+        let cmd = Allocate::new(unique("earlier"), busy.clone(), 1).unwrap();
         bus.handle(&cmd, None).await.unwrap();
     }
     let on_fresh = records_read_by_allocation(&store, &fresh).await;
@@ -543,21 +479,14 @@ pub async fn a_shrink_reads_about_the_lines_it_frees<S: Store>(store: Arc<S>) {
     let mut orders = Vec::new();
     for _ in 0..lines {
         let orderid = unique("o");
-        let cmd = Allocate {
-            orderid: orderid.clone(),
-            sku: sku.clone(),
-            qty: 1,
-        };
+        let cmd = Allocate::new(orderid.clone(), sku.clone(), 1).unwrap();
         bus.handle(&cmd, None).await.unwrap();
         orders.push(orderid);
     }
     for freed in [3u32, 10] {
         let before = store.records_read();
         let qty = lines - freed - if freed == 10 { 3 } else { 0 };
-        let cmd = ChangeBatchQuantity {
-            reference: batch.clone(),
-            qty,
-        };
+        let cmd = ChangeBatchQuantity::new(batch.clone(), qty).unwrap();
         bus.handle(&cmd, None).await.unwrap();
         let read = store.records_read() - before;
         // The product and its batch, then the k lines (a page may read a few past them).
@@ -588,14 +517,7 @@ pub async fn a_refusal_during_a_stock_out_does_not_invalidate_a_concurrent_alloc
     create_batch(&store, &unique("b"), &sku, 5, None).await;
     let (first, small, large) = (unique("o"), unique("o"), unique("o"));
     let refused = bus(Arc::clone(&store))
-        .handle(
-            &Allocate {
-                orderid: first,
-                sku: sku.clone(),
-                qty: 50,
-            },
-            None,
-        )
+        .handle(&Allocate::new(first, sku.clone(), 50).unwrap(), None)
         .await;
     assert_eq!(refused, Err(ServiceError::OutOfStock(sku.clone())));
     let mut allocating = uows(&store).begin(None);
@@ -640,14 +562,7 @@ pub async fn a_refusal_on_a_state_that_moved_is_a_version_conflict<S: Store>(sto
         None
     );
     bus(Arc::clone(&store))
-        .handle(
-            &Allocate {
-                orderid: small,
-                sku: sku.clone(),
-                qty: 2,
-            },
-            None,
-        )
+        .handle(&Allocate::new(small, sku.clone(), 2).unwrap(), None)
         .await
         .unwrap();
     assert_eq!(
@@ -672,11 +587,7 @@ pub async fn allocations_queued_on_one_product_are_applied_together<S: Store>(st
         .map(|n| {
             let (bus, sku) = (bus.clone(), sku.clone());
             tokio::spawn(async move {
-                let cmd = Allocate {
-                    orderid: format!("q-{n:02}"),
-                    sku,
-                    qty: 1,
-                };
+                let cmd = Allocate::new(format!("q-{n:02}"), sku, 1).unwrap();
                 bus.allocate(&cmd, Some(&format!("req-{n}"))).await
             })
         })
@@ -740,11 +651,7 @@ pub async fn concurrent_allocations_of_one_order_end_with_one_line<S: Store>(sto
         .map(|_| {
             let (bus, order, sku) = (bus.clone(), order.clone(), sku.clone());
             tokio::spawn(async move {
-                let cmd = Allocate {
-                    orderid: order,
-                    sku,
-                    qty: 5,
-                };
+                let cmd = Allocate::new(order, sku, 5).unwrap();
                 bus.handle(&cmd, None).await
             })
         })
@@ -769,11 +676,7 @@ pub async fn a_stock_out_episode_records_one_out_of_stock<S: Store>(store: Arc<S
     let refuse = |orderid: String| {
         let (bus, sku) = (bus.clone(), sku.clone());
         async move {
-            let cmd = Allocate {
-                orderid,
-                sku: sku.clone(),
-                qty: 5,
-            };
+            let cmd = Allocate::new(orderid, sku.clone(), 5).unwrap();
             let answer = bus.handle(&cmd, None).await;
             assert_eq!(answer, Err(ServiceError::OutOfStock(sku)));
         }
@@ -827,17 +730,10 @@ pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
     create_batch(&store, &b1, &sku, 10, None).await;
     let bus = bus(Arc::clone(&store));
     for (orderid, qty) in [(&o1, 6), (&o2, 4)] {
-        let cmd = Allocate {
-            orderid: orderid.clone(),
-            sku: sku.clone(),
-            qty,
-        };
+        let cmd = Allocate::new(orderid.clone(), sku.clone(), qty).unwrap();
         assert_eq!(bus.handle(&cmd, None).await.unwrap(), b1);
     }
-    let shrink = ChangeBatchQuantity {
-        reference: b1.clone(),
-        qty: 0,
-    };
+    let shrink = ChangeBatchQuantity::new(b1.clone(), 0).unwrap();
     bus.handle(&shrink, None).await.unwrap();
     let waiting = |orderid: &String| {
         let (store, orderid, sku) = (Arc::clone(&store), orderid.clone(), sku.clone());
@@ -879,14 +775,7 @@ pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
 
     // A client's allocation that finds no stock is still refused and stores nothing.
     let refused = bus
-        .handle(
-            &Allocate {
-                orderid: o3.clone(),
-                sku: sku.clone(),
-                qty: 1,
-            },
-            None,
-        )
+        .handle(&Allocate::new(o3.clone(), sku.clone(), 1).unwrap(), None)
         .await;
     assert_eq!(refused, Err(ServiceError::OutOfStock(sku.clone())));
     assert!(store.allocations_for_order(&o3).await.unwrap().is_empty());
@@ -909,15 +798,9 @@ pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
     assert!(waiting(&o2).await);
 
     // Raising b2 by 3 offers o2, which then takes the room.
-    bus.handle(
-        &ChangeBatchQuantity {
-            reference: b2.clone(),
-            qty: 10,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    bus.handle(&ChangeBatchQuantity::new(b2.clone(), 10).unwrap(), None)
+        .await
+        .unwrap();
     let last = store.outbox(&sku).await.unwrap().pop().unwrap();
     bus.handle_delivered_event(&last).await.unwrap();
     let views = store.allocations_for_order(&o2).await.unwrap();
@@ -938,17 +821,10 @@ pub async fn redelivering_and_replaying_every_event_changes_nothing_twice<S: Sto
     create_batch(&store, &b2, &sku, 4, date(2031, 1, 1)).await;
     let bus = bus(Arc::clone(&store));
     for (orderid, qty) in [(&o1, 6), (&o2, 4), (&o3, 20)] {
-        let cmd = Allocate {
-            orderid: orderid.clone(),
-            sku: sku.clone(),
-            qty,
-        };
+        let cmd = Allocate::new(orderid.clone(), sku.clone(), qty).unwrap();
         let _ = bus.handle(&cmd, None).await;
     }
-    let shrink = ChangeBatchQuantity {
-        reference: b1.clone(),
-        qty: 6,
-    };
+    let shrink = ChangeBatchQuantity::new(b1.clone(), 6).unwrap();
     bus.handle(&shrink, None).await.unwrap();
     // Each event delivered once, as the queues would.
     for envelope in store.outbox(&sku).await.unwrap() {

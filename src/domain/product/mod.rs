@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 
-use super::{validate_identifier, Batch, Changes, DomainError, Event, OrderLine};
+use super::{Batch, Changes, DomainError, Event, OrderLine, Sku};
 
 /// What the product knows of one order's line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +85,8 @@ pub struct Product {
 impl Product {
     /// A new product with no batches, at version 0.
     pub fn new(sku: impl AsRef<str>) -> Result<Self, DomainError> {
-        let sku = sku.as_ref();
-        validate_identifier("sku", sku)?;
         Ok(Self {
-            sku: sku.into(),
+            sku: Sku::parse(sku)?.into(),
             batches: Vec::new(),
             batch_states: Vec::new(),
             version_number: 0,

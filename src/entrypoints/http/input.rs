@@ -1,15 +1,16 @@
 //! Input validation of the HTTP API: every malformed request becomes a 400 with a precise message,
 //! before anything reaches the bus.
 
+use std::str::FromStr;
+
 use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
 use super::{HttpRequest, HttpResponse};
-use crate::domain::{validate_identifier, Allocate, ChangeBatchQuantity, CreateBatch};
+use crate::domain::{Allocate, ChangeBatchQuantity, CreateBatch, DomainError, OrderId, Quantity};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-pub use crate::domain::MAX_QUANTITY;
 
 fn bad(message: impl Into<String>) -> HttpResponse {
     HttpResponse::message(400, message)
@@ -44,36 +45,36 @@ impl Fields {
         Ok(Self(map))
     }
 
-    fn identifier(&self, name: &'static str) -> Result<String, HttpResponse> {
+    /// A string field, parsed into one of the domain's identifier types.
+    fn identifier<T: FromStr<Err = DomainError>>(&self, name: &str) -> Result<T, HttpResponse> {
         match self.0.get(name) {
             None | Some(Value::Null) => Err(bad(format!("missing field {name}"))),
-            Some(Value::String(s)) => identifier(name, s),
+            Some(Value::String(s)) => s.parse().map_err(rejected),
             Some(_) => Err(bad(format!("{name} must be a string"))),
         }
     }
 
-    /// A whole number in `min..=MAX_QUANTITY`.
-    fn quantity(&self, name: &'static str, min: u64) -> Result<u32, HttpResponse> {
+    /// `qty`: a whole number, parsed by `parse` (`Quantity::new`, or `Quantity::positive` for a line).
+    fn quantity(
+        &self,
+        parse: fn(u64) -> Result<Quantity, DomainError>,
+    ) -> Result<Quantity, HttpResponse> {
         let value = self
             .0
-            .get(name)
+            .get("qty")
             .filter(|v| !v.is_null())
-            .ok_or_else(|| bad(format!("missing field {name}")))?;
+            .ok_or_else(|| bad("missing field qty"))?;
         let Value::Number(number) = value else {
-            return Err(bad(format!("{name} must be a number")));
+            return Err(bad("qty must be a number"));
         };
-        let range = || bad(format!("{name} must be between {min} and {MAX_QUANTITY}"));
-        let Some(n) = number.as_u64() else {
-            return Err(if number.as_i64().is_some() {
-                range()
-            } else {
-                bad(format!("{name} must be an integer"))
-            });
-        };
-        if n < min || n > MAX_QUANTITY {
-            return Err(range());
+        match (number.as_u64(), number.as_i64()) {
+            (Some(n), _) => parse(n).map_err(rejected),
+            // A negative whole number is out of range: the domain's message for any out-of-range value.
+            (None, Some(_)) => {
+                Err(parse(u64::MAX).map_or_else(rejected, |_| bad("qty is out of range")))
+            }
+            (None, None) => Err(bad("qty must be an integer")),
         }
-        u32::try_from(n).map_err(|_| range())
     }
 
     /// An optional `YYYY-MM-DD` date (absent or null: none).
@@ -90,11 +91,9 @@ impl Fields {
     }
 }
 
-/// An identifier, checked by the domain's one rule (`domain::validate_identifier`); its error is the
-/// 400's message.
-fn identifier(name: &'static str, value: &str) -> Result<String, HttpResponse> {
-    validate_identifier(name, value).map_err(|error| bad(error.to_string()))?;
-    Ok(value.to_owned())
+/// A value the domain refused: its error is the 400's message.
+fn rejected(error: DomainError) -> HttpResponse {
+    bad(error.to_string())
 }
 
 /// `POST /add_batch {"ref", "sku", "qty" >= 0, "eta"?}`.
@@ -103,7 +102,7 @@ pub fn create_batch(request: &HttpRequest<'_>) -> Result<CreateBatch, HttpRespon
     Ok(CreateBatch {
         reference: fields.identifier("ref")?,
         sku: fields.identifier("sku")?,
-        qty: fields.quantity("qty", 0)?,
+        qty: fields.quantity(Quantity::new)?,
         eta: fields.date("eta")?,
     })
 }
@@ -114,7 +113,7 @@ pub fn allocate(request: &HttpRequest<'_>) -> Result<Allocate, HttpResponse> {
     Ok(Allocate {
         orderid: fields.identifier("orderid")?,
         sku: fields.identifier("sku")?,
-        qty: fields.quantity("qty", 1)?,
+        qty: fields.quantity(Quantity::positive)?,
     })
 }
 
@@ -125,15 +124,15 @@ pub fn change_batch_quantity(
     let fields = Fields::parse(request, &["ref", "qty"])?;
     Ok(ChangeBatchQuantity {
         reference: fields.identifier("ref")?,
-        qty: fields.quantity("qty", 0)?,
+        qty: fields.quantity(Quantity::new)?,
     })
 }
 
-/// A path segment: percent-decoded (UTF-8), then validated like a body identifier.
-pub fn path_identifier(name: &'static str, raw: &str) -> Result<String, HttpResponse> {
-    let decoded = percent_decode(raw)
-        .ok_or_else(|| bad(format!("{name} is not valid percent-encoded UTF-8")))?;
-    identifier(name, &decoded)
+/// The `{orderid}` path segment: percent-decoded (UTF-8), then parsed like a body's `orderid`.
+pub fn path_order_id(raw: &str) -> Result<OrderId, HttpResponse> {
+    let decoded =
+        percent_decode(raw).ok_or_else(|| bad("orderid is not valid percent-encoded UTF-8"))?;
+    OrderId::parse(decoded).map_err(rejected)
 }
 
 fn percent_decode(raw: &str) -> Option<String> {
@@ -172,21 +171,21 @@ mod tests {
     }
 
     #[test]
-    fn a_path_identifier_is_decoded_then_validated_like_a_body_identifier() {
+    fn a_path_order_id_is_decoded_then_parsed_like_a_body_order_id() {
         assert_eq!(
-            path_identifier("orderid", "order%201"),
+            path_order_id("order%201").map(|id| id.to_string()),
             Ok("order 1".to_owned())
         );
         for bad in ["%+41", "%20%20", "%00", "%0A", "", "%ZZ"] {
-            let answer = path_identifier("orderid", bad).expect_err(bad);
+            let answer = path_order_id(bad).expect_err(bad);
             assert_eq!(answer.status, 400, "{bad:?}");
         }
         let long = "a".repeat(MAX_IDENTIFIER_LEN + 1);
-        assert_eq!(
-            path_identifier("orderid", &long).map_err(|r| r.status),
-            Err(400)
-        );
+        assert_eq!(path_order_id(&long).map_err(|r| r.status), Err(400));
         let longest = "a".repeat(MAX_IDENTIFIER_LEN);
-        assert_eq!(path_identifier("orderid", &longest), Ok(longest.clone()));
+        assert_eq!(
+            path_order_id(&longest).map(|id| id.to_string()),
+            Ok(longest.clone())
+        );
     }
 }

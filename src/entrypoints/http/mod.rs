@@ -9,7 +9,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 pub use errors::error_response;
-pub use input::{MAX_BODY_BYTES, MAX_QUANTITY};
+pub use input::MAX_BODY_BYTES;
 pub use routes::{route, Route};
 
 /// The request id header: a client's valid one is kept as the correlation id, else the front end's
@@ -108,7 +108,7 @@ async fn dispatch<S: Store>(bus: &Bus<S>, route: Route, request: &HttpRequest<'_
                 Ok(HttpResponse::message(200, "OK"))
             }
             Route::Allocations { orderid } => {
-                let orderid = input::path_identifier("orderid", &orderid)?;
+                let orderid = input::path_order_id(&orderid)?;
                 let views = bus.uows().store().allocations_for_order(&orderid).await?;
                 if views.is_empty() {
                     Ok(HttpResponse::message(404, "not found"))

@@ -68,7 +68,8 @@ pub async fn handle<S: Store>(
         match parse_record(record, &span) {
             Err(failure) => outcomes[index] = Some(Err(failure)),
             Ok(envelope) => match handlers::reallocation(&envelope.event) {
-                Some(cmd) => groups.entry(cmd.sku.clone()).or_default().push((
+                Some(Err(invalid)) => outcomes[index] = Some(Err(MessageError::Handler(invalid))),
+                Some(Ok(cmd)) => groups.entry(cmd.sku.to_string()).or_default().push((
                     index,
                     QueuedAllocation {
                         cmd,
