@@ -7,7 +7,8 @@
 # handler, the response POST, the emulator relaying it. Median (and min/max) of RUNS runs each.
 #
 # Usage: scripts/measure-cold-start.sh [RUNS]     (default 15)
-# Env:   BOOTSTRAP_DIR: where <function>/bootstrap are (default: target/lambda/x86_64 built here with
+# Env:   FUNCTIONS: the functions to measure, space-separated (default: all seven);
+#        BOOTSTRAP_DIR: where <function>/bootstrap are (default: target/lambda/x86_64 built here with
 #        `cargo lambda build --release --x86-64 --lambda-dir target/lambda/x86_64` if missing: the arm64
 #        build that Lambda runs cannot execute on an x86_64 machine); PORT (default: a free one).
 # No AWS call is made: the region and static credentials are set in the environment as Lambda sets
@@ -19,7 +20,7 @@ venv="${ALLOC_VENV:-$repo/.venv}"
 runs="${1:-15}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/lambda}"
 bootstrap_dir="${BOOTSTRAP_DIR:-$CARGO_TARGET_DIR/x86_64}"
-functions=(add_batch allocate change_batch_quantity allocations reallocate publish_events republish_events)
+read -r -a functions <<<"${FUNCTIONS:-add_batch allocate change_batch_quantity allocations reallocate publish_events republish_events}"
 
 bash "$repo/scripts/cargo-lambda-venv.sh"
 export PATH="$venv/bin:$PATH"

@@ -15,9 +15,21 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::{info_span, warn, Instrument};
 
+use super::init;
 use super::metrics::BusCounts;
+use crate::entrypoints::logging::{self, LogFormat};
 use crate::entrypoints::http::{self as contract, HttpRequest, HttpResponse, REQUEST_ID_HEADER};
 use crate::service::{Bus, Store};
+
+/// The whole `main` of an HTTP function: JSON logs, the bus over `TABLE_NAME` built once at cold
+/// start, then every request through [`handle`]. The four HTTP binaries are this one program (the
+/// route each is deployed for is the template's); they differ in name only.
+pub async fn run() -> Result<(), lambda_http::Error> {
+    logging::init(LogFormat::Json);
+    let bus = init::bus_from_env().await?;
+    let bus = &bus;
+    lambda_http::run(lambda_http::service_fn(move |request| handle(bus, request))).await
+}
 
 /// Answers one API Gateway request: the function every HTTP binary runs under `lambda_http::run`.
 pub async fn handle<S: Store>(

@@ -99,7 +99,8 @@ impl<F: OutboxFeed> Relay<F> {
             }
             let head = *commits.borrow_and_update(); // seen BEFORE reading, so no commit is missed
             if (self.must_read || head > self.last_published) && self.publish_pending().await {
-                continue; // a full batch: there may be more
+                tokio::task::yield_now().await; // a full batch: there may be more
+                continue;
             }
             let mark_at = self.taken_since.map(|since| since + MARK_EVERY);
             tokio::select! {
