@@ -17,8 +17,8 @@ use tracing::{info_span, warn, Instrument};
 
 use super::init;
 use super::metrics::BusCounts;
-use crate::entrypoints::logging::{self, LogFormat};
 use crate::entrypoints::http::{self as contract, HttpRequest, HttpResponse, REQUEST_ID_HEADER};
+use crate::entrypoints::logging::{self, LogFormat};
 use crate::service::{Bus, Store};
 
 /// The whole `main` of an HTTP function: JSON logs, the bus over `TABLE_NAME` built once at cold
