@@ -11,7 +11,7 @@ use allocation::domain::{
     EventEnvelope, OutOfStock, Product,
 };
 use allocation::entrypoints::local::{
-    Ack, Consumer, Delivery, DeliveryPolicy, EventFlow, FlowConfig, Routes, Worker,
+    Ack, Consumer, DeliveryPolicy, EventFlow, FlowConfig, QueuedEvent, Routes, Worker,
 };
 use allocation::service::{
     out_of_stock_message, Bootstrap, Bus, DeadLetter, Notifications, OutboxFeed, ProductWrite,
@@ -199,9 +199,9 @@ async fn an_event_waiting_to_be_retried_does_not_hold_back_later_ones() {
 /// Routes whose queues the test reads, and the relay's end of the acks.
 struct Queues {
     routes: Routes,
-    reallocations: mpsc::UnboundedReceiver<Delivery>,
-    emails: mpsc::UnboundedReceiver<Delivery>,
-    event_log: mpsc::UnboundedReceiver<Delivery>,
+    reallocations: mpsc::UnboundedReceiver<QueuedEvent>,
+    emails: mpsc::UnboundedReceiver<QueuedEvent>,
+    event_log: mpsc::UnboundedReceiver<QueuedEvent>,
     acks_tx: mpsc::UnboundedSender<Ack>,
     acks: mpsc::UnboundedReceiver<Ack>,
 }
@@ -234,7 +234,7 @@ fn each_event_type_goes_to_its_consumer_only_and_is_delivered_once_taken() {
         qty: None,
     }));
     q.routes
-        .send(Delivery::new(7, out_of_stock, q.acks_tx.clone()));
+        .send(QueuedEvent::new(7, out_of_stock, q.acks_tx.clone()));
     assert!(q.reallocations.try_recv().is_err() && q.event_log.try_recv().is_err());
     let delivery = q.emails.try_recv().expect("the mailbox gets OutOfStock");
     assert_eq!(delivery.seq, 7);
@@ -252,13 +252,16 @@ fn each_event_type_goes_to_its_consumer_only_and_is_delivered_once_taken() {
         batchref: "b1".into(),
     }));
     q.routes
-        .send(Delivery::new(8, allocated, q.acks_tx.clone()));
+        .send(QueuedEvent::new(8, allocated, q.acks_tx.clone()));
     assert!(
         q.event_log.try_recv().is_ok(),
         "the event log gets Allocated"
     );
-    q.routes
-        .send(Delivery::new(9, allocation_required(), q.acks_tx.clone()));
+    q.routes.send(QueuedEvent::new(
+        9,
+        allocation_required(),
+        q.acks_tx.clone(),
+    ));
     assert!(q.reallocations.try_recv().is_ok());
     assert!(q.emails.try_recv().is_err());
 }
@@ -266,8 +269,11 @@ fn each_event_type_goes_to_its_consumer_only_and_is_delivered_once_taken() {
 #[test]
 fn a_delivery_dropped_without_an_answer_is_released() {
     let mut q = queues();
-    q.routes
-        .send(Delivery::new(9, allocation_required(), q.acks_tx.clone()));
+    q.routes.send(QueuedEvent::new(
+        9,
+        allocation_required(),
+        q.acks_tx.clone(),
+    ));
     drop(q.reallocations.try_recv().expect("queued"));
     assert_eq!(q.acks.try_recv(), Ok(Ack::Released(9)));
 }
@@ -276,8 +282,11 @@ fn a_delivery_dropped_without_an_answer_is_released() {
 fn a_stopped_consumer_releases_the_event() {
     let mut q = queues();
     drop(q.reallocations);
-    q.routes
-        .send(Delivery::new(4, allocation_required(), q.acks_tx.clone()));
+    q.routes.send(QueuedEvent::new(
+        4,
+        allocation_required(),
+        q.acks_tx.clone(),
+    ));
     assert_eq!(q.acks.try_recv(), Ok(Ack::Released(4)));
 }
 
@@ -338,7 +347,7 @@ impl OutboxFeed for DeadLettersFailing {
 
 /// A worker of the reallocation queue running a [`Flaky`] consumer.
 struct Setup<F> {
-    queue: mpsc::UnboundedSender<Delivery>,
+    queue: mpsc::UnboundedSender<QueuedEvent>,
     acks_tx: mpsc::UnboundedSender<Ack>,
     acks: mpsc::UnboundedReceiver<Ack>,
     feed: Arc<F>,
@@ -349,7 +358,7 @@ struct Setup<F> {
 
 impl<F> Setup<F> {
     fn deliver(&self, seq: u64) {
-        let delivery = Delivery::new(seq, allocation_required(), self.acks_tx.clone());
+        let delivery = QueuedEvent::new(seq, allocation_required(), self.acks_tx.clone());
         assert!(self.queue.send(delivery).is_ok(), "the worker runs");
     }
 }

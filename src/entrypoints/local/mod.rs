@@ -24,7 +24,7 @@ pub mod worker;
 pub use consumers::{BusHandler, EventLog};
 pub use flow::{EventFlow, FlowConfig};
 pub use relay::{Relay, RelayStats};
-pub use routes::{Ack, Delivery, Routes, EVENT_LOG, MAILBOX, REALLOCATION_QUEUE};
+pub use routes::{Ack, QueuedEvent, Routes, EVENT_LOG, MAILBOX, REALLOCATION_QUEUE};
 pub use server::{
     router, serve, shutdown_signal, url, App, DEAD_LETTERS_PATH, REQUEST_ID_HEADER, SHUTDOWN_GRACE,
 };

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::routes::{Ack, Delivery, Routes};
+use super::routes::{Ack, QueuedEvent, Routes};
 use crate::service::OutboxFeed;
 
 /// Events handed out and not yet answered, at most: memory stays bounded when a consumer falls behind.
@@ -193,7 +193,7 @@ impl<F: OutboxFeed> Relay<F> {
             debug!(seq, event_id = %envelope.id, event_type = envelope.event.type_name(), subscription,
                 "publishing");
             self.routes
-                .send(Delivery::new(seq, envelope, self.acks_tx.clone()));
+                .send(QueuedEvent::new(seq, envelope, self.acks_tx.clone()));
             published += 1;
         }
         self.stats.published += published as u64;

@@ -21,15 +21,15 @@ pub enum Ack {
     Released(u64),
 }
 
-/// One pending event handed to one consumer. Answer it with [`Delivery::take`] or
-/// [`Delivery::release`]; one dropped unanswered (a closed queue, a failed task) is released.
-pub struct Delivery {
+/// One pending event handed to one consumer. Answer it with [`QueuedEvent::take`] or
+/// [`QueuedEvent::release`]; one dropped unanswered (a closed queue, a failed task) is released.
+pub struct QueuedEvent {
     pub seq: u64,
     pub envelope: EventEnvelope,
     acks: Option<mpsc::UnboundedSender<Ack>>,
 }
 
-impl Delivery {
+impl QueuedEvent {
     pub fn new(seq: u64, envelope: EventEnvelope, acks: mpsc::UnboundedSender<Ack>) -> Self {
         Self {
             seq,
@@ -54,14 +54,14 @@ impl Delivery {
     }
 }
 
-impl Drop for Delivery {
+impl Drop for QueuedEvent {
     fn drop(&mut self) {
         self.answer(Ack::Released(self.seq));
     }
 }
 
 /// A consumer's queue.
-pub type Queue = mpsc::UnboundedSender<Delivery>;
+pub type Queue = mpsc::UnboundedSender<QueuedEvent>;
 
 /// The consumers' queues, one per event type.
 pub struct Routes {
@@ -81,7 +81,7 @@ impl Routes {
     }
 
     /// Queues the delivery for its consumer (a closed queue drops it, which releases the event).
-    pub fn send(&self, delivery: Delivery) {
+    pub fn send(&self, delivery: QueuedEvent) {
         let (_, queue) = self.route(&delivery.envelope.event);
         let _ = queue.send(delivery);
     }

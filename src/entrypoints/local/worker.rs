@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use super::routes::Delivery;
+use super::routes::QueuedEvent;
 use crate::domain::EventEnvelope;
 use crate::service::{exponential_backoff, OutboxFeed};
 
@@ -72,7 +72,7 @@ enum Tried<T> {
 
 impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
     /// Serves the queue until it closes, then waits for the deliveries in progress.
-    pub async fn run(self, mut queue: mpsc::UnboundedReceiver<Delivery>) {
+    pub async fn run(self, mut queue: mpsc::UnboundedReceiver<QueuedEvent>) {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.concurrency.max(1)));
         let mut running = JoinSet::new();
@@ -90,7 +90,7 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
         while running.join_next().await.is_some() {}
     }
 
-    async fn deliver(&self, delivery: Delivery) {
+    async fn deliver(&self, delivery: QueuedEvent) {
         let (name, seq, envelope) = (self.name, delivery.seq, &delivery.envelope);
         let (event_id, event_type) = (&envelope.id, envelope.event.type_name());
         let correlation_id = envelope.correlation_id.as_deref().unwrap_or("-");
@@ -169,7 +169,7 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
         }
     }
 
-    fn release(&self, delivery: Delivery) {
+    fn release(&self, delivery: QueuedEvent) {
         info!(subscription = self.name, seq = delivery.seq, event_id = %delivery.envelope.id,
             "shutting down: event left pending, delivered again at next start");
         delivery.release();
