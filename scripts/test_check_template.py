@@ -366,6 +366,7 @@ class Dashboard(unittest.TestCase):
             "EventsPublished",
             "ReallocationFailures",
             "ColdStarts",
+            "RecordsRead",
         ):
             self.assertTrue(
                 any(f'{{Allocation,function}} MetricName="{metric}"' in e for e in expressions),

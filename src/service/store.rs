@@ -87,14 +87,15 @@ pub trait Store: Send + Sync + 'static {
         orderid: &str,
     ) -> impl Future<Output = Result<Vec<AllocationView>, StoreError>> + Send;
 
-    /// Every outbox event recorded for this SKU, in commit order (for tests and operators).
+    /// Every outbox event recorded for this SKU, in commit order: the audit of what a SKU's commits
+    /// announced, which the store contract checks against the state written with it.
     fn outbox(
         &self,
         sku: &str,
     ) -> impl Future<Output = Result<Vec<EventEnvelope>, StoreError>> + Send;
 
     /// How many product, batch and allocation records the loads have read since the store was made:
-    /// what a load costs, counted rather than timed.
+    /// what a load costs, counted rather than timed (the `RecordsRead` metric, and the cost tests).
     fn records_read(&self) -> u64;
 
     /// The most order lines one commit may move, if the store limits the size of a commit.

@@ -127,6 +127,11 @@ async fn each_http_invocation_emits_its_metrics_and_logs_its_caller() {
     assert_eq!(counts(&documents[0]), (json!(0), json!(0)));
     assert_eq!(counts(&documents[1]), (json!(1), json!(0)));
     assert_eq!(counts(&documents[2]), (json!(0), json!(1)));
+    assert_eq!(
+        documents[1]["RecordsRead"], 2,
+        "an allocation reads the product and its batch: {}",
+        documents[1]
+    );
     for document in &documents {
         assert_eq!(
             document["_aws"]["CloudWatchMetrics"][0]["Namespace"],

@@ -73,10 +73,10 @@ pub async fn handle<S: Store>(
         trace_id = invocation.xray_trace_id.as_deref().unwrap_or_default(),
         caller = %caller,
     );
-    let before = BusCounts::of(bus.stats());
+    let before = BusCounts::of(bus);
     // The contract logs the request (method, path, status) inside the span: with its caller.
     let response = contract::handle(bus, &http_request).instrument(span).await;
-    BusCounts::of(bus.stats()).since(before).emit(&invocation);
+    BusCounts::of(bus).since(before).emit(&invocation);
     let mut response = to_lambda_response(response);
     if let Some(id) = correlation_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response

@@ -2,7 +2,8 @@
 //! stdout, from which CloudWatch extracts the metrics (namespace `Allocation`, dimension `function`,
 //! never a SKU).
 //!
-//! The counts come from the function's own bus (`BusStats`, read before and after the invocation)
+//! The counts come from the function's own bus (`BusStats` and its store's records read, before and
+//! after the invocation)
 //! and from its adapter (events published, failed records). The document is emitted as a `tracing`
 //! event with target [`EMF_TARGET`]; `logging::init` writes those events' `emf` field to stdout as
 //! is, beside the JSON logs, so the tests can read the documents with a subscriber of their own.
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use lambda_runtime::Context;
 use serde_json::{json, Map, Value};
 
-use crate::service::BusStats;
+use crate::service::{Bus, Store};
 
 /// The CloudWatch namespace of the service's metrics.
 pub const NAMESPACE: &str = "Allocation";
@@ -35,6 +36,9 @@ pub struct InvocationMetrics {
     pub reallocation_failures: u64,
     /// 1 on the first invocation of an execution environment.
     pub cold_starts: u64,
+    /// Product, batch and allocation records the loads read: what the invocation's work cost, which
+    /// must not grow with a SKU's history (`docs/storage.md`).
+    pub records_read: u64,
 }
 
 /// The bus's counters at one moment, to subtract.
@@ -43,14 +47,18 @@ pub struct BusCounts {
     allocations: u64,
     out_of_stock: u64,
     retries: u64,
+    records_read: u64,
 }
 
 impl BusCounts {
-    pub fn of(stats: &BusStats) -> Self {
+    /// The counters of the bus and of its store's loads.
+    pub fn of<S: Store>(bus: &Bus<S>) -> Self {
+        let stats = bus.stats();
         Self {
             allocations: stats.allocations.load(Ordering::Relaxed),
             out_of_stock: stats.out_of_stock.load(Ordering::Relaxed),
             retries: stats.conflict_retries.load(Ordering::Relaxed),
+            records_read: bus.uows().store().records_read(),
         }
     }
 
@@ -60,6 +68,7 @@ impl BusCounts {
             allocations: self.allocations.saturating_sub(before.allocations),
             out_of_stock: self.out_of_stock.saturating_sub(before.out_of_stock),
             version_conflict_retries: self.retries.saturating_sub(before.retries),
+            records_read: self.records_read.saturating_sub(before.records_read),
             ..InvocationMetrics::default()
         }
     }
@@ -67,7 +76,7 @@ impl BusCounts {
 
 impl InvocationMetrics {
     /// The metrics' names and values, in the document's order.
-    pub fn values(&self) -> [(&'static str, u64); 6] {
+    pub fn values(&self) -> [(&'static str, u64); 7] {
         [
             ("Allocations", self.allocations),
             ("OutOfStock", self.out_of_stock),
@@ -75,6 +84,7 @@ impl InvocationMetrics {
             ("EventsPublished", self.events_published),
             ("ReallocationFailures", self.reallocation_failures),
             ("ColdStarts", self.cold_starts),
+            ("RecordsRead", self.records_read),
         ]
     }
 
@@ -147,17 +157,19 @@ mod tests {
         let metrics = InvocationMetrics {
             allocations: 3,
             out_of_stock: 1,
+            records_read: 4,
             ..InvocationMetrics::default()
         };
         let document = metrics.document("allocate", "req-1", Some("Root=1-abc"), 1_700_000_000_000);
         let declared = &document["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(declared["Namespace"], "Allocation");
         assert_eq!(declared["Dimensions"], json!([["function"]]));
-        assert_eq!(declared["Metrics"].as_array().unwrap().len(), 6);
+        assert_eq!(declared["Metrics"].as_array().unwrap().len(), 7);
         assert_eq!(document["function"], "allocate");
         assert_eq!(document["Allocations"], 3);
         assert_eq!(document["OutOfStock"], 1);
         assert_eq!(document["ColdStarts"], 0);
+        assert_eq!(document["RecordsRead"], 4);
         assert_eq!(document["traceId"], "Root=1-abc");
         assert_eq!(document["_aws"]["Timestamp"], 1_700_000_000_000_u64);
     }

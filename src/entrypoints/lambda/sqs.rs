@@ -59,7 +59,7 @@ pub async fn handle<S: Store>(
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let (event, context) = event.into_parts();
-    let before = BusCounts::of(bus.stats());
+    let before = BusCounts::of(bus);
     let mut outcomes: Vec<Option<Result<(), MessageError>>> =
         event.records.iter().map(|_| None).collect();
     let mut groups: BTreeMap<String, Vec<(usize, QueuedAllocation)>> = BTreeMap::new();
@@ -138,7 +138,7 @@ pub async fn handle<S: Store>(
     }
     InvocationMetrics {
         reallocation_failures: response.batch_item_failures.len() as u64,
-        ..BusCounts::of(bus.stats()).since(before)
+        ..BusCounts::of(bus).since(before)
     }
     .emit(&context);
     Ok(response)
