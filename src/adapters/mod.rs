@@ -8,9 +8,6 @@ pub mod email;
 pub mod embedded;
 #[cfg(feature = "local")]
 pub mod mailbox;
-pub mod memory;
 pub mod records;
 #[cfg(feature = "aws")]
 pub mod sns;
-
-pub use memory::InMemoryStore;

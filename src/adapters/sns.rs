@@ -12,21 +12,13 @@ use aws_sdk_sns::Client;
 use serde_json::json;
 
 use crate::domain::{Event, EventEnvelope};
-use crate::service::out_of_stock_message;
+use crate::service::{out_of_stock_message, EventPublisher, PublishError};
 
 /// The message attribute the subscriptions filter on.
 pub const EVENT_TYPE_ATTRIBUTE: &str = "event_type";
 
 /// SNS rejects subjects of 100 characters or more.
 const MAX_SUBJECT_CHARS: usize = 99;
-
-/// An event could not be published; `detail` keeps the SDK's whole error chain.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("publishing event {event_id} to SNS failed: {detail}")]
-pub struct PublishError {
-    pub event_id: String,
-    pub detail: String,
-}
 
 /// What one `Publish` sends for an event (built without I/O, so it can be checked in unit tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +115,15 @@ impl SnsPublisher {
             .await
             .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?;
         Ok(output.message_id().unwrap_or_default().to_owned())
+    }
+}
+
+impl EventPublisher for SnsPublisher {
+    fn publish(
+        &self,
+        envelope: &EventEnvelope,
+    ) -> impl std::future::Future<Output = Result<String, PublishError>> + Send {
+        SnsPublisher::publish(self, envelope)
     }
 }
 

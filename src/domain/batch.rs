@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use super::{BatchRef, DomainError, OrderLine, Sku};
+use super::{BatchRef, DomainError, OrderLine, Quantity, Sku};
 
 /// A batch of stock. It keeps the running total of the units allocated to it, not the lines
 /// themselves: which batch holds which order's line is the product's knowledge (`Product`), so a
@@ -41,7 +41,7 @@ impl Batch {
             reference: BatchRef::parse(reference)?.into(),
             sku: Sku::parse(sku)?.into(),
             eta,
-            purchased_quantity,
+            purchased_quantity: Quantity::new(purchased_quantity.into())?.get(),
             allocated_quantity,
         })
     }

@@ -9,8 +9,6 @@ pub enum DomainError {
     IdentifierTooLong { field: &'static str, max: usize },
     #[error("{0} must not contain control characters")]
     InvalidIdentifier(&'static str),
-    #[error("qty must be greater than zero")]
-    NonPositiveQuantity,
     #[error("qty must be between {min} and {max}")]
     QuantityOutOfRange { min: u64, max: u64 },
     #[error("batch {reference} is for sku {batch_sku}, not {product_sku}")]

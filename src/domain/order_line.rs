@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{DomainError, OrderId, Sku};
+use super::{DomainError, OrderId, Quantity, Sku};
 
 /// One line of a customer order. A value object: two lines with the same fields are the same line.
 /// Identifiers are shared (`Arc<str>`), so the product's line index and the events it records hold
@@ -15,20 +15,16 @@ pub struct OrderLine {
 }
 
 impl OrderLine {
-    /// A validated line: non-empty identifiers and a quantity above zero.
+    /// A line of parsed values (`values.rs`): valid identifiers and a quantity of at least 1.
     pub fn new(
         orderid: impl AsRef<str>,
         sku: impl AsRef<str>,
         qty: u32,
     ) -> Result<Self, DomainError> {
-        let (orderid, sku) = (OrderId::parse(orderid)?, Sku::parse(sku)?);
-        if qty == 0 {
-            return Err(DomainError::NonPositiveQuantity);
-        }
         Ok(Self {
-            orderid: orderid.into(),
-            sku: sku.into(),
-            qty,
+            orderid: OrderId::parse(orderid)?.into(),
+            sku: Sku::parse(sku)?.into(),
+            qty: Quantity::positive(qty.into())?.get(),
         })
     }
 

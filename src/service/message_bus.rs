@@ -12,7 +12,7 @@ use tracing::{debug, error, warn};
 use super::handlers::{self, QueuedAllocation};
 use super::messages::{AllocateTogether, ChangeBatchQuantityOf, HandleEvent, Message};
 use super::product_queue::{Exclusive, ProductQueues};
-use super::{Delivery, EventWiring, Notifications, RetryPolicy, ServiceError};
+use super::{Delivery, Notifications, RetryPolicy, ServiceError};
 use super::{UnitOfWork, UnitOfWorkFactory};
 use crate::domain::{Allocate, ChangeBatchQuantity, CreateBatch, EventEnvelope};
 
@@ -39,7 +39,6 @@ pub struct BusStats {
 
 struct Inner<F: UnitOfWorkFactory> {
     uows: F,
-    wiring: EventWiring,
     notifications: Arc<dyn Notifications>,
     retry: RetryPolicy,
     stats: BusStats,
@@ -63,10 +62,9 @@ impl<F: UnitOfWorkFactory> Clone for MessageBus<F> {
 impl<F: UnitOfWorkFactory> MessageBus<F> {
     /// A bus over these units of work, handling in process the events their wiring keeps in process
     /// (build one with `service::Bootstrap`).
-    pub fn new(uows: F, notifications: Arc<dyn Notifications>, retry: RetryPolicy) -> Self {
+    pub(crate) fn new(uows: F, notifications: Arc<dyn Notifications>, retry: RetryPolicy) -> Self {
         Self {
             inner: Arc::new(Inner {
-                wiring: uows.wiring(),
                 uows,
                 notifications,
                 retry,
@@ -264,7 +262,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
     async fn handle_events(&self, events: Vec<EventEnvelope>) {
         let mut queue: VecDeque<EventEnvelope> = events.into();
         while let Some(envelope) = queue.pop_front() {
-            if self.inner.wiring.delivery(&envelope.event) == Delivery::Outbox {
+            if self.inner.uows.wiring().delivery(&envelope.event) == Delivery::Outbox {
                 continue;
             }
             debug!(event_id = %envelope.id, event_type = envelope.event.type_name(), "handling event");

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod notifications;
 pub mod outbox_feed;
 pub mod product_queue;
+pub mod publishing;
 pub mod retry;
 pub mod store;
 pub mod unit_of_work;
@@ -23,6 +24,7 @@ pub use notifications::{
     out_of_stock_message, NoNotifications, NotificationError, Notifications, NotifyFuture,
 };
 pub use outbox_feed::{DeadLetter, OutboxFeed};
+pub use publishing::{EventPublisher, OutboxItem, PublicationRecord, PublishError, PublishedMarks};
 pub use retry::{exponential_backoff, RetryPolicy};
 pub use store::{AllocationView, ProductWrite, Store};
 pub use unit_of_work::{StoreUnitOfWork, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory};

@@ -1,4 +1,4 @@
-//! The store port: what a persistence adapter (in-memory, embedded, DynamoDB) must provide.
+//! The store port: what a persistence adapter (embedded, DynamoDB; the tests' in-memory one) must provide.
 
 use std::future::Future;
 

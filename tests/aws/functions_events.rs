@@ -103,7 +103,7 @@ struct Functions {
     bus: Bus<DynamoDbStore>,
     publisher: SnsPublisher,
     outbox: DynamoDbOutbox,
-    republisher: Republisher<SnsPublisher>,
+    republisher: Republisher<SnsPublisher, DynamoDbOutbox>,
     /// `notify_out_of_stock`'s bus and the email topic it sends to.
     notifier: Bus<DynamoDbStore>,
     email_topic_arn: String,

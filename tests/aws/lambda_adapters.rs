@@ -5,11 +5,12 @@ use allocation::domain::{AllocationRequired, OutOfStock};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use allocation::adapters::sns::PublishError;
-use allocation::adapters::InMemoryStore;
+use crate::support::memory_store::InMemoryStore;
 use allocation::domain::{Event, EventEnvelope};
 use allocation::entrypoints::lambda::{http, sqs, streams};
-use allocation::service::{outbox_bus, Bus, Store, StoreError};
+use allocation::service::{
+    outbox_bus, Bus, EventPublisher, PublishError, PublishedMarks, Store, StoreError,
+};
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -383,7 +384,7 @@ pub(crate) struct FakePublisher {
     fail: Vec<String>,
 }
 
-impl streams::EventPublisher for FakePublisher {
+impl EventPublisher for FakePublisher {
     async fn publish(&self, envelope: &EventEnvelope) -> Result<String, PublishError> {
         if self.fail.contains(&envelope.id) {
             return Err(PublishError {
@@ -403,7 +404,7 @@ pub(crate) struct FakeMarks {
     fail: bool,
 }
 
-impl streams::PublishedMarks for FakeMarks {
+impl PublishedMarks for FakeMarks {
     async fn mark_published(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
         if self.fail {
             return Err(StoreError::Throttled("UpdateItem: throttled".into()));

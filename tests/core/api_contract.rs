@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use allocation::adapters::InMemoryStore;
+use crate::support::memory_store::InMemoryStore;
 use allocation::entrypoints::http::{handle, HttpRequest, HttpResponse};
 use allocation::service::{outbox_bus, Bus};
 use serde_json::{json, Value};

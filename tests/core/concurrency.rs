@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use allocation::adapters::InMemoryStore;
+use crate::support::memory_store::InMemoryStore;
 use allocation::domain::{Allocate, CreateBatch};
 use allocation::service::{
     Bootstrap, ProductWrite, RetryPolicy, ServiceError, Store, StoreError, UnitOfWork,

@@ -2,6 +2,6 @@
 
 use std::sync::Arc;
 
-use allocation::adapters::InMemoryStore;
+use crate::support::memory_store::InMemoryStore;
 
 crate::contract_suite!(async { Arc::new(InMemoryStore::new()) });

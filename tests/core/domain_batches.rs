@@ -1,6 +1,6 @@
 //! Batches (book ch. 1/5): available quantity, what can be allocated, idempotent allocation.
 
-use allocation::domain::{Batch, DomainError, OrderLine, Product};
+use allocation::domain::{Batch, DomainError, OrderLine, Product, MAX_QUANTITY};
 use chrono::NaiveDate;
 
 fn make_batch_and_line(sku: &str, batch_qty: u32, line_qty: u32) -> (Batch, OrderLine) {
@@ -84,7 +84,17 @@ fn test_a_stored_batch_keeps_its_allocated_total() {
 fn test_order_lines_need_a_positive_quantity_and_identifiers() {
     assert_eq!(
         OrderLine::new("o1", "SKU", 0),
-        Err(DomainError::NonPositiveQuantity)
+        Err(DomainError::QuantityOutOfRange {
+            min: 1,
+            max: MAX_QUANTITY
+        })
+    );
+    assert_eq!(
+        Batch::new("b1", "SKU", 1_000_000_001, None).map(|b| b.purchased_quantity()),
+        Err(DomainError::QuantityOutOfRange {
+            min: 0,
+            max: MAX_QUANTITY
+        })
     );
     assert_eq!(
         OrderLine::new("", "SKU", 1),

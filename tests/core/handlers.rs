@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use allocation::adapters::InMemoryStore;
+use crate::support::memory_store::InMemoryStore;
 use allocation::domain::{
     Allocate, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, Product,
 };

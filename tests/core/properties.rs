@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use allocation::adapters::InMemoryStore;
+use crate::support::memory_store::InMemoryStore;
 use allocation::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Product};
 use allocation::service::{
     Bootstrap, EventWiring, ProductWrite, Store, StoreError, UnitOfWork, UnitOfWorkFactory,

@@ -167,7 +167,7 @@ fn changing_a_batch_quantity_reallocates_through_the_queue() {
     assert_eq!(server.get(&format!("/allocations/{order2}")).1, expected);
     eventually("the delivered event's log line", EVENT_TIMEOUT, || {
         let log = server.log_text();
-        log.contains("event delivered subscription=\"reallocation-queue\"")
+        log.contains("event delivered consumer=\"reallocation-queue\"")
             .then_some(())
     });
     let (status, body) = server.get("/admin/dead-letters");

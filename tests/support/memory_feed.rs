@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use allocation::adapters::InMemoryStore;
+use crate::support::memory_store::InMemoryStore;
 use allocation::domain::EventEnvelope;
 use allocation::service::{DeadLetter, OutboxFeed, ProductWrite, Store, StoreError};
 use chrono::Utc;

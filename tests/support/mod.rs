@@ -1,16 +1,22 @@
-//! Shared test support, one module for every test binary: `contract` (the store contract suite),
-//! `store_delegate` (test store wrappers), `local` (the `local` server in a workspace; feature
-//! `local`), `memory_feed` (an in-memory store with an outbox feed, for the event flow's tests), `tools` (the Python tools venv), `moto` (one moto server per test binary) and `queues` (SQS queues subscribed to SNS
-//! topics on it; feature `aws`). Each binary uses part of it.
+//! Shared test support, one module for every test binary (each uses part of it): `commands` (any
+//! command as one type-tagged enum), `contract` (the store contract suite), `memory_store` (the in-memory store:
+//! the reference), `store_delegate` (test
+//! store wrappers), `tools` (the Python tools venv); feature `local`: `local` (the `local` server in a
+//! workspace), `memory_feed` (an in-memory store with an outbox feed, for the event flow's tests);
+//! feature `aws`: `moto` (one moto server per test binary), `dynamodb_table` (the table as the template
+//! declares it), `queues` (SQS queues subscribed to SNS topics on it).
 
 #![allow(dead_code)]
 
 pub mod commands;
 pub mod contract;
+#[cfg(feature = "aws")]
+pub mod dynamodb_table;
 #[cfg(feature = "local")]
 pub mod local;
 #[cfg(feature = "local")]
 pub mod memory_feed;
+pub mod memory_store;
 #[cfg(feature = "aws")]
 pub mod moto;
 #[cfg(feature = "aws")]

@@ -191,7 +191,7 @@ impl Moto {
     /// returns the name.
     pub async fn create_table(&self, prefix: &str) -> String {
         let name = unique_name(prefix);
-        allocation::adapters::dynamodb::create_table(&self.dynamodb(), &name)
+        super::dynamodb_table::create_table(&self.dynamodb(), &name)
             .await
             .unwrap_or_else(|e| panic!("creating table {name} in moto: {e}\n{}", self.log_tail()));
         name

@@ -2,7 +2,8 @@
 //!
 //! Layout and behaviour: `docs/storage.md`. `keys` names the keys, `items` maps records to items,
 //! `commit` turns a commit into transaction actions, `outbox` records which outbox items were
-//! published, `notified` which notifications were sent, `errors` maps SDK errors, `table` creates the table, `store` implements the `Store` port.
+//! published, `notified` which notifications were sent, `errors` maps SDK errors, `store` implements the `Store` port. (The tests create
+//! the table as the template declares it: `tests/support/dynamodb_table.rs`.)
 
 pub mod commit;
 pub mod errors;
@@ -11,10 +12,8 @@ pub mod keys;
 pub mod notified;
 pub mod outbox;
 pub mod store;
-pub mod table;
 
 pub use commit::{MAX_LINES_PER_COMMIT, MAX_TRANSACTION_ACTIONS};
 pub use notified::{Claim, NotificationLog};
-pub use outbox::{DynamoDbOutbox, OutboxItem};
+pub use outbox::DynamoDbOutbox;
 pub use store::DynamoDbStore;
-pub use table::create_table;

@@ -15,19 +15,10 @@ use super::items::{self, Item};
 use super::keys::{
     self, CREATED_AT, EXPIRES_AT, OUTBOX_TTL_SECONDS, PENDING_INDEX, PENDING_SHARD, PK, SK,
 };
-use crate::domain::EventEnvelope;
-use crate::service::StoreError;
+use crate::service::{OutboxItem, PublicationRecord, PublishedMarks, StoreError};
 
 /// Items read per Query page.
 const PAGE: i32 = 100;
-
-/// One outbox item to publish: its key and its event (or why the event cannot be read).
-#[derive(Debug)]
-pub struct OutboxItem {
-    pub pk: String,
-    pub sk: String,
-    pub envelope: Result<EventEnvelope, StoreError>,
-}
 
 /// The outbox items of one table.
 #[derive(Debug, Clone)]
@@ -155,5 +146,31 @@ fn outbox_item(item: &Item) -> OutboxItem {
         pk: key(PK),
         sk: key(SK),
         envelope: items::parse_outbox(item),
+    }
+}
+
+impl PublishedMarks for DynamoDbOutbox {
+    async fn mark_published(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
+        DynamoDbOutbox::mark_published(self, pk, sk, chrono::Utc::now().timestamp()).await
+    }
+}
+
+impl PublicationRecord for DynamoDbOutbox {
+    async fn pending(
+        &self,
+        created_before: i64,
+        max: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        DynamoDbOutbox::pending(self, created_before, max).await
+    }
+
+    async fn recorded(
+        &self,
+        sku: &str,
+        from: i64,
+        to: i64,
+        max: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        DynamoDbOutbox::recorded(self, sku, from, to, max).await
     }
 }

@@ -38,19 +38,6 @@ impl DynamoDbStore {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn table_name(&self) -> &str {
-        &self.table_name
-    }
-
-    /// Creates this store's table (tests and local setup; see [`super::create_table`]).
-    pub async fn create_table(&self) -> Result<(), StoreError> {
-        super::create_table(&self.client, &self.table_name).await
-    }
-
     fn count(&self, items: usize) {
         self.records_read.fetch_add(items as u64, Ordering::Relaxed);
     }

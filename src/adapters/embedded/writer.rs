@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch};
 use super::slot::DbSlot;
 use super::tables::{unavailable, Op, META_NEXT_DEAD_LETTER, META_NEXT_SEQ};
 use super::writes::{storage, Tables};
-use crate::service::StoreError;
+use crate::service::{exponential_backoff, StoreError};
 
 /// The most requests applied in one transaction (bounds a group's latency).
 pub(super) const MAX_GROUP: usize = 512;
@@ -42,6 +42,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(super) struct Failing {
     error: StoreError,
     retry_at: Instant,
+    /// Failed groups in a row (the backoff grows with them).
+    failures: u32,
     backoff: Duration,
 }
 
@@ -238,14 +240,17 @@ impl Writer {
 
     /// After a failed group: reopen the database so reads go on, and hold writes for a backoff.
     fn recover(&mut self, error: StoreError) {
-        let backoff = self.failing.as_ref().map_or(FIRST_BACKOFF, |failing| {
-            (failing.backoff * 2).min(MAX_BACKOFF)
-        });
+        let failures = self
+            .failing
+            .as_ref()
+            .map_or(1, |failing| failing.failures + 1);
+        let backoff = exponential_backoff(FIRST_BACKOFF, MAX_BACKOFF, failures);
         tracing::error!(%error, ?backoff,
             "embedded store: storage failed; writes answer 503 until it recovers");
         self.failing = Some(Failing {
             error,
             retry_at: Instant::now() + backoff,
+            failures,
             backoff,
         });
         self.reopen();

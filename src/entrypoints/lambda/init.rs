@@ -124,7 +124,8 @@ pub async fn relay_from_env() -> Result<(SnsPublisher, DynamoDbOutbox), InitErro
 }
 
 /// The republisher (`republish_events`): the relay's parts and `REPUBLISH_AFTER_SECONDS`.
-pub async fn republisher_from_env() -> Result<Republisher<SnsPublisher>, InitError> {
+pub async fn republisher_from_env() -> Result<Republisher<SnsPublisher, DynamoDbOutbox>, InitError>
+{
     let grace = match std::env::var(REPUBLISH_AFTER_SECONDS) {
         Err(_) => DEFAULT_REPUBLISH_AFTER,
         Ok(text) => text

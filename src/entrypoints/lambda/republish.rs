@@ -22,8 +22,7 @@ use serde_json::Value;
 use tracing::{error, info, warn};
 
 use super::metrics::InvocationMetrics;
-use super::streams::EventPublisher;
-use crate::adapters::dynamodb::{DynamoDbOutbox, OutboxItem};
+use crate::service::{EventPublisher, OutboxItem, PublicationRecord};
 
 /// The most items one invocation reads.
 pub const MAX_ITEMS: usize = 1_000;
@@ -33,9 +32,10 @@ pub const MAX_ITEMS: usize = 1_000;
 pub const MARGIN: Duration = Duration::from_secs(7);
 
 /// The republisher's parts, built once per execution environment.
-pub struct Republisher<P> {
+pub struct Republisher<P, O> {
     pub publisher: P,
-    pub outbox: DynamoDbOutbox,
+    /// The outbox's publication record (the table's, deployed).
+    pub outbox: O,
     /// How long after its commit a pending item counts as lost by the stream relay.
     pub grace: Duration,
 }
@@ -86,8 +86,8 @@ pub fn request(payload: &Value) -> Result<Option<BySku>, String> {
 }
 
 /// The function `republish_events` runs.
-pub async fn handle<P: EventPublisher>(
-    republisher: &Republisher<P>,
+pub async fn handle<P: EventPublisher, O: PublicationRecord>(
+    republisher: &Republisher<P, O>,
     event: LambdaEvent<Value>,
 ) -> Result<RepublishReport, Error> {
     let (payload, context) = event.into_parts();
@@ -140,8 +140,8 @@ pub async fn handle<P: EventPublisher>(
 }
 
 /// Publishes and marks each item in turn, while the deadline leaves room.
-async fn publish_all<P: EventPublisher>(
-    republisher: &Republisher<P>,
+async fn publish_all<P: EventPublisher, O: PublicationRecord>(
+    republisher: &Republisher<P, O>,
     mut items: Vec<OutboxItem>,
     deadline: Option<std::time::SystemTime>,
 ) -> RepublishReport {
@@ -180,10 +180,7 @@ async fn publish_all<P: EventPublisher>(
                 info!(event_id = %envelope.id, event_type = envelope.event.type_name(),
                     correlation_id = envelope.correlation_id.as_deref().unwrap_or_default(),
                     sns_message_id = %message_id, "event published");
-                let marked = republisher
-                    .outbox
-                    .mark_published(&item.pk, &item.sk, Utc::now().timestamp())
-                    .await;
+                let marked = republisher.outbox.mark_published(&item.pk, &item.sk).await;
                 if let Err(error) = marked {
                     warn!(%error, event_id = %envelope.id, "cannot mark the event published: it stays pending");
                 }

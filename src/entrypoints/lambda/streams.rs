@@ -13,7 +13,6 @@
 //! it again later: at least once, never lost.
 
 use std::collections::HashMap;
-use std::future::Future;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -22,47 +21,8 @@ use serde::Serialize;
 use tracing::{error, field, info, info_span, warn, Instrument, Span};
 
 use super::metrics::InvocationMetrics;
-use crate::adapters::dynamodb::DynamoDbOutbox;
-use crate::adapters::sns::{PublishError, SnsPublisher};
 use crate::domain::EventEnvelope;
-use crate::service::StoreError;
-
-/// Where outbox events go (SNS in production; tests may substitute a failing one).
-pub trait EventPublisher: Send + Sync {
-    fn publish(
-        &self,
-        envelope: &EventEnvelope,
-    ) -> impl Future<Output = Result<String, PublishError>> + Send;
-}
-
-impl EventPublisher for SnsPublisher {
-    fn publish(
-        &self,
-        envelope: &EventEnvelope,
-    ) -> impl Future<Output = Result<String, PublishError>> + Send {
-        SnsPublisher::publish(self, envelope)
-    }
-}
-
-/// Where the relay records that an outbox item was published (the table's outbox in production).
-pub trait PublishedMarks: Send + Sync {
-    /// Marks the outbox item with this key as published.
-    fn mark_published(
-        &self,
-        pk: &str,
-        sk: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-impl PublishedMarks for DynamoDbOutbox {
-    fn mark_published(
-        &self,
-        pk: &str,
-        sk: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        DynamoDbOutbox::mark_published(self, pk, sk, chrono::Utc::now().timestamp())
-    }
-}
+use crate::service::{EventPublisher, PublishError, PublishedMarks};
 
 /// Why a record failed.
 #[derive(Debug, thiserror::Error)]

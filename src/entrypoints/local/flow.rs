@@ -12,13 +12,16 @@ use super::routes::{Queue, Routes, EVENT_LOG, MAILBOX, REALLOCATION_QUEUE};
 use super::worker::{Consumer, DeliveryPolicy, Worker};
 use crate::service::{Bus, OutboxFeed, Store};
 
+/// Reallocations run at once, at most, like the queue's function working on a few batches at a time
+/// (chosen, not tuned: the product queues serialise each SKU's anyway). The mailbox and the event log
+/// take one event at a time, in order.
+const REALLOCATIONS_AT_ONCE: usize = 4;
+
 /// How the local event flow runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowConfig {
     /// Retries and dead-lettering, for every consumer.
     pub delivery: DeliveryPolicy,
-    /// Reallocations run at once, at most (the mailbox and the event log take one at a time, in order).
-    pub reallocation_concurrency: usize,
     /// Events the relay reads from the outbox per pass, at most.
     pub relay_batch: usize,
 }
@@ -27,7 +30,6 @@ impl Default for FlowConfig {
     fn default() -> Self {
         Self {
             delivery: DeliveryPolicy::default(),
-            reallocation_concurrency: 4,
             relay_batch: 256,
         }
     }
@@ -53,9 +55,8 @@ impl EventFlow {
             running: Vec::new(),
         };
         let handler = || BusHandler(Arc::clone(&bus));
-        let concurrency = config.reallocation_concurrency;
         let routes = Routes {
-            reallocations: workers.start(REALLOCATION_QUEUE, handler(), concurrency),
+            reallocations: workers.start(REALLOCATION_QUEUE, handler(), REALLOCATIONS_AT_ONCE),
             emails: workers.start(MAILBOX, handler(), 1),
             event_log: workers.start(EVENT_LOG, EventLog, 1),
         };

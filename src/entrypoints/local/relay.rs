@@ -189,8 +189,8 @@ impl<F: OutboxFeed> Relay<F> {
                 continue;
             }
             self.last_published = self.last_published.max(seq);
-            let subscription = self.routes.route(&envelope.event).0;
-            debug!(seq, event_id = %envelope.id, event_type = envelope.event.type_name(), subscription,
+            let consumer = self.routes.route(&envelope.event).0;
+            debug!(seq, event_id = %envelope.id, event_type = envelope.event.type_name(), consumer,
                 "publishing");
             self.routes
                 .send(QueuedEvent::new(seq, envelope, self.acks_tx.clone()));

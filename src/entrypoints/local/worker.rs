@@ -102,7 +102,7 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
             .await
         {
             Tried::Done((), attempt) => {
-                info!(subscription = name, seq, %event_id, event_type, correlation_id, attempt,
+                info!(consumer = name, seq, %event_id, event_type, correlation_id, attempt,
                     "event delivered");
                 return delivery.take();
             }
@@ -125,7 +125,7 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
             .await
         {
             Tried::Done(dead_letter_id, _) => {
-                error!(subscription = name, seq, %event_id, event_type, correlation_id, attempts,
+                error!(consumer = name, seq, %event_id, event_type, correlation_id, attempts,
                     dead_letter_id, %reason, "event moved to the dead letters");
                 delivery.take();
             }
@@ -157,7 +157,7 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
                 Err(reason) => reason,
             };
             let wait = self.policy.backoff(attempt);
-            warn!(subscription = self.name, event_id, attempt, ?wait, %reason, "{failed}");
+            warn!(consumer = self.name, event_id, attempt, ?wait, %reason, "{failed}");
             let mut stopping = self.stopping.clone();
             if *stopping.borrow_and_update() {
                 return Tried::Stopped;
@@ -170,7 +170,7 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
     }
 
     fn release(&self, delivery: QueuedEvent) {
-        info!(subscription = self.name, seq = delivery.seq, event_id = %delivery.envelope.id,
+        info!(consumer = self.name, seq = delivery.seq, event_id = %delivery.envelope.id,
             "shutting down: event left pending, delivered again at next start");
         delivery.release();
     }

@@ -1,16 +1,17 @@
 //! The in-memory store: thread-safe, atomic commits with the version compare-and-set. The reference
-//! behaviour for the other stores, and the store of the unit tests.
+//! behaviour for the other stores (the contract suite runs on it first), and the store of the tests
+//! through the bus (the book's fake repository). Test code: no binary uses it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::records::{
+use allocation::adapters::records::{
     record_writes, restore_lines, restore_product, AllocationRecord, BatchRecord, LineCollector,
     LinesToFree, OutboxRecord, ProductRecord, RecordWrite, WaitingLines,
 };
-use crate::domain::{EventEnvelope, Product};
-use crate::service::{AllocationView, ProductWrite, Store, StoreError};
+use allocation::domain::{EventEnvelope, Product};
+use allocation::service::{AllocationView, ProductWrite, Store, StoreError};
 
 #[derive(Debug, Default)]
 struct StoredProduct {

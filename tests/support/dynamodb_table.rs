@@ -1,4 +1,4 @@
-//! Creates the table as `template.yaml` declares it (for tests and local setup; production uses SAM).
+//! Creates the table as `template.yaml` declares it, for the tests on moto (deployed, SAM creates it).
 
 use std::time::Duration;
 
@@ -9,12 +9,12 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::errors::unavailable;
-use super::keys::{
+use allocation::adapters::dynamodb::errors::unavailable;
+use allocation::adapters::dynamodb::keys::{
     BY_BATCH_INDEX, BY_ORDER_INDEX, CREATED_AT, EXPIRES_AT, GSI1PK, GSI1SK, LSI1SK, PENDING_INDEX,
     PENDING_SHARD, PK, SK,
 };
-use crate::service::StoreError;
+use allocation::service::StoreError;
 
 /// How long `create_table` waits for the table to become ACTIVE.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
