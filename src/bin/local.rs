@@ -69,6 +69,10 @@ enum Command {
     /// Print the dead letters of the store in DATA_DIR as JSON lines, oldest first. The server must be
     /// stopped (it holds the store); while it runs, use `GET /admin/dead-letters` instead.
     DeadLetters,
+    /// Check the store in DATA_DIR: every outbox event recorded once, pending or delivered, and the
+    /// pending index in agreement. Prints the counts as JSON; exits 1 naming the first problem. The
+    /// server must be stopped.
+    Check,
 }
 
 /// Uses one glibc malloc arena (by default up to 8 per core, one per thread that allocated): with the
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::DeadLetters) => dead_letters(&cli.data_dir).await,
+            Some(Command::Check) => check(&cli.data_dir).await,
             Some(Command::Serve) | None => serve(&cli).await,
         }
     });
@@ -160,6 +165,23 @@ async fn serve(cli: &Cli) -> Result<(), String> {
     );
     store.shutdown().await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn check(data_dir: &Path) -> Result<(), String> {
+    if !data_dir.join(DATABASE_FILE).exists() {
+        return Err(format!("no store in {}", data_dir.display()));
+    }
+    let store = EmbeddedStore::open(data_dir)
+        .map_err(|e| format!("{e}\n(is the server running? stop it first)"))?;
+    let check = store.check_outbox().await.map_err(|e| e.to_string())?;
+    let counts = serde_json::json!({
+        "events": check.events,
+        "pending": check.pending,
+        "delivered": check.delivered,
+        "next_seq": check.next_seq,
+    });
+    println!("{counts}");
     Ok(())
 }
 

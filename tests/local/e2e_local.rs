@@ -338,6 +338,25 @@ fn an_event_failing_every_attempt_goes_to_the_dead_letters() {
     // The command line lists them too, once the server has stopped (it holds the store).
     let status = server.signal_and_wait("TERM", Duration::from_secs(30));
     assert!(status.success(), "{status:?}");
+    // And checks the outbox: its events (the batch's none, the refusal's OutOfStock), all delivered
+    // (the dead letter counts as taken).
+    let check = binary()
+        .args(["check", "--data-dir"])
+        .arg(workspace.data_dir())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let counts: Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(counts["pending"], 0, "{counts}");
+    assert_eq!(counts["events"], counts["delivered"], "{counts}");
+    assert!(counts["events"].as_u64().unwrap() >= 1, "{counts}");
+    let nothing = binary()
+        .args(["check", "--data-dir"])
+        .arg(workspace.path().join("no-store-here"))
+        .output()
+        .unwrap();
+    assert!(!nothing.status.success());
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("no store in"));
     let output = binary()
         .args(["dead-letters", "--data-dir"])
         .arg(workspace.data_dir())
