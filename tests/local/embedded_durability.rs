@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use allocation::adapters::embedded::{EmbeddedStore, DATABASE_FILE};
 use allocation::domain::{Allocate, CreateBatch, Event, EventEnvelope};
 use allocation::service::{
-    Bootstrap, EventWiring, OutboxFeed, RetryPolicy, ServiceError, Store, StoreError,
-    StoreUnitOfWorkFactory,
+    EventWiring, OutboxFeed, ServiceError, Store, StoreError, StoreUnitOfWorkFactory,
 };
 
 type Bus = allocation::service::Bus<EmbeddedStore>;
@@ -22,13 +21,9 @@ type Bus = allocation::service::Bus<EmbeddedStore>;
 const CHILD_DIR: &str = "EMBEDDED_DURABILITY_CHILD_DIR";
 const CHILD_SKUS: usize = 6;
 
+/// The contract suite's bus (generous retries: the racing cases end by retrying).
 fn bus(store: &Arc<EmbeddedStore>) -> Bus {
-    let retry = RetryPolicy {
-        max_attempts: 100,
-        budget: std::time::Duration::from_secs(60),
-        ..RetryPolicy::default()
-    };
-    Bootstrap::new(Arc::clone(store)).retry(retry).build()
+    crate::support::contract::bus(Arc::clone(store))
 }
 
 async fn create_batch(bus: &Bus, reference: &str, sku: &str, qty: u32) {
