@@ -156,18 +156,12 @@ impl Quantity {
     }
 
     fn in_range(value: u64, min: u64) -> Result<Self, DomainError> {
-        if value < min || value > MAX_QUANTITY {
-            return Err(DomainError::QuantityOutOfRange {
-                min,
-                max: MAX_QUANTITY,
-            });
-        }
-        u32::try_from(value)
-            .map(Self)
-            .map_err(|_| DomainError::QuantityOutOfRange {
-                min,
-                max: MAX_QUANTITY,
-            })
+        let max = MAX_QUANTITY;
+        (min..=max)
+            .contains(&value)
+            .then(|| u32::try_from(value).ok().map(Self))
+            .flatten()
+            .ok_or(DomainError::QuantityOutOfRange { min, max })
     }
 
     pub fn get(self) -> u32 {

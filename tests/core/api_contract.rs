@@ -41,6 +41,12 @@ async fn post(bus: &Bus<InMemoryStore>, path: &str, body: Value) -> (u16, Value)
     call(bus, "POST", path, &body.to_string()).await
 }
 
+/// Given a batch: `POST /add_batch` answers 201.
+async fn add_batch(bus: &Bus<InMemoryStore>, body: Value) {
+    let (status, answer) = post(bus, "/add_batch", body).await;
+    assert_eq!(status, 201, "{answer}");
+}
+
 #[tokio::test]
 async fn test_happy_path_returns_201_and_allocated_batch() {
     let bus = app();
@@ -90,12 +96,7 @@ async fn test_unhappy_path_returns_400_and_error_message() {
 #[tokio::test]
 async fn out_of_stock_is_409_with_its_message() {
     let bus = app();
-    post(
-        &bus,
-        "/add_batch",
-        json!({"ref": "b1", "sku": "TINY", "qty": 1}),
-    )
-    .await;
+    add_batch(&bus, json!({"ref": "b1", "sku": "TINY", "qty": 1})).await;
     let (status, body) = post(
         &bus,
         "/allocate",
@@ -111,12 +112,7 @@ async fn out_of_stock_is_409_with_its_message() {
 #[tokio::test]
 async fn change_batch_quantity_answers_200_or_404() {
     let bus = app();
-    post(
-        &bus,
-        "/add_batch",
-        json!({"ref": "b1", "sku": "S", "qty": 10}),
-    )
-    .await;
+    add_batch(&bus, json!({"ref": "b1", "sku": "S", "qty": 10})).await;
     assert_eq!(
         post(
             &bus,
@@ -142,12 +138,7 @@ async fn change_batch_quantity_answers_200_or_404() {
 #[tokio::test]
 async fn duplicate_batch_is_409() {
     let bus = app();
-    post(
-        &bus,
-        "/add_batch",
-        json!({"ref": "b1", "sku": "S", "qty": 10}),
-    )
-    .await;
+    add_batch(&bus, json!({"ref": "b1", "sku": "S", "qty": 10})).await;
     let (status, body) = post(
         &bus,
         "/add_batch",
@@ -186,12 +177,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
 #[tokio::test]
 async fn bad_input_is_400_with_a_message_naming_the_problem_and_changes_nothing() {
     let bus = app();
-    post(
-        &bus,
-        "/add_batch",
-        json!({"ref": "b1", "sku": "S", "qty": 10}),
-    )
-    .await;
+    add_batch(&bus, json!({"ref": "b1", "sku": "S", "qty": 10})).await;
     let long = "x".repeat(129);
     let cases: Vec<(&str, String, &str)> = vec![
         ("/allocate", "{not json".into(), "not valid JSON"),
@@ -313,12 +299,7 @@ async fn bad_input_is_400_with_a_message_naming_the_problem_and_changes_nothing(
 #[tokio::test]
 async fn order_ids_in_paths_are_percent_decoded() {
     let bus = app();
-    post(
-        &bus,
-        "/add_batch",
-        json!({"ref": "b1", "sku": "S", "qty": 10}),
-    )
-    .await;
+    add_batch(&bus, json!({"ref": "b1", "sku": "S", "qty": 10})).await;
     post(
         &bus,
         "/allocate",

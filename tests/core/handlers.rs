@@ -46,6 +46,14 @@ struct Fixture<S: Store> {
     bus: Bus<S>,
 }
 
+impl<S: Store> Fixture<S> {
+    /// Given a batch (the command succeeds).
+    async fn add_batch(&self, reference: &str, sku: &str, qty: u32, eta: Option<NaiveDate>) {
+        let cmd = create_batch(reference, sku, qty, eta);
+        self.bus.handle(&cmd, None).await.unwrap();
+    }
+}
+
 fn bootstrap_with<S: Store>(
     store: S,
     wiring: EventWiring,
@@ -102,10 +110,7 @@ mod add_batch {
     #[tokio::test]
     async fn test_for_new_product() {
         let fx = bootstrap_test_app();
-        fx.bus
-            .handle(&create_batch("b1", "CRUNCHY-ARMCHAIR", 100, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b1", "CRUNCHY-ARMCHAIR", 100, None).await;
         let product = product(&fx, "CRUNCHY-ARMCHAIR").await;
         assert_eq!(product.batches().len(), 1);
         assert_eq!(product.batch("b1").unwrap().purchased_quantity(), 100);
@@ -114,14 +119,8 @@ mod add_batch {
     #[tokio::test]
     async fn test_for_existing_product() {
         let fx = bootstrap_test_app();
-        fx.bus
-            .handle(&create_batch("b1", "GARISH-RUG", 100, None), None)
-            .await
-            .unwrap();
-        fx.bus
-            .handle(&create_batch("b2", "GARISH-RUG", 99, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b1", "GARISH-RUG", 100, None).await;
+        fx.add_batch("b2", "GARISH-RUG", 99, None).await;
         let refs: Vec<_> = product(&fx, "GARISH-RUG")
             .await
             .batches()
@@ -134,10 +133,7 @@ mod add_batch {
     #[tokio::test]
     async fn test_a_duplicate_batch_reference_is_refused_even_for_another_sku() {
         let fx = bootstrap_test_app();
-        fx.bus
-            .handle(&create_batch("b1", "GARISH-RUG", 100, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b1", "GARISH-RUG", 100, None).await;
         let again = fx
             .bus
             .handle(&create_batch("b1", "OTHER-RUG", 5, None), None)
@@ -152,10 +148,7 @@ mod allocate {
     #[tokio::test]
     async fn test_returns_allocation() {
         let fx = bootstrap_test_app();
-        fx.bus
-            .handle(&create_batch("batch1", "COMPLICATED-LAMP", 100, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("batch1", "COMPLICATED-LAMP", 100, None).await;
         let batchref = fx
             .bus
             .handle(&allocate("o1", "COMPLICATED-LAMP", 10), None)
@@ -167,10 +160,7 @@ mod allocate {
     #[tokio::test]
     async fn test_errors_for_invalid_sku() {
         let fx = bootstrap_test_app();
-        fx.bus
-            .handle(&create_batch("b1", "AREALSKU", 100, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b1", "AREALSKU", 100, None).await;
         let result = fx
             .bus
             .handle(&allocate("o1", "NONEXISTENTSKU", 10), None)
@@ -188,10 +178,7 @@ mod allocate {
     #[tokio::test]
     async fn test_commits() {
         let fx = bootstrap_test_app();
-        fx.bus
-            .handle(&create_batch("b1", "OMINOUS-MIRROR", 100, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b1", "OMINOUS-MIRROR", 100, None).await;
         fx.bus
             .handle(&allocate("o1", "OMINOUS-MIRROR", 10), None)
             .await
@@ -211,10 +198,7 @@ mod allocate {
     #[tokio::test]
     async fn test_sends_email_on_out_of_stock_error() {
         let fx = bootstrap_test_app();
-        fx.bus
-            .handle(&create_batch("b1", "POPULAR-CURTAINS", 9, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b1", "POPULAR-CURTAINS", 9, None).await;
         let result = fx
             .bus
             .handle(&allocate("o1", "POPULAR-CURTAINS", 10), None)
@@ -233,10 +217,7 @@ mod allocate {
             EventWiring::outbox(),
             FakeNotifications::default(),
         );
-        fx.bus
-            .handle(&create_batch("b1", "POPULAR-CURTAINS", 9, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b1", "POPULAR-CURTAINS", 9, None).await;
         let _ = fx
             .bus
             .handle(&allocate("o1", "POPULAR-CURTAINS", 10), Some("req-9"))
@@ -271,10 +252,7 @@ mod change_batch_quantity {
     #[tokio::test]
     async fn test_changes_available_quantity() {
         let fx = bootstrap_test_app();
-        fx.bus
-            .handle(&create_batch("batch1", "ADORABLE-SETTEE", 100, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("batch1", "ADORABLE-SETTEE", 100, None).await;
         assert_eq!(
             product(&fx, "ADORABLE-SETTEE")
                 .await
@@ -404,10 +382,7 @@ mod message_bus {
             ..Default::default()
         };
         let fx = bootstrap_with(InMemoryStore::new(), EventWiring::in_process(), failing);
-        fx.bus
-            .handle(&create_batch("b1", "LONELY-STOOL", 2, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b1", "LONELY-STOOL", 2, None).await;
         fx.bus
             .handle(&allocate("o1", "LONELY-STOOL", 1), None)
             .await
@@ -429,10 +404,7 @@ mod message_bus {
             .await;
         assert_eq!(result, Ok(()));
         // New stock: the waiting line is offered and reallocated, after the failed notification.
-        fx.bus
-            .handle(&create_batch("b2", "LONELY-STOOL", 1, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b2", "LONELY-STOOL", 1, None).await;
         assert_eq!(
             fx.store.allocations_for_order("o1").await.unwrap()[0]
                 .batchref
@@ -448,10 +420,7 @@ mod message_bus {
     #[tokio::test]
     async fn events_are_handled_in_the_order_they_were_committed() {
         let fx = bootstrap_test_app();
-        fx.bus
-            .handle(&create_batch("b1", "ORDERED", 3, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b1", "ORDERED", 3, None).await;
         for order in ["o1", "o2", "o3"] {
             fx.bus
                 .handle(&allocate(order, "ORDERED", 1), None)
@@ -467,10 +436,7 @@ mod message_bus {
         assert_eq!(*fx.notifications.sent.lock().unwrap(), ["ORDERED"]);
         // Two units arrive: offered to the lines that waited longest; these three began waiting
         // together (one commit), so by order id: o1, then o2.
-        fx.bus
-            .handle(&create_batch("b2", "ORDERED", 2, None), None)
-            .await
-            .unwrap();
+        fx.add_batch("b2", "ORDERED", 2, None).await;
         for (order, batch) in [("o1", Some("b2")), ("o2", Some("b2")), ("o3", None)] {
             let views = fx.store.allocations_for_order(order).await.unwrap();
             assert_eq!(views[0].batchref.as_deref(), batch, "{order}");
@@ -599,14 +565,8 @@ mod change_batch_quantity_in_chunks {
     }
 
     async fn six_lines_on_b_now<S: Store>(fx: &Fixture<S>) {
-        fx.bus
-            .handle(&create_batch("b-now", "SHELF", 6, None), None)
-            .await
-            .unwrap();
-        fx.bus
-            .handle(&create_batch("b-later", "SHELF", 10, later()), None)
-            .await
-            .unwrap();
+        fx.add_batch("b-now", "SHELF", 6, None).await;
+        fx.add_batch("b-later", "SHELF", 10, later()).await;
         for n in 0..6 {
             let batch = fx
                 .bus

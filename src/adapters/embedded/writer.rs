@@ -44,7 +44,12 @@ pub(super) struct Failing {
     retry_at: Instant,
     /// Failed groups in a row (the backoff grows with them).
     failures: u32,
-    backoff: Duration,
+}
+
+impl Failing {
+    fn backoff(&self) -> Duration {
+        exponential_backoff(FIRST_BACKOFF, MAX_BACKOFF, self.failures)
+    }
 }
 
 /// The answer to a request: a number whose meaning depends on the request.
@@ -217,7 +222,7 @@ impl Writer {
             let wait = self
                 .failing
                 .as_ref()
-                .map_or(FIRST_BACKOFF, |failing| failing.backoff);
+                .map_or(FIRST_BACKOFF, Failing::backoff);
             match self.requests.recv_timeout(wait) {
                 Ok(request) => return Some(request),
                 Err(RecvTimeoutError::Timeout) => self.reopen(),
@@ -251,7 +256,6 @@ impl Writer {
             error,
             retry_at: Instant::now() + backoff,
             failures,
-            backoff,
         });
         self.reopen();
     }

@@ -95,10 +95,9 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
         let (event_id, event_type) = (&envelope.id, envelope.event.type_name());
         let correlation_id = envelope.correlation_id.as_deref().unwrap_or("-");
         let consume = || self.consumer.consume(envelope);
-        let retrying = "delivery failed, will retry";
-        let max_attempts = self.policy.max_attempts;
+        let failed = "delivery failed, will retry";
         let (attempts, reason) = match self
-            .attempt(event_id, retrying, consume, max_attempts)
+            .attempt(event_id, failed, consume, self.policy.max_attempts)
             .await
         {
             Tried::Done((), attempt) => {
@@ -115,15 +114,8 @@ impl<C: Consumer, F: OutboxFeed> Worker<C, F> {
             let written = self.feed.add_dead_letter(envelope, &reason, attempts).await;
             written.map_err(|e| e.to_string())
         };
-        match self
-            .attempt(
-                event_id,
-                "cannot store the dead letter; retrying the write",
-                write,
-                u32::MAX,
-            )
-            .await
-        {
+        let failed = "cannot store the dead letter; retrying the write";
+        match self.attempt(event_id, failed, write, u32::MAX).await {
             Tried::Done(dead_letter_id, _) => {
                 error!(consumer = name, seq, %event_id, event_type, correlation_id, attempts,
                     dead_letter_id, %reason, "event moved to the dead letters");
