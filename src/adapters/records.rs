@@ -64,10 +64,17 @@ pub enum RecordWrite {
     NewBatch(BatchRecord),
     /// Overwrite an existing batch (its quantities changed).
     UpdateBatch(BatchRecord),
-    PutAllocation(AllocationRecord),
+    /// Put an order line; `expected` is the line as the product was loaded with it (`None`: no
+    /// line), which a store whose loads are not one snapshot checks (`docs/storage.md`).
+    PutAllocation {
+        line: AllocationRecord,
+        expected: Option<AllocationRecord>,
+    },
+    /// Delete an order line, expected as loaded (see `PutAllocation`).
     DeleteAllocation {
         sku: String,
         orderid: String,
+        expected: Option<AllocationRecord>,
     },
     Outbox(OutboxRecord),
 }
@@ -105,23 +112,18 @@ pub fn record_writes(write: &ProductWrite<'_>) -> Vec<RecordWrite> {
         }
     }
     for orderid in &write.changes.lines {
+        let expected = product
+            .stored_line_status(orderid)
+            .map(|status| allocation_record(sku, orderid, status));
         writes.push(match product.line_status(orderid) {
-            Some((status, qty)) => RecordWrite::PutAllocation(AllocationRecord {
-                orderid: orderid.to_string(),
-                sku: sku.to_owned(),
-                qty,
-                batchref: match status {
-                    LineStatus::Allocated(batch) => Some(batch.reference().to_owned()),
-                    LineStatus::Waiting { .. } => None,
-                },
-                waiting_since: match status {
-                    LineStatus::Allocated(_) => None,
-                    LineStatus::Waiting { since } => Some(since),
-                },
-            }),
+            Some(status) => RecordWrite::PutAllocation {
+                line: allocation_record(sku, orderid, status),
+                expected,
+            },
             None => RecordWrite::DeleteAllocation {
                 sku: sku.to_owned(),
                 orderid: orderid.to_string(),
+                expected,
             },
         });
     }
@@ -136,7 +138,28 @@ pub fn record_writes(write: &ProductWrite<'_>) -> Vec<RecordWrite> {
     writes
 }
 
-fn batch_record(batch: &Batch) -> BatchRecord {
+fn allocation_record(
+    sku: &str,
+    orderid: &str,
+    (status, qty): (LineStatus<'_>, u32),
+) -> AllocationRecord {
+    AllocationRecord {
+        orderid: orderid.to_owned(),
+        sku: sku.to_owned(),
+        qty,
+        batchref: match status {
+            LineStatus::Allocated(batch) => Some(batch.reference().to_owned()),
+            LineStatus::Waiting { .. } => None,
+        },
+        waiting_since: match status {
+            LineStatus::Allocated(_) => None,
+            LineStatus::Waiting { since } => Some(since),
+        },
+    }
+}
+
+/// A batch's record.
+pub fn batch_record(batch: &Batch) -> BatchRecord {
     BatchRecord {
         reference: batch.reference().to_owned(),
         sku: batch.sku().to_owned(),

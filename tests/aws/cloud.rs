@@ -1,4 +1,4 @@
-//! The deployment as the cloud flow tests play it on moto: the table, the topics and queues as
+//! The deployment as the cloud flow tests play it on DynamoDB Local and moto: the table, the topics and queues as
 //! template.yaml wires them, the function handlers, and Lambda's part (polling the stream and the
 //! queues, filtering, event shapes, deleting handled messages).
 
@@ -388,9 +388,15 @@ pub(crate) fn matches_pattern(pattern: &Value, value: &Value) -> bool {
 // ---------------------------------------------------------------------------- the stream reader
 
 /// Reads the table's stream with the DynamoDB Streams API, remembering where each shard is.
+///
+/// A shard's iterator is kept only once it has read a record: DynamoDB Local refuses an iterator
+/// taken while its shard was empty once records arrive (TrimmedDataAccessException), so until then
+/// each read starts again from the trim horizon.
 pub(crate) struct StreamReader {
     pub(crate) client: aws_sdk_dynamodbstreams::Client,
-    pub(crate) iterators: Vec<String>,
+    stream_arn: String,
+    /// Shard id → the iterator after the last record read from it.
+    positions: HashMap<String, String>,
 }
 
 impl StreamReader {
@@ -407,37 +413,53 @@ impl StreamReader {
             .expect("the table has a stream")
             .to_owned();
         let client = aws_sdk_dynamodbstreams::Client::new(moto.sdk_config());
-        let description = client
-            .describe_stream()
-            .stream_arn(&stream_arn)
-            .send()
-            .await
-            .unwrap();
-        let description = description.stream_description().unwrap();
+        let reader = Self {
+            client,
+            stream_arn,
+            positions: HashMap::new(),
+        };
+        let description = reader.describe().await;
         assert_eq!(
             description.stream_view_type().map(|v| v.as_str()),
             Some("NEW_IMAGE")
         );
-        let mut iterators = Vec::new();
-        for shard in description.shards() {
-            let iterator = client
-                .get_shard_iterator()
-                .stream_arn(&stream_arn)
-                .shard_id(shard.shard_id().unwrap())
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .unwrap();
-            iterators.push(iterator.shard_iterator().unwrap().to_owned());
-        }
-        assert!(!iterators.is_empty(), "the stream has shards");
-        Self { client, iterators }
+        assert!(!description.shards().is_empty(), "the stream has shards");
+        reader
+    }
+
+    async fn describe(&self) -> aws_sdk_dynamodbstreams::types::StreamDescription {
+        self.client
+            .describe_stream()
+            .stream_arn(&self.stream_arn)
+            .send()
+            .await
+            .unwrap()
+            .stream_description()
+            .cloned()
+            .expect("a stream description")
     }
 
     /// Every record written since the last call.
     pub(crate) async fn read_new(&mut self) -> Vec<aws_sdk_dynamodbstreams::types::Record> {
         let mut records = Vec::new();
-        for iterator in &mut self.iterators {
+        for shard in self.describe().await.shards() {
+            let shard_id = shard.shard_id().unwrap().to_owned();
+            let mut iterator = match self.positions.get(&shard_id) {
+                Some(iterator) => iterator.clone(),
+                None => self
+                    .client
+                    .get_shard_iterator()
+                    .stream_arn(&self.stream_arn)
+                    .shard_id(&shard_id)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .unwrap()
+                    .shard_iterator()
+                    .unwrap()
+                    .to_owned(),
+            };
+            let mut read_any = self.positions.contains_key(&shard_id);
             loop {
                 let page = self
                     .client
@@ -448,12 +470,16 @@ impl StreamReader {
                     .unwrap();
                 let fresh = page.records().to_vec();
                 if let Some(next) = page.next_shard_iterator() {
-                    *iterator = next.to_owned();
+                    iterator = next.to_owned();
                 }
                 if fresh.is_empty() {
                     break;
                 }
+                read_any = true;
                 records.extend(fresh);
+            }
+            if read_any {
+                self.positions.insert(shard_id, iterator);
             }
         }
         records

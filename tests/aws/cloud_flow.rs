@@ -1,4 +1,4 @@
-//! The whole cloud flow on moto, through the function handlers the binaries run:
+//! The whole cloud flow on DynamoDB Local and moto, through the function handlers the binaries run:
 //! HTTP functions → DynamoDB (state + outbox, one transaction) → the table's stream, read with the
 //! DynamoDB Streams API and filtered as the template's event source mapping filters it →
 //! `publish_events` → SNS (subscriptions filtered on `event_type`) → SQS → `reallocate` → the line

@@ -1,23 +1,30 @@
-//! The cost of one allocation in DynamoDB, by DynamoDB's sizing rules applied to the items the store
-//! really reads and writes on moto: the same with no earlier lines on the SKU and with 100,000
-//! (`COST_EARLIER_LINES` to change it), at most 4 read units and 10 write units (index writes
-//! included). A cost specification, not a timing: `cargo test --test aws dynamodb_cost -- --nocapture`
-//! prints the figures.
+//! The cost of one allocation in DynamoDB, counted on DynamoDB Local: the requests the store really
+//! makes (seen by the interposer between the SDK and the emulator), the items and index entries they
+//! read and write, priced by DynamoDB's sizing rules (`dynamodb_size`). The same with no earlier lines
+//! on the SKU and with 100,000 (`COST_EARLIER_LINES` to change it): at most 2 read units, 8 write
+//! units in the commit, 10 with the relay's marking published, two round trips before the answer.
+//! A cost specification, not a timing: `cargo test --test aws dynamodb_cost -- --nocapture` prints
+//! the figures.
+//!
+//! Index entries are priced as standard writes (1 unit per started KB of the entry), transactional
+//! or not: a global index is maintained asynchronously, outside the transaction's two phases
+//! (`docs/storage.md`, "Cost of one allocation").
 
 use std::sync::Arc;
 
 use crate::dynamodb_size as size;
+use crate::support::dynamodb_local::{bulk_dynamodb_local, DynamoDbLocal};
+use crate::support::interposer::{item_from_json, sequential_round_trips, Call, Interposer};
 use allocation::adapters::dynamodb::commit::{self, Operation};
 use allocation::adapters::dynamodb::items::{self, Item};
-use allocation::adapters::dynamodb::keys::{
-    self, CREATED_AT, GSI1PK, LSI1SK, PENDING_SHARD, PK, SK,
-};
-use allocation::adapters::dynamodb::DynamoDbStore;
+use allocation::adapters::dynamodb::keys::{self, CREATED_AT, LINES_PK, PENDING_SHARD, PK, SK};
+use allocation::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore};
 use allocation::adapters::records::{AllocationRecord, BatchRecord, ProductRecord};
 use allocation::domain::{Allocate, Batch, CreateBatch, EventEnvelope, OrderLine, Product};
 use allocation::service::{outbox_bus, ProductWrite, Store};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
+use serde_json::Value;
 
 const CORRELATION: &str = "0d9f6c1e-5a4b-4c3d-9e2f-1a2b3c4d5e6f";
 /// Commit time (epoch seconds) for the outbox TTL of the computed items: 2026-11-21.
@@ -48,75 +55,94 @@ fn names(tag: &str) -> Names {
 /// What one allocation cost.
 #[derive(Debug, PartialEq, Eq)]
 struct Cost {
-    /// Items the store's reads returned, and their read units.
-    items_read: u64,
+    /// The requests before the answer, in the order they started.
+    requests: Vec<String>,
+    round_trips: usize,
+    /// Records the store's reads returned (the product's and its batch's, in one item), and the
+    /// read units.
+    records_read: u64,
     read_units: u64,
-    /// (item kind, size in bytes, transactional write units) per table write.
+    /// (item kind, size in bytes, transactional write units) per item the commit writes.
     writes: Vec<(String, usize, u64)>,
-    /// Standard write units of the index entries: GSI `by_order`, LSI `by_batch` and, for the outbox
-    /// item, GSI `pending`.
-    index_units: u64,
+    /// (index, standard write units) per index entry the commit writes.
+    index_entries: Vec<(&'static str, u64)>,
+    /// Units of the relay's marking the event published: the item's update and its index removal.
+    published_units: u64,
 }
 
 impl Cost {
-    fn write_units(&self) -> u64 {
-        self.writes.iter().map(|w| w.2).sum::<u64>() + self.index_units
+    /// The same, without the items' sizes in bytes.
+    fn units(&self) -> Cost {
+        Cost {
+            requests: self.requests.clone(),
+            writes: self.writes.iter().map(|w| (w.0.clone(), 0, w.2)).collect(),
+            index_entries: self.index_entries.clone(),
+            ..*self
+        }
+    }
+
+    fn commit_units(&self) -> u64 {
+        self.writes.iter().map(|w| w.2).sum::<u64>()
+            + self.index_entries.iter().map(|e| e.1).sum::<u64>()
     }
 
     fn print(&self, label: &str) {
         println!("{label}:");
         println!(
-            "  reads: {} items, {} RCU (strongly consistent)",
-            self.items_read, self.read_units
+            "  requests {:?}, {} sequential round trips before the answer",
+            self.requests, self.round_trips
+        );
+        println!(
+            "  reads: {} records, {} RCU (strongly consistent)",
+            self.records_read, self.read_units
         );
         for (kind, bytes, units) in &self.writes {
             println!("  write {kind:<10} {bytes:>4} bytes  {units} WCU (transactional)");
         }
+        for (index, units) in &self.index_entries {
+            println!("  index entry {index:<8} {units} WCU (standard)");
+        }
         println!(
-            "  index entries {} WCU; total {} WCU",
-            self.index_units,
-            self.write_units()
+            "  commit {} WCU; marking published {} WCU; total {} WCU",
+            self.commit_units(),
+            self.published_units,
+            self.commit_units() + self.published_units
         );
     }
 }
 
-/// The write units of putting these items in one transaction, with the stored product item the
-/// product put replaces (a put is sized by the larger of the old and the new item).
-fn write_cost(puts: &[Item], stored_product: &Item) -> (Vec<(String, usize, u64)>, u64) {
-    let mut writes = Vec::new();
-    let mut index_units = 0;
-    for item in puts {
-        let kind = match item.get("entity") {
-            Some(AttributeValue::S(kind)) => kind.clone(),
-            other => panic!("item without entity: {other:?}"),
-        };
-        let replaced = (kind == "product").then_some(stored_product);
-        let units = size::transactional_put_units(item, replaced);
-        writes.push((kind, size::item_size(item), units));
-        for index_key in [GSI1PK, LSI1SK, PENDING_SHARD] {
-            if item.contains_key(index_key) {
-                index_units += size::standard_write_units(size::item_size(item));
-            }
-        }
-    }
-    (writes, index_units)
+/// The index entries an item written with these attributes has, each with its standard write units
+/// (every index projects all attributes: an entry is the size of its item).
+fn index_entries(item: &Item) -> Vec<(&'static str, u64)> {
+    let units = size::standard_write_units(size::item_size(item));
+    [(LINES_PK, "lines"), (PENDING_SHARD, "pending")]
+        .into_iter()
+        .filter(|(key, _)| item.contains_key(*key))
+        .map(|(_, index)| (index, units))
+        .collect()
 }
 
-/// A SKU with one batch holding `earlier` lines, stored as the store stores them: the allocation
-/// items (written in bulk), and the batch's total.
-async fn sku_with_history(
-    client: &Client,
-    table: &str,
-    store: &Arc<DynamoDbStore>,
-    n: &Names,
-    earlier: u32,
-) {
-    let bus = outbox_bus(Arc::clone(store));
-    let batch = CreateBatch::new(n.batch.clone(), n.sku.clone(), earlier + 1_000, None).unwrap();
+/// The items a `TransactWriteItems` request puts.
+fn transaction_puts(call: &Call) -> Vec<Item> {
+    call.request["TransactItems"]
+        .as_array()
+        .expect("a transaction's items")
+        .iter()
+        .map(|action| item_from_json(&action["Put"]["Item"]))
+        .collect()
+}
+
+/// A SKU with one batch holding `earlier` lines, stored as the store stores them: the line items
+/// (written in bulk) and the batch's total in the product item.
+async fn sku_with_history(client: &Client, table: &str, n: &Names, earlier: u32) {
+    let store = Arc::new(DynamoDbStore::new(client.clone(), table));
+    let bus = outbox_bus(Arc::clone(&store));
+    let purchased = earlier + 1_000;
+    let batch = CreateBatch::new(n.batch.clone(), n.sku.clone(), purchased, None).unwrap();
     bus.handle(&batch, None).await.unwrap();
     let requests: Vec<WriteRequest> = (0..earlier)
         .map(|i| {
-            let item = items::allocation_item(&AllocationRecord {
+            let item = items::line_item(&AllocationRecord {
                 orderid: format!("earlier-{i:08}"),
                 sku: n.sku.clone(),
                 qty: 1,
@@ -128,7 +154,7 @@ async fn sku_with_history(
         })
         .collect();
     let mut writes = tokio::task::JoinSet::new();
-    for chunk in requests.chunks(25 * 40) {
+    for chunk in requests.chunks(25 * 100) {
         let (client, table, chunk) = (client.clone(), table.to_owned(), chunk.to_vec());
         writes.spawn(async move {
             for batch in chunk.chunks(25) {
@@ -149,45 +175,32 @@ async fn sku_with_history(
                         break;
                     }
                 }
-                assert!(pending.is_empty(), "moto left items unprocessed");
+                assert!(pending.is_empty(), "DynamoDB Local left items unprocessed");
             }
         });
     }
     while let Some(done) = writes.join_next().await {
         done.unwrap();
     }
-    let batch_item = items::batch_item(&BatchRecord {
+    let product = ProductRecord {
+        sku: n.sku.clone(),
+        version_number: 1,
+        out_of_stock_since: None,
+    };
+    let batch = BatchRecord {
         reference: n.batch.clone(),
         sku: n.sku.clone(),
-        purchased_quantity: earlier + 1_000,
+        purchased_quantity: purchased,
         allocated_quantity: u64::from(earlier),
         eta: None,
-    });
+    };
     client
         .put_item()
         .table_name(table)
-        .set_item(Some(batch_item))
+        .set_item(Some(items::product_item(&product, [&batch])))
         .send()
         .await
         .unwrap();
-}
-
-/// Sizes of the items of the product's head, as the store's load reads them (same key condition).
-async fn head_item_sizes(client: &Client, table: &str, sku: &str) -> Vec<usize> {
-    let out = client
-        .query()
-        .table_name(table)
-        .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-        .expression_attribute_names("#pk", PK)
-        .expression_attribute_names("#sk", SK)
-        .expression_attribute_values(":pk", AttributeValue::S(keys::product_pk(sku)))
-        .expression_attribute_values(":from", AttributeValue::S(keys::BATCH_SK_PREFIX.into()))
-        .expression_attribute_values(":to", AttributeValue::S(keys::PRODUCT_SK.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    out.items().iter().map(size::item_size).collect()
 }
 
 async fn stored_item(client: &Client, table: &str, key: Item) -> Item {
@@ -203,41 +216,77 @@ async fn stored_item(client: &Client, table: &str, key: Item) -> Item {
         .expect("the store wrote this item")
 }
 
-/// Allocates one line of `n` through the bus on moto and measures what it read and wrote.
-async fn measure(client: &Client, table: &str, store: &Arc<DynamoDbStore>, n: &Names) -> Cost {
-    let head = head_item_sizes(client, table, &n.sku).await;
-    let stored_product = stored_item(client, table, items::product_key(&n.sku)).await;
-    let before = store.records_read();
+/// Allocates one line of `n` through the bus on DynamoDB Local, then marks its event published
+/// as the relay does, and counts what each read and wrote.
+async fn measure(local: &DynamoDbLocal, table: &str, n: &Names) -> (Cost, Vec<Call>) {
+    let client = local.client();
+    let stored_product = stored_item(&client, table, items::product_key(&n.sku)).await;
+    let interposer = Interposer::new();
+    let store = Arc::new(DynamoDbStore::new(local.client_through(&interposer), table));
+    let bus = outbox_bus(Arc::clone(&store));
     let allocate = Allocate::new(n.order.clone(), n.sku.clone(), 3).unwrap();
-    let bus = outbox_bus(Arc::clone(store));
     assert_eq!(
         bus.handle(&allocate, Some(CORRELATION)).await.unwrap(),
         n.batch
     );
-    let items_read = store.records_read() - before;
-    // One Query page for the head, one GetItem for the order's line (none yet: 1 unit all the same).
-    let read_units = size::strong_read_units(head.iter().copied()) + size::strong_read_units([]);
+    let calls = interposer.calls();
+    let requests: Vec<String> = calls.iter().map(|c| c.operation.clone()).collect();
+    // The product item as it was read; the order's line did not exist (a read that finds nothing
+    // costs 1 unit all the same).
+    let read_units = calls
+        .iter()
+        .filter(|c| c.operation == "GetItem")
+        .map(|c| match c.request["Key"][SK]["S"].as_str() {
+            Some(keys::PRODUCT_SK) => size::strong_read_units([size::item_size(&stored_product)]),
+            _ => size::strong_read_units([]),
+        })
+        .sum();
+    let commit = calls
+        .iter()
+        .find(|c| c.operation == "TransactWriteItems")
+        .expect("the allocation commits");
+    let puts = transaction_puts(commit);
+    let writes = puts
+        .iter()
+        .map(|item| {
+            let kind = item["entity"].as_s().unwrap().clone();
+            let replaced = (kind == "product").then_some(&stored_product);
+            let units = size::transactional_put_units(item, replaced);
+            (kind, size::item_size(item), units)
+        })
+        .collect();
+    let index_entries = puts.iter().flat_map(index_entries).collect();
 
-    let version = stored_product["version_number"]
-        .as_n()
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        + 1;
-    let outbox = stored_item(client, table, items::outbox_key(&n.sku, version, "000000")).await;
-    let written = vec![
-        stored_item(client, table, items::product_key(&n.sku)).await,
-        stored_item(client, table, items::batch_key(&n.sku, &n.batch)).await,
-        stored_item(client, table, items::allocation_key(&n.sku, &n.order)).await,
-        outbox,
-    ];
-    let (writes, index_units) = write_cost(&written, &stored_product);
-    Cost {
-        items_read,
+    // The relay marks the event published: an update that adds the TTL and leaves the index.
+    let outbox = puts
+        .iter()
+        .find(|item| item["entity"].as_s().is_ok_and(|e| e == "outbox"))
+        .expect("the commit writes its event");
+    let marker = Interposer::new();
+    DynamoDbOutbox::new(local.client_through(&marker), table)
+        .mark_published(outbox[PK].as_s().unwrap(), outbox[SK].as_s().unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(marker.count("UpdateItem"), 1);
+    let key: Item = [PK, SK]
+        .iter()
+        .map(|k| (k.to_string(), outbox[*k].clone()))
+        .collect();
+    let published = stored_item(&client, table, key).await;
+    assert!(!published.contains_key(PENDING_SHARD), "left the index");
+    let published_units =
+        size::standard_write_units(size::item_size(&published).max(size::item_size(outbox)))
+            + size::standard_write_units(size::item_size(outbox));
+    let cost = Cost {
+        round_trips: sequential_round_trips(&calls),
+        requests,
+        records_read: store.records_read(),
         read_units,
         writes,
-        index_units,
-    }
+        index_entries,
+        published_units,
+    };
+    (cost, calls)
 }
 
 /// The actions of allocating `n.order` (qty 3) on `n.sku`, loaded at version 1 with one empty batch.
@@ -270,76 +319,89 @@ fn offline_allocation(n: &Names) -> Vec<commit::Action> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_allocation_reads_and_writes_the_same_units_whatever_the_history() {
-    let moto = crate::support::moto::bulk_moto().await;
-    let table = moto.create_table("cost").await;
-    let client = moto.dynamodb();
-    let store = Arc::new(DynamoDbStore::new(client.clone(), &table));
+    let local = bulk_dynamodb_local().await;
+    let table = local.create_table("cost").await;
+    let client = local.client();
     let earlier = earlier_lines();
     let (fresh, busy) = (names("FRESH"), names("BUSY"));
-    sku_with_history(&client, &table, &store, &fresh, 0).await;
-    sku_with_history(&client, &table, &store, &busy, earlier).await;
+    sku_with_history(&client, &table, &fresh, 0).await;
+    sku_with_history(&client, &table, &busy, earlier).await;
 
-    let on_fresh = measure(&client, &table, &store, &fresh).await;
-    let on_busy = measure(&client, &table, &store, &busy).await;
+    let (on_fresh, _) = measure(local, &table, &fresh).await;
+    let (on_busy, _) = measure(local, &table, &busy).await;
     on_fresh.print("allocation on a SKU with no earlier lines");
     on_busy.print(&format!("allocation on a SKU with {earlier} earlier lines"));
 
     assert_eq!(
-        on_fresh.items_read, 2,
-        "the product item and the batch item"
+        on_fresh.requests,
+        ["GetItem", "GetItem", "TransactWriteItems"],
+        "the product item and the order's line, then the commit"
     );
-    assert_eq!(on_fresh.items_read, on_busy.items_read);
-    assert_eq!(on_fresh.read_units, on_busy.read_units);
-    let kinds = |c: &Cost| c.writes.iter().map(|w| w.0.clone()).collect::<Vec<_>>();
+    assert_eq!(on_fresh.round_trips, 2, "the two reads go together");
     assert_eq!(
-        kinds(&on_fresh),
-        ["product", "batch", "allocation", "outbox"]
+        on_fresh.records_read, 2,
+        "the product and its batch, in one item (the line is new)"
     );
-    assert_eq!(kinds(&on_fresh), kinds(&on_busy));
-    assert_eq!(on_fresh.write_units(), on_busy.write_units());
-    assert!(on_busy.read_units <= 4, "{on_busy:?}");
-    // 10 for the state and the event, 1 for the event's entry in the `pending` index (what makes
-    // an event whose stream record is lost still found and published: docs/functions.md).
-    assert!(on_busy.write_units() <= 11, "{on_busy:?}");
+    let kinds = |c: &Cost| c.writes.iter().map(|w| w.0.clone()).collect::<Vec<_>>();
+    assert_eq!(kinds(&on_fresh), ["product", "line", "outbox"]);
+    assert_eq!(on_fresh.index_entries, [("lines", 1), ("pending", 1)]);
+    // The same whatever the history, but for a few bytes of longer numbers.
+    assert_eq!(
+        on_fresh.units(),
+        on_busy.units(),
+        "{on_fresh:?}\n{on_busy:?}"
+    );
+    assert!(on_busy.read_units <= 2, "{on_busy:?}");
+    assert!(on_busy.commit_units() <= 8, "{on_busy:?}");
+    assert!(
+        on_busy.commit_units() + on_busy.published_units <= 10,
+        "{on_busy:?}"
+    );
 }
 
 /// The items the store writes are exactly the ones the commit's actions describe (so the costs above
 /// are the costs of what the store sends), and identifiers of the maximum length cost what they cost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_writes_exactly_the_items_of_its_actions() {
-    let moto = crate::support::moto::bulk_moto().await;
-    let table = moto.create_table("cost-items").await;
-    let client = moto.dynamodb();
-    let store = Arc::new(DynamoDbStore::new(client.clone(), &table));
+    let local = bulk_dynamodb_local().await;
+    let table = local.create_table("cost-items").await;
     let n = names("ITEMS");
-    sku_with_history(&client, &table, &store, &n, 0).await;
-    let measured = measure(&client, &table, &store, &n).await;
+    sku_with_history(&local.client(), &table, &n, 0).await;
+    let (measured, calls) = measure(local, &table, &n).await;
+    let commit = calls
+        .iter()
+        .find(|c| c.operation == "TransactWriteItems")
+        .unwrap();
+    let sent = transaction_puts(commit);
 
     // The same commit computed offline, from a product loaded as the store loads it.
     let actions = offline_allocation(&n);
-    for action in &actions {
+    assert_eq!(actions.len(), sent.len());
+    for (action, sent) in actions.iter().zip(&sent) {
         let Operation::Put { item, .. } = &action.operation else {
             panic!("an allocation only puts: {action:?}");
         };
-        let key: Item = [PK, SK]
-            .iter()
-            .map(|k| (k.to_string(), item[*k].clone()))
-            .collect();
-        let mut stored = stored_item(&client, &table, key).await;
+        let mut sent = sent.clone();
         // The outbox item and its envelope carry the commit time: the computed item used a fixed
         // time.
-        if stored.contains_key(CREATED_AT) {
-            stored.insert(CREATED_AT.to_owned(), item[CREATED_AT].clone());
-            let mut envelope = items::parse_outbox(&stored).unwrap();
+        if sent.contains_key(CREATED_AT) {
+            sent.insert(CREATED_AT.to_owned(), item[CREATED_AT].clone());
+            let mut envelope = items::parse_outbox(&sent).unwrap();
             envelope.occurred_at = items::parse_outbox(item).unwrap().occurred_at;
-            stored.insert(
+            sent.insert(
                 "payload".to_owned(),
                 AttributeValue::S(serde_json::to_string(&envelope).unwrap()),
             );
         }
-        assert_eq!(&stored, item);
+        assert_eq!(&sent, item);
     }
-    assert_eq!(actions.len(), measured.writes.len());
+    assert_eq!(measured.writes.len(), sent.len());
+    assert!(commit.request["TransactItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|action| action["Put"]["ConditionExpression"] != Value::Null
+            || action["Put"]["Item"]["entity"]["S"] == "outbox"));
 
     let long = |c: char| c.to_string().repeat(allocation::domain::MAX_IDENTIFIER_LEN);
     let n = Names {
@@ -347,21 +409,38 @@ async fn the_store_writes_exactly_the_items_of_its_actions() {
         batch: long('B'),
         order: long('O'),
     };
-    let stored_product = items::product_item(&ProductRecord {
-        sku: n.sku.clone(),
-        version_number: 1,
-        out_of_stock_since: Some(u64::MAX),
-    });
+    let stored_product = items::product_item(
+        &ProductRecord {
+            sku: n.sku.clone(),
+            version_number: 1,
+            out_of_stock_since: Some(u64::MAX),
+        },
+        &[],
+    );
     let puts: Vec<Item> = offline_allocation(&n)
         .into_iter()
         .filter_map(|a| a.put_item().cloned())
         .collect();
-    let (writes, index_units) = write_cost(&puts, &stored_product);
+    let writes: Vec<(String, usize, u64)> = puts
+        .iter()
+        .map(|item| {
+            let kind = item["entity"].as_s().unwrap().clone();
+            let replaced = (kind == "product").then_some(&stored_product);
+            (
+                kind,
+                size::item_size(item),
+                size::transactional_put_units(item, replaced),
+            )
+        })
+        .collect();
     let longest = Cost {
-        items_read: 0,
+        requests: vec![],
+        round_trips: 0,
+        records_read: 0,
         read_units: 0,
         writes,
-        index_units,
+        index_entries: puts.iter().flat_map(index_entries).collect(),
+        published_units: 0,
     };
     longest.print("allocation with every identifier at 128 bytes (computed)");
 }

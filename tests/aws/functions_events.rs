@@ -1,5 +1,5 @@
 //! Every file of `events/` fed to its function's handler (the very function its binary runs), against
-//! DynamoDB, SNS and SQS on moto, checking the answer and the state that `events/README.md` documents.
+//! DynamoDB on DynamoDB Local, SNS and SQS on moto, checking the answer and the state that `events/README.md` documents.
 //!
 //! The README's table is the list: a file it does not list, a row whose file is missing, a row naming
 //! an unknown function, or a file this test has no check for, fails the test.

@@ -1,5 +1,6 @@
-//! AWS (feature `aws`), on one moto server: the DynamoDB store's contract and costs, every sample
-//! event through its function, the Lambda adapters, and the whole cloud flow.
+//! AWS (feature `aws`), on DynamoDB Local (DynamoDB) and moto (SNS, SQS): the DynamoDB store's
+//! contract, costs and snapshot reads, every sample event through its function, the Lambda adapters,
+//! and the whole cloud flow.
 
 #![cfg(feature = "aws")]
 
@@ -13,4 +14,5 @@ mod dynamodb_cost;
 mod dynamodb_size;
 mod functions_events;
 mod lambda_adapters;
+mod snapshot_reads;
 mod telemetry;

@@ -1,27 +1,27 @@
-//! Creates the table as `template.yaml` declares it, for the tests on moto (deployed, SAM creates it).
+//! Creates the table as `template.yaml` declares it, for the tests on DynamoDB Local (deployed, SAM
+//! creates it).
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, StreamSpecification,
-    StreamViewType, TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
 use allocation::adapters::dynamodb::errors::unavailable;
 use allocation::adapters::dynamodb::keys::{
-    BY_BATCH_INDEX, BY_ORDER_INDEX, CREATED_AT, EXPIRES_AT, GSI1PK, GSI1SK, LSI1SK, PENDING_INDEX,
-    PENDING_SHARD, PK, SK,
+    CREATED_AT, EXPIRES_AT, LINES_INDEX, LINES_PK, LINES_SK, PENDING_INDEX, PENDING_SHARD, PK, SK,
 };
 use allocation::service::StoreError;
 
 /// How long `create_table` waits for the table to become ACTIVE.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Creates the table: on demand, `pk`/`sk` strings, GSI `by_order` on `gsi1pk`/`gsi1sk`, GSI
-/// `pending` on `pending_shard`/`created_at` (a number) and LSI `by_batch` on `pk`/`lsi1sk`, all
-/// projecting all attributes, a NEW_IMAGE stream, TTL on `expires_at`; waits until it is ACTIVE.
+/// Creates the table (layout 3): on demand, `pk`/`sk` strings, GSI `lines` on `lines_pk`/`lines_sk`
+/// and GSI `pending` on `pending_shard`/`created_at` (a number), both projecting all attributes, no
+/// local index, a NEW_IMAGE stream, TTL on `expires_at`; waits until it is ACTIVE.
 /// (The template also enables point-in-time recovery and deletion protection, which tests do not
 /// want.)
 pub async fn create_table(client: &Client, table_name: &str) -> Result<(), StoreError> {
@@ -47,10 +47,10 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
             .projection_type(ProjectionType::All)
             .build()
     };
-    let by_order = GlobalSecondaryIndex::builder()
-        .index_name(BY_ORDER_INDEX)
-        .key_schema(key(GSI1PK, KeyType::Hash)?)
-        .key_schema(key(GSI1SK, KeyType::Range)?)
+    let lines = GlobalSecondaryIndex::builder()
+        .index_name(LINES_INDEX)
+        .key_schema(key(LINES_PK, KeyType::Hash)?)
+        .key_schema(key(LINES_SK, KeyType::Range)?)
         .projection(all_attributes())
         .build()
         .map_err(invalid)?;
@@ -58,13 +58,6 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
         .index_name(PENDING_INDEX)
         .key_schema(key(PENDING_SHARD, KeyType::Hash)?)
         .key_schema(key(CREATED_AT, KeyType::Range)?)
-        .projection(all_attributes())
-        .build()
-        .map_err(invalid)?;
-    let by_batch = LocalSecondaryIndex::builder()
-        .index_name(BY_BATCH_INDEX)
-        .key_schema(key(PK, KeyType::Hash)?)
-        .key_schema(key(LSI1SK, KeyType::Range)?)
         .projection(all_attributes())
         .build()
         .map_err(invalid)?;
@@ -79,9 +72,8 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attribute(PK)?)
         .attribute_definitions(attribute(SK)?)
-        .attribute_definitions(attribute(GSI1PK)?)
-        .attribute_definitions(attribute(GSI1SK)?)
-        .attribute_definitions(attribute(LSI1SK)?)
+        .attribute_definitions(attribute(LINES_PK)?)
+        .attribute_definitions(attribute(LINES_SK)?)
         .attribute_definitions(attribute(PENDING_SHARD)?)
         .attribute_definitions(
             AttributeDefinition::builder()
@@ -92,9 +84,8 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
         )
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
-        .global_secondary_indexes(by_order)
+        .global_secondary_indexes(lines)
         .global_secondary_indexes(pending)
-        .local_secondary_indexes(by_batch)
         .stream_specification(stream)
         .send()
         .await

@@ -104,6 +104,28 @@ impl State {
                 RecordWrite::NewBatch(batch) if self.batch_skus.contains_key(&batch.reference) => {
                     return Err(StoreError::DuplicateBatchReference(batch.reference.clone()));
                 }
+                // Every read of this store is a snapshot, so a line whose product version matched
+                // is as the product was loaded with it; anything else is a bug in what the product
+                // says it loaded (the DynamoDB store conditions each line write on it).
+                RecordWrite::PutAllocation {
+                    line: AllocationRecord { sku, orderid, .. },
+                    expected,
+                }
+                | RecordWrite::DeleteAllocation {
+                    sku,
+                    orderid,
+                    expected,
+                } => {
+                    let stored = self
+                        .products
+                        .get(sku)
+                        .and_then(|p| p.allocations.get(orderid));
+                    if stored != expected.as_ref() {
+                        return Err(StoreError::Corrupt(format!(
+                            "line {orderid} of {sku} is {stored:?}, the commit expected {expected:?}"
+                        )));
+                    }
+                }
                 _ => {}
             }
         }
@@ -122,7 +144,7 @@ impl State {
                 let product = self.products.entry(batch.sku.clone()).or_default();
                 product.batches.insert(batch.reference.clone(), batch);
             }
-            RecordWrite::PutAllocation(line) => {
+            RecordWrite::PutAllocation { line, .. } => {
                 self.orders
                     .entry(line.orderid.clone())
                     .or_default()
@@ -144,7 +166,7 @@ impl State {
                 }
                 product.allocations.insert(line.orderid.clone(), line);
             }
-            RecordWrite::DeleteAllocation { sku, orderid } => {
+            RecordWrite::DeleteAllocation { sku, orderid, .. } => {
                 if let Some(skus) = self.orders.get_mut(&orderid) {
                     skus.remove(&sku);
                     if skus.is_empty() {

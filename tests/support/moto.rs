@@ -1,117 +1,45 @@
-//! A moto server (offline AWS) for tests: one per test binary (and a second for bulk loads), started on
-//! first use, stopped when the test process exits, even after a panic or a kill.
+//! The tests' AWS: moto (offline AWS) for SNS and SQS, Amazon's DynamoDB Local for DynamoDB and its
+//! streams (`dynamodb_local`), one of each per test binary, started on first use, stopped when the
+//! test process exits (`server`).
 //!
 //! `moto().await` installs the tools venv (`scripts/tools-venv.sh`, a no-op when up to date), then
-//! starts moto's server on a free 127.0.0.1 port (what `moto_server -H 127.0.0.1 -p PORT` runs, with
-//! DynamoDB requests serialized: see [`SERVE`]) behind a tiny shell watchdog whose stdin is a pipe held
-//! by this process: when the process ends, for any reason, the pipe closes and the watchdog kills the
-//! server. The server's output goes to `target/tmp/moto-<test binary>.log`.
-//!
-//! Clients are configured explicitly (endpoint, static test credentials, us-east-1): no process-wide
-//! environment variables. Build clients per test (`Moto::dynamodb()`): an SDK client's connection pool
-//! belongs to the tokio runtime of the test that made it.
+//! starts moto's server (`python -m moto.server -H 127.0.0.1 -p PORT`) and DynamoDB Local side by side. Its
+//! [`Moto::sdk_config`] sends every service to moto but DynamoDB and DynamoDB Streams, which go to
+//! DynamoDB Local, as `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_DYNAMODB` would; no process-wide
+//! environment variables. Build clients per test: an SDK client's connection pool belongs to the
+//! tokio runtime of the test that made it.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+use aws_sdk_dynamodb::config::SharedCredentialsProvider;
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
-/// How long the server may take to answer after it is spawned.
+use super::dynamodb_local::{dynamodb_local_blocking, test_credentials, DynamoDbLocal};
+pub use super::server::unique_name;
+use super::server::{Server, Spec};
+
+/// How long moto may take to answer after it is spawned.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Spawn attempts (a free port can be taken between probing and binding).
-const ATTEMPTS: usize = 3;
 
-/// Stops the server when this process's copy of the pipe closes (at exit, whatever the cause), and
-/// exits when the server does. `$0` is the server program, `$@` its arguments. SIGKILL: moto keeps
-/// nothing worth a clean shutdown, and on SIGTERM its interpreter took about 4 s to exit.
-const WATCHDOG: &str = r#"
-exec 3<&0
-"$0" "$@" </dev/null &
-server=$!
-{ cat <&3 >/dev/null; kill -KILL "$server" 2>/dev/null; } &
-wait "$server"
-"#;
-
-/// Runs moto's server (what `moto_server` runs: `moto.server.main`) with two fixes to its DynamoDB:
-///
-/// - Requests are serialized. moto serves requests on threads and its TransactWriteItems is not atomic
-///   under concurrency (it checks and writes item by item, and on cancellation restores a snapshot of
-///   the whole table, which can undo another thread's committed transaction): with 24 concurrent
-///   allocators the contract suite saw oversells and lost commits in 5 runs out of 5. DynamoDB applies
-///   each request atomically; one lock around DynamoDB requests restores that. Other services (SQS
-///   long polls, Streams) stay concurrent.
-/// - A transaction snapshots each table once, not once per action (moto deep-copies the whole table,
-///   stream records included, for every action): a 98-action commit took 8.4 s instead of 0.1 s.
-///   Safe because DynamoDB requests no longer overlap.
-const SERVE: &str = r#"
-import copy, sys, threading
-from moto import server
-from moto.dynamodb import models
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication as App
-
-lock = threading.Lock()
-dispatch = App.__call__
-def serialized(self, environ, start_response):
-    if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-        with lock:
-            return dispatch(self, environ, start_response)
-    return dispatch(self, environ, start_response)
-App.__call__ = serialized
-
-class SnapshotOnce:
-    def __init__(self):
-        self.copies = {}
-    def deepcopy(self, obj, memo=None):
-        if id(obj) not in self.copies:
-            self.copies[id(obj)] = (obj, copy.deepcopy(obj))
-        return self.copies[id(obj)][1]
-transact = models.DynamoDBBackend.transact_write_items
-def transact_write_items(self, items):
-    models.copy = SnapshotOnce()
-    try:
-        return transact(self, items)
-    finally:
-        models.copy = copy
-models.DynamoDBBackend.transact_write_items = transact_write_items
-
-server.main(sys.argv[1:])
-"#;
-
-/// A running moto server.
+/// A running moto server, with the DynamoDB Local beside it.
 pub struct Moto {
-    endpoint: String,
+    server: Server,
+    dynamodb: &'static DynamoDbLocal,
     sdk_config: SdkConfig,
-    log: PathBuf,
-    /// The watchdog and the write end of its stdin: kept open for the life of the process.
-    _watchdog: Mutex<(Child, ChildStdin)>,
 }
 
 static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
-static BULK: OnceLock<Result<Moto, String>> = OnceLock::new();
 
-/// The moto server of this test binary, started on first use.
+/// The moto server of this test binary (and its DynamoDB Local), started on first use.
 pub async fn moto() -> &'static Moto {
-    started(&MOTO, "shared").await
-}
-
-/// A second server for tests that load it with bulk data (100,000 items): moto is one Python
-/// process, and such a load would starve every other test's requests on the shared server.
-pub async fn bulk_moto() -> &'static Moto {
-    started(&BULK, "bulk").await
-}
-
-async fn started(
-    server: &'static OnceLock<Result<Moto, String>>,
-    name: &'static str,
-) -> &'static Moto {
-    let started = match server.get() {
+    let started = match MOTO.get() {
         Some(started) => started,
-        None => tokio::task::spawn_blocking(move || server.get_or_init(|| Moto::start(name)))
+        None => tokio::task::spawn_blocking(|| MOTO.get_or_init(Moto::start))
             .await
             .expect("the moto start-up thread panicked"),
     };
@@ -121,25 +49,50 @@ async fn started(
     }
 }
 
+/// Each service's endpoint, as the SDK reads `AWS_ENDPOINT_URL_<SERVICE>` and `AWS_ENDPOINT_URL`.
+#[derive(Debug)]
+struct Endpoints {
+    dynamodb: String,
+    moto: String,
+}
+
+impl LoadServiceConfig for Endpoints {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        if key.env() != "AWS_ENDPOINT_URL" {
+            return None;
+        }
+        Some(match key.service_id() {
+            "DynamoDB" | "DynamoDB Streams" => self.dynamodb.clone(),
+            _ => self.moto.clone(),
+        })
+    }
+}
+
 impl Moto {
-    /// `http://127.0.0.1:<port>`.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
+    /// moto's `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        self.server.endpoint()
     }
 
-    /// SDK configuration for any AWS client pointed at this server.
+    /// SDK configuration for any AWS client: DynamoDB (and its streams) on DynamoDB Local, every
+    /// other service on moto.
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.sdk_config
     }
 
-    /// The server's log file.
-    pub fn log(&self) -> &Path {
-        &self.log
+    /// The DynamoDB Local beside this server.
+    pub fn dynamodb_local(&self) -> &'static DynamoDbLocal {
+        self.dynamodb
     }
 
-    /// A new DynamoDB client (make one per test: see the module docs).
+    /// moto's log file.
+    pub fn log(&self) -> &Path {
+        &self.server.log
+    }
+
+    /// A new DynamoDB client, of DynamoDB Local (make one per test: see the module docs).
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&self.sdk_config)
+        self.dynamodb.client()
     }
 
     /// What SNS was asked to publish to this topic, from moto's internal record
@@ -147,7 +100,7 @@ impl Moto {
     /// `MessageStructure=json` document, or the text itself for a plain message (the emails).
     pub fn published_to(&self, topic_arn: &str) -> Vec<(serde_json::Value, String)> {
         use serde_json::Value;
-        let url = format!("{}/moto-api/data.json", self.endpoint);
+        let url = format!("{}/moto-api/data.json", self.endpoint());
         let text = ureq::get(&url)
             .call()
             .and_then(|mut answer| answer.body_mut().read_to_string())
@@ -187,128 +140,59 @@ impl Moto {
             .to_owned()
     }
 
-    /// Creates a table laid out as `template.yaml` declares it, under a name unique to this run, and
-    /// returns the name.
+    /// Creates a table laid out as `template.yaml` declares it (on DynamoDB Local), under a name
+    /// unique to this run, and returns the name.
     pub async fn create_table(&self, prefix: &str) -> String {
-        let name = unique_name(prefix);
-        super::dynamodb_table::create_table(&self.dynamodb(), &name)
-            .await
-            .unwrap_or_else(|e| panic!("creating table {name} in moto: {e}\n{}", self.log_tail()));
-        name
+        self.dynamodb.create_table(prefix).await
     }
 
-    /// The last lines of the server's log, for failure messages.
+    /// The last lines of moto's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        log_tail(&self.log)
+        self.server.log_tail()
     }
 
-    fn start(name: &str) -> Result<Self, String> {
+    fn start() -> Result<Self, String> {
+        // The JVM starts while moto does.
+        let dynamodb = std::thread::spawn(dynamodb_local_blocking);
         let python = super::tools::tools_python()?.to_owned();
-        let log = log_path(name)?;
-        let mut failures = Vec::new();
-        for _ in 0..ATTEMPTS {
-            match spawn(&python, &log) {
-                Ok(moto) => return Ok(moto),
-                Err(failure) => failures.push(failure),
-            }
-        }
-        Err(format!(
-            "moto did not start ({ATTEMPTS} attempts):\n{}",
-            failures.join("\n")
-        ))
+        let args = |port: u16| {
+            [
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        };
+        let server = Server::start(&Spec {
+            server: "moto",
+            name: "shared",
+            program: &python,
+            args: &args,
+            answers: &answers,
+            ready_timeout: READY_TIMEOUT,
+        })?;
+        let dynamodb = dynamodb
+            .join()
+            .map_err(|_| "the DynamoDB Local start-up thread panicked".to_owned())??;
+        let sdk_config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(test_credentials()))
+            .service_config(Endpoints {
+                dynamodb: dynamodb.endpoint(),
+                moto: server.endpoint(),
+            })
+            .build();
+        Ok(Moto {
+            server,
+            dynamodb,
+            sdk_config,
+        })
     }
-}
-
-/// A name unique to this process and call.
-pub fn unique_name(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{prefix}-{}-{n}-{:08x}",
-        std::process::id(),
-        fastrand::u32(..)
-    )
-}
-
-/// `target/tmp/moto-<test binary>.log`, truncated.
-fn log_path(name: &str) -> Result<PathBuf, String> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let binary = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "tests".to_owned());
-    Ok(dir.join(format!("moto-{binary}-{name}.log")))
-}
-
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
-}
-
-fn spawn(python: &Path, log: &Path) -> Result<Moto, String> {
-    let port = free_port()?;
-    let output =
-        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let errors = output
-        .try_clone()
-        .map_err(|e| format!("cannot share {}: {e}", log.display()))?;
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(WATCHDOG)
-        .arg(python)
-        .args(["-c", SERVE, "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(output)
-        .stderr(errors)
-        .spawn()
-        .map_err(|e| format!("cannot start moto with {}: {e}", python.display()))?;
-    let Some(stdin) = child.stdin.take() else {
-        let _ = child.kill();
-        return Err("the watchdog has no stdin pipe".to_owned());
-    };
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let started = Instant::now();
-    loop {
-        if answers(address) {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "moto server on port {port} exited ({status}); log {}:\n{}",
-                log.display(),
-                log_tail(log)
-            ));
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            drop(stdin); // stops the server
-            let _ = child.wait();
-            return Err(format!(
-                "moto server on port {port} did not answer within {READY_TIMEOUT:?}; log {}:\n{}",
-                log.display(),
-                log_tail(log)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let sdk_config = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing", "testing", None, None, "moto",
-        )))
-        .build();
-    Ok(Moto {
-        endpoint,
-        sdk_config,
-        log: log.to_owned(),
-        _watchdog: Mutex::new((child, stdin)),
-    })
 }
 
 /// Whether moto's own API answers 200 at this address.
@@ -323,10 +207,4 @@ fn answers(address: SocketAddr) -> bool {
     }
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }

@@ -51,6 +51,11 @@ pub fn commit_error<R: std::fmt::Debug>(
                 (Some("ConditionalCheckFailed"), Target::BatchRef { reference, .. }) => {
                     return StoreError::DuplicateBatchReference(reference.clone());
                 }
+                // The line is no longer as it was read (read before another commit that changed
+                // it, or from an index that lagged): nothing was written; retry on fresh state.
+                (Some("ConditionalCheckFailed"), Target::Line { sku }) => {
+                    return StoreError::VersionConflict { sku: sku.clone() };
+                }
                 // Another transaction was writing the same items at the same moment: nothing was
                 // written, and trying again on fresh state is the right answer, as for a version
                 // conflict (the bus retries those).
@@ -96,7 +101,7 @@ mod tests {
     fn targets() -> Vec<Target> {
         vec![
             Target::Product { sku: "LAMP".into() },
-            Target::Other { sku: "LAMP".into() },
+            Target::Line { sku: "LAMP".into() },
             Target::BatchRef {
                 reference: "b1".into(),
                 sku: "LAMP".into(),
@@ -118,6 +123,10 @@ mod tests {
             ),
             (
                 vec!["ConditionalCheckFailed", "None", "ConditionalCheckFailed"],
+                conflict.clone(),
+            ),
+            (
+                vec!["None", "ConditionalCheckFailed", "None"],
                 conflict.clone(),
             ),
             (vec!["None", "TransactionConflict", "None"], conflict),

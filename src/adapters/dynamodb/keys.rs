@@ -4,16 +4,14 @@
 pub const PK: &str = "pk";
 /// Sort key attribute of the table.
 pub const SK: &str = "sk";
-/// Partition key of the `by_order` GSI (allocation items only).
-pub const GSI1PK: &str = "gsi1pk";
-/// Sort key of the `by_order` GSI (the SKU).
-pub const GSI1SK: &str = "gsi1sk";
-/// The read model's index: allocations by order id.
-pub const BY_ORDER_INDEX: &str = "by_order";
-/// Sort key of the `by_batch` LSI (allocation items only): `batch_line_sk`.
-pub const LSI1SK: &str = "lsi1sk";
-/// A product's lines by batch and order id (local secondary index: strongly consistent reads).
-pub const BY_BATCH_INDEX: &str = "by_batch";
+/// Partition key of the `lines` GSI (line items only): [`batch_lines_pk`] for an allocated line,
+/// [`waiting_lines_pk`] for a waiting one.
+pub const LINES_PK: &str = "lines_pk";
+/// Sort key of the `lines` GSI: the order id (allocated), or [`waiting_line_sk`] (waiting).
+pub const LINES_SK: &str = "lines_sk";
+/// Order lines by batch (deallocation order) and a SKU's waiting lines (oldest first). A global
+/// index: no item collection limit, eventually consistent (`docs/storage.md`).
+pub const LINES_INDEX: &str = "lines";
 /// Type tag of every item.
 pub const ENTITY: &str = "entity";
 /// TTL attribute of outbox items (epoch seconds), set when the item is published.
@@ -32,10 +30,8 @@ pub const PENDING_SHARDS: u32 = 8;
 
 /// `sk` of the product item.
 pub const PRODUCT_SK: &str = "PRODUCT";
-/// `sk` prefix of batch items.
-pub const BATCH_SK_PREFIX: &str = "BATCH#";
-/// `sk` prefix of allocation items.
-pub const ALLOCATION_SK_PREFIX: &str = "ALLOCATION#";
+/// `sk` prefix of line items (in their order's partition).
+pub const LINE_SK_PREFIX: &str = "LINE#";
 /// `sk` of the batch-reference item.
 pub const BATCHREF_SK: &str = "BATCHREF";
 
@@ -43,17 +39,19 @@ pub const BATCHREF_SK: &str = "BATCHREF";
 /// published never expires.
 pub const OUTBOX_TTL_SECONDS: i64 = 7 * 24 * 60 * 60;
 
-/// The partition of a product: its product, batch and allocation items.
+/// The partition of a product: its one item (the product with its batches).
 pub fn product_pk(sku: &str) -> String {
     format!("PRODUCT#{sku}")
 }
 
-pub fn batch_sk(reference: &str) -> String {
-    format!("{BATCH_SK_PREFIX}{reference}")
+/// The partition of an order: its lines, one per SKU.
+pub fn order_pk(orderid: &str) -> String {
+    format!("ORDER#{orderid}")
 }
 
-pub fn allocation_sk(orderid: &str) -> String {
-    format!("{ALLOCATION_SK_PREFIX}{orderid}")
+/// `sk` of an order's line of this SKU.
+pub fn line_sk(sku: &str) -> String {
+    format!("{LINE_SK_PREFIX}{sku}")
 }
 
 /// The partition of the item mapping a batch reference to its SKU (references are global).
@@ -71,25 +69,21 @@ pub fn outbox_sk(version_number: u64, slot: &str) -> String {
     format!("{version_number:020}#{slot}")
 }
 
-/// `lsi1sk` prefix of a batch's lines: `LINE#<length of the reference, 3 digits>#<reference>#`. The
-/// length makes the prefix of one batch never the prefix of another's (`b` and `b#x`).
-pub fn batch_lines_prefix(reference: &str) -> String {
-    format!("LINE#{:03}#{reference}#", reference.len())
+/// `lines_pk` of a batch's lines: `BATCH#<reference>` (references are unique across SKUs); their
+/// `lines_sk` is the order id, so read backwards they come in deallocation order.
+pub fn batch_lines_pk(reference: &str) -> String {
+    format!("BATCH#{reference}")
 }
 
-/// `lsi1sk` of an allocation item: its batch's prefix, then the order id, so a batch's lines sort by
-/// order id (read backwards: deallocation order).
-pub fn batch_line_sk(reference: &str, orderid: &str) -> String {
-    format!("{}{orderid}", batch_lines_prefix(reference))
+/// `lines_pk` of a SKU's waiting lines (back-orders): `WAITING#<sku>`.
+pub fn waiting_lines_pk(sku: &str) -> String {
+    format!("WAITING#{sku}")
 }
 
-/// `lsi1sk` prefix of a product's waiting lines (back-orders).
-pub const WAITING_LINES_PREFIX: &str = "WAITING#";
-
-/// `lsi1sk` of a waiting line: `WAITING#<since, zero-padded to 20>#<order id>`, so a product's
-/// waiting lines sort oldest first.
+/// `lines_sk` of a waiting line: `<since, zero-padded to 20>#<order id>`, so a SKU's waiting lines
+/// sort oldest first.
 pub fn waiting_line_sk(since: u64, orderid: &str) -> String {
-    format!("{WAITING_LINES_PREFIX}{since:020}#{orderid}")
+    format!("{since:020}#{orderid}")
 }
 
 /// `pending_shard` of an unpublished outbox item: `PENDING#<n>`, n in `0..PENDING_SHARDS` chosen by
@@ -106,11 +100,6 @@ pub fn pending_shards() -> impl Iterator<Item = String> {
     (0..PENDING_SHARDS).map(|n| format!("PENDING#{n}"))
 }
 
-/// `gsi1pk` of an allocation item.
-pub fn order_gsi_pk(orderid: &str) -> String {
-    format!("ORDER#{orderid}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,9 +111,9 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_line_prefix_never_starts_another_batch_s_lines() {
-        assert_eq!(batch_line_sk("b", "o-1"), "LINE#001#b#o-1");
+    fn waiting_lines_sort_oldest_first() {
         assert!(waiting_line_sk(9, "z") < waiting_line_sk(10, "a"));
+        assert_eq!(waiting_line_sk(7, "o-1"), "00000000000000000007#o-1");
     }
 
     #[test]
@@ -140,6 +129,5 @@ mod tests {
         );
         assert!(used.iter().all(|shard| listed.contains(shard)));
         assert_eq!(pending_shard("LAMP:7:0"), pending_shard("LAMP:7:0"));
-        assert!(!batch_line_sk("b#x", "o").starts_with(&batch_lines_prefix("b")));
     }
 }

@@ -103,6 +103,10 @@ impl DynamoDbOutbox {
         to: i64,
         max: usize,
     ) -> Result<Vec<OutboxItem>, StoreError> {
+        // DynamoDB refuses a BETWEEN whose bounds are reversed (a range that begins in the future).
+        if from > to {
+            return Ok(Vec::new());
+        }
         let query = self
             .client
             .query()

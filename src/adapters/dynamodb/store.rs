@@ -1,24 +1,31 @@
-//! `DynamoDbStore`: the `Store` port over one DynamoDB table (reads by Query, commits by one transaction).
+//! `DynamoDbStore`: the `Store` port over one DynamoDB table (a load is one round of point reads, a
+//! commit one transaction).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
-use futures_util::future::try_join_all;
 
 use super::commit::{self, Target, MAX_LINES_PER_COMMIT, MAX_TRANSACTION_ACTIONS};
 use super::errors::{commit_error, unavailable};
-use super::items::{self, Item, ProductPart};
-use super::keys::{
-    self, BATCH_SK_PREFIX, BY_BATCH_INDEX, BY_ORDER_INDEX, GSI1PK, LSI1SK, PK, PRODUCT_SK, SK,
-};
+use super::items::{self, Item};
+use super::keys::{self, LINES_INDEX, LINES_PK, LINE_SK_PREFIX, PK, SK};
 use crate::adapters::records::{
     restore_lines, restore_product, AllocationRecord, LineCollector, LinesToFree, WaitingLines,
 };
 use crate::domain::{EventEnvelope, Product};
 use crate::service::{AllocationView, ProductWrite, Store, StoreError};
+
+/// How many times a `BatchGetItem` asks again for the keys DynamoDB left unprocessed (it does so
+/// under load), pausing 10 ms doubling in between (about 0.3 s in all) before the load fails as
+/// throttled.
+const UNPROCESSED_RETRIES: u32 = 5;
+
+/// The most keys one `BatchGetItem` takes (a DynamoDB limit).
+const BATCH_GET_KEYS: usize = 100;
 
 /// A store over one table laid out as `docs/storage.md` describes. Cheap to clone (the SDK client is).
 #[derive(Debug, Clone)]
@@ -42,40 +49,58 @@ impl DynamoDbStore {
         self.records_read.fetch_add(items as u64, Ordering::Relaxed);
     }
 
-    /// The product's head: its product item and batch items, one strongly consistent Query of the
-    /// sort keys from `BATCH#` to `PRODUCT` (allocation items, `ALLOCATION#...`, sort before).
-    async fn query_head(&self, sku: &str) -> Result<Vec<Item>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table_name)
-            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", AttributeValue::S(keys::product_pk(sku)))
-            .expression_attribute_values(":from", AttributeValue::S(BATCH_SK_PREFIX.to_owned()))
-            .expression_attribute_values(":to", AttributeValue::S(PRODUCT_SK.to_owned()))
-            .consistent_read(true);
-        let found = all_pages(query).await?;
-        self.count(found.len());
-        Ok(found)
+    /// The product item with its batches: one strongly consistent GetItem, so the whole aggregate
+    /// is read as of one version (a single-item read is serializable).
+    async fn get_product(&self, sku: &str) -> Result<Option<Product>, StoreError> {
+        let Some(item) = self.get(items::product_key(sku)).await? else {
+            return Ok(None);
+        };
+        let (record, batches) = items::parse_product(&item)?;
+        // Records, as every store counts them: the product's and each of its batches'.
+        self.count(1 + batches.len());
+        if record.sku != sku {
+            return Err(StoreError::Corrupt(format!(
+                "item {} PRODUCT holds sku {}",
+                keys::product_pk(sku),
+                record.sku
+            )));
+        }
+        restore_product(record, batches).map(Some)
     }
 
-    /// The allocation items of these orders in the SKU (those that exist): one strongly consistent
-    /// GetItem each, concurrently.
+    /// The line items of these orders in the SKU (those that exist), strongly consistent: one
+    /// GetItem for one order, BatchGetItems of up to 100 keys (at once) for several.
     async fn get_lines(
         &self,
         sku: &str,
         orderids: &[&str],
     ) -> Result<Vec<AllocationRecord>, StoreError> {
-        let gets = orderids
-            .iter()
-            .map(|orderid| self.get(items::allocation_key(sku, orderid)));
-        let found = try_join_all(gets).await?;
+        let found = match orderids {
+            [] => Vec::new(),
+            [orderid] => self
+                .get(items::line_key(orderid, sku))
+                .await?
+                .into_iter()
+                .collect(),
+            several => {
+                // DynamoDB refuses a BatchGetItem that names a key twice (a group may hold two
+                // allocations of one order).
+                let mut several = several.to_vec();
+                several.sort_unstable();
+                several.dedup();
+                let gets = several.chunks(BATCH_GET_KEYS).map(|chunk| {
+                    self.batch_get(chunk.iter().map(|o| items::line_key(o, sku)).collect())
+                });
+                futures_util::future::try_join_all(gets)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
+        };
         let lines = found
             .iter()
-            .flatten()
-            .map(items::parse_allocation)
+            .map(items::parse_line)
             .collect::<Result<Vec<_>, _>>()?;
         self.count(lines.len());
         Ok(lines)
@@ -95,26 +120,55 @@ impl DynamoDbStore {
         Ok(found.item)
     }
 
-    /// The stored version of the product, strongly consistent (`None`: no product item).
-    async fn stored_version(&self, sku: &str) -> Result<Option<u64>, StoreError> {
-        let found = self.get(items::product_key(sku)).await?;
-        match found.as_ref().map(items::parse_product_part).transpose()? {
-            Some(ProductPart::Product(record)) => Ok(Some(record.version_number)),
-            Some(_) => Err(StoreError::Corrupt(format!(
-                "item {} PRODUCT is not a product item",
-                keys::product_pk(sku)
-            ))),
-            None => Ok(None),
+    /// The items of these keys that exist, strongly consistent, asking again (a bounded number of
+    /// times) for any key DynamoDB left unprocessed.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Unavailable(format!("cannot build a BatchGetItem request: {e}"))
+        };
+        let mut found = Vec::with_capacity(keys.len());
+        let mut wanted = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(invalid)?;
+        let mut pause = Duration::from_millis(10);
+        for attempt in 0..=UNPROCESSED_RETRIES {
+            if attempt > 0 {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            let answer = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table_name, wanted)
+                .send()
+                .await
+                .map_err(|e| unavailable("BatchGetItem", &e))?;
+            if let Some(items) = answer.responses().and_then(|r| r.get(&self.table_name)) {
+                found.extend(items.iter().cloned());
+            }
+            match answer
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table_name))
+                .filter(|left| !left.keys().is_empty())
+            {
+                Some(left) => wanted = left.clone(),
+                None => return Ok(found),
+            }
         }
+        Err(StoreError::Throttled(format!(
+            "BatchGetItem left keys unprocessed after {UNPROCESSED_RETRIES} retries"
+        )))
     }
 
-    /// Reads the SKU's lines whose `by_batch` key starts with `prefix` (strongly consistent), in
-    /// `lsi1sk` order (`forward`) or backwards, in the pages the collector asks for, until it has
-    /// enough or the lines run out.
-    async fn collect_by_batch(
+    /// Reads the lines of one `lines` index partition (`lines_pk`), in `lines_sk` order (`forward`)
+    /// or backwards, in the pages the collector asks for, until it has enough or the lines run out.
+    /// The index is global, so eventually consistent: a line may show as it was a moment ago, which
+    /// the commit's condition on each line catches.
+    async fn collect_lines(
         &self,
-        sku: &str,
-        prefix: String,
+        lines_pk: String,
         forward: bool,
         collector: &mut impl LineCollector,
     ) -> Result<(), StoreError> {
@@ -124,14 +178,11 @@ impl DynamoDbStore {
                 .client
                 .query()
                 .table_name(&self.table_name)
-                .index_name(BY_BATCH_INDEX)
-                .key_condition_expression("#pk = :pk AND begins_with(#lsk, :prefix)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#lsk", LSI1SK)
-                .expression_attribute_values(":pk", AttributeValue::S(keys::product_pk(sku)))
-                .expression_attribute_values(":prefix", AttributeValue::S(prefix.clone()))
+                .index_name(LINES_INDEX)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", LINES_PK)
+                .expression_attribute_values(":pk", AttributeValue::S(lines_pk.clone()))
                 .scan_index_forward(forward)
-                .consistent_read(true)
                 .limit(i32::try_from(collector.page()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -139,7 +190,7 @@ impl DynamoDbStore {
                 .map_err(|e| unavailable("Query", &e))?;
             self.count(page.items().len());
             for item in page.items() {
-                collector.take(items::parse_allocation(item)?);
+                collector.take(items::parse_line(item)?);
             }
             match page.last_evaluated_key() {
                 Some(key) if !page.items().is_empty() => start = Some(key.clone()),
@@ -149,23 +200,27 @@ impl DynamoDbStore {
         Ok(())
     }
 
-    /// Every item of a partition (of the table, or of `index`), all pages, in sort key order.
+    /// Every item of a table partition (whose sort key starts with `prefix`, if given), strongly
+    /// consistent, all pages, in sort key order.
     async fn query_partition(
         &self,
-        index: Option<&str>,
-        key_attribute: &str,
-        key: String,
+        pk: String,
+        prefix: Option<&str>,
     ) -> Result<Vec<Item>, StoreError> {
-        let query = self
+        let mut query = self
             .client
             .query()
             .table_name(&self.table_name)
-            .set_index_name(index.map(str::to_owned))
-            .key_condition_expression("#k = :k")
-            .expression_attribute_names("#k", key_attribute)
-            .expression_attribute_values(":k", AttributeValue::S(key))
-            // Strong consistency where DynamoDB offers it (not on a GSI).
-            .consistent_read(index.is_none());
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            .consistent_read(true);
+        query = match prefix {
+            Some(prefix) => query
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned())),
+            None => query.key_condition_expression("#pk = :pk"),
+        };
         all_pages(query).await
     }
 }
@@ -182,43 +237,16 @@ async fn all_pages(query: QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
 
 impl Store for DynamoDbStore {
     async fn load(&self, sku: &str, orderids: &[&str]) -> Result<Option<Product>, StoreError> {
-        // The lines are read after the head, never at the same time: a line read is then at least
-        // as new as the version read, so a line absent here was absent at that version and the
-        // commit's version check covers anything written since. (Read concurrently, a line read
-        // before a commit that added it, with a head read after it, let one order be allocated twice.)
-        let found = self.query_head(sku).await?;
-        let (mut product, mut batches) = (None, Vec::new());
-        for item in &found {
-            match items::parse_product_part(item)? {
-                ProductPart::Product(record) => product = Some(record),
-                ProductPart::Batch(record) => batches.push(record),
-                ProductPart::Allocation(_) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "partition {}: an allocation item among the batch items",
-                        keys::product_pk(sku)
-                    )))
-                }
-            }
-        }
-        let Some(product) = product else {
-            if found.is_empty() {
-                return Ok(None);
-            }
-            return Err(StoreError::Corrupt(format!(
-                "partition {}: {} items but no product item",
-                keys::product_pk(sku),
-                found.len()
-            )));
+        // The product item and the lines at the same time: two requests DynamoDB does not isolate
+        // from each other, so a line may be older or newer than the product read. A line newer than
+        // the product (in a batch it does not hold) is a conflict here; any other line is written
+        // back only on condition that it is still as read (`commit`), and one only read (an order
+        // already allocated) was true when it was read.
+        let (product, lines) =
+            tokio::try_join!(self.get_product(sku), self.get_lines(sku, orderids))?;
+        let Some(mut product) = product else {
+            return Ok(None);
         };
-        if product.sku != sku {
-            return Err(StoreError::Corrupt(format!(
-                "partition {}: product item of sku {}",
-                keys::product_pk(sku),
-                product.sku
-            )));
-        }
-        let mut product = restore_product(product, batches)?;
-        let lines = self.get_lines(sku, orderids).await?;
         restore_lines(&mut product, orderids, lines)?;
         Ok(Some(product))
     }
@@ -228,20 +256,21 @@ impl Store for DynamoDbStore {
         restore_lines(product, orderids, lines)
     }
 
+    /// Reads the SKU's waiting lines oldest first on the `lines` index. A line that began waiting a
+    /// moment ago may not show yet: it is offered when stock next arrives.
     async fn load_waiting_lines(
         &self,
         product: &mut Product,
         max_lines: usize,
     ) -> Result<(), StoreError> {
         let mut taken = WaitingLines::new(product, max_lines);
-        let prefix = keys::WAITING_LINES_PREFIX.to_owned();
-        self.collect_by_batch(product.sku(), prefix, true, &mut taken)
+        self.collect_lines(keys::waiting_lines_pk(product.sku()), true, &mut taken)
             .await?;
         taken.restore_into(product)
     }
 
-    /// Reads the batch's lines backwards on the `by_batch` LSI (strongly consistent), in small pages,
-    /// until they free `excess` units or `max_lines` are read.
+    /// Reads the batch's lines backwards on the `lines` index, in small pages, until they free
+    /// `excess` units or `max_lines` are read.
     async fn load_lines_to_free(
         &self,
         product: &mut Product,
@@ -250,19 +279,13 @@ impl Store for DynamoDbStore {
         max_lines: usize,
     ) -> Result<(), StoreError> {
         let mut taken = LinesToFree::new(excess, max_lines);
-        let prefix = keys::batch_lines_prefix(reference);
-        self.collect_by_batch(product.sku(), prefix, false, &mut taken)
+        self.collect_lines(keys::batch_lines_pk(reference), false, &mut taken)
             .await?;
         if !taken.is_done() {
-            // The lines ran out first. The head and the lines are two reads: if the product moved
-            // in between, retry on fresh state; if not, its stored total is wrong.
-            return Err(match self.stored_version(product.sku()).await? {
-                Some(version) if version == product.version_number() => {
-                    taken.shortfall(product, reference)
-                }
-                _ => StoreError::VersionConflict {
-                    sku: product.sku().to_owned(),
-                },
+            // The lines ran out before the product's total: the index has not caught up with the
+            // lines of the latest commits yet. Retry on fresh state (the bus pauses first).
+            return Err(StoreError::VersionConflict {
+                sku: product.sku().to_owned(),
             });
         }
         taken.restore_into(product)
@@ -309,12 +332,12 @@ impl Store for DynamoDbStore {
         orderid: &str,
     ) -> Result<Vec<AllocationView>, StoreError> {
         let found = self
-            .query_partition(Some(BY_ORDER_INDEX), GSI1PK, keys::order_gsi_pk(orderid))
+            .query_partition(keys::order_pk(orderid), Some(LINE_SK_PREFIX))
             .await?;
         let mut views = found
             .iter()
             .map(|item| {
-                items::parse_allocation(item).map(|line| AllocationView {
+                items::parse_line(item).map(|line| AllocationView {
                     sku: line.sku,
                     batchref: line.batchref,
                 })
@@ -325,7 +348,7 @@ impl Store for DynamoDbStore {
     }
 
     async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-        let found = self.query_partition(None, PK, keys::outbox_pk(sku)).await?;
+        let found = self.query_partition(keys::outbox_pk(sku), None).await?;
         found.iter().map(items::parse_outbox).collect()
     }
 

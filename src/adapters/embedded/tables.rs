@@ -135,7 +135,7 @@ impl Op {
                 sku: batch.sku,
                 reference: batch.reference,
             },
-            RecordWrite::PutAllocation(line) => Op::PutAllocation {
+            RecordWrite::PutAllocation { line, .. } => Op::PutAllocation {
                 value: encode("allocation", &line)?,
                 sku: line.sku,
                 orderid: line.orderid,
@@ -143,7 +143,9 @@ impl Op {
                 waiting_since: line.waiting_since,
                 qty: line.qty,
             },
-            RecordWrite::DeleteAllocation { sku, orderid } => Op::DeleteAllocation { sku, orderid },
+            RecordWrite::DeleteAllocation { sku, orderid, .. } => {
+                Op::DeleteAllocation { sku, orderid }
+            }
             RecordWrite::Outbox(record) => Op::Outbox {
                 value: encode("outbox record", &record)?,
                 sku: record.sku,

@@ -28,15 +28,48 @@ struct KnownLine {
     qty: u32,
     /// Already listed in `Changes::lines`.
     changed: bool,
+    /// The line as the store held it when it was loaded (or last committed): a store whose reads are
+    /// not one snapshot writes each line on condition that it is still this (`docs/storage.md`).
+    stored: LineState,
 }
 
-impl KnownLine {
-    const ABSENT: KnownLine = KnownLine {
+/// Where a line is: the fields of [`KnownLine`] that say it, copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LineState {
+    batch: Option<u32>,
+    waiting_since: Option<u64>,
+    qty: u32,
+}
+
+impl LineState {
+    const ABSENT: LineState = LineState {
         batch: None,
         waiting_since: None,
         qty: 0,
-        changed: false,
     };
+}
+
+impl KnownLine {
+    const ABSENT: KnownLine = KnownLine::stored(LineState::ABSENT);
+
+    /// A line as the store holds it.
+    const fn stored(state: LineState) -> KnownLine {
+        KnownLine {
+            batch: state.batch,
+            waiting_since: state.waiting_since,
+            qty: state.qty,
+            changed: false,
+            stored: state,
+        }
+    }
+
+    fn current(&self) -> LineState {
+        LineState {
+            batch: self.batch,
+            waiting_since: self.waiting_since,
+            qty: self.qty,
+        }
+    }
 }
 
 /// Where an order's line of this product is.
@@ -144,13 +177,22 @@ impl Product {
 
     /// This order's line, allocated or waiting, if the product knows one: where it is and its quantity.
     pub fn line_status(&self, orderid: &str) -> Option<(LineStatus<'_>, u32)> {
-        let known = self.lines.get(orderid)?;
-        match (known.batch, known.waiting_since) {
+        self.status_of(self.lines.get(orderid)?.current())
+    }
+
+    /// This order's line as the store held it when the product was loaded or last committed (`None`:
+    /// no line, or one the product does not know).
+    pub fn stored_line_status(&self, orderid: &str) -> Option<(LineStatus<'_>, u32)> {
+        self.status_of(self.lines.get(orderid)?.stored)
+    }
+
+    fn status_of(&self, state: LineState) -> Option<(LineStatus<'_>, u32)> {
+        match (state.batch, state.waiting_since) {
             (Some(index), _) => {
                 let batch = self.batches.get(usize::try_from(index).ok()?)?;
-                Some((LineStatus::Allocated(batch), known.qty))
+                Some((LineStatus::Allocated(batch), state.qty))
             }
-            (None, Some(since)) => Some((LineStatus::Waiting { since }, known.qty)),
+            (None, Some(since)) => Some((LineStatus::Waiting { since }, state.qty)),
             (None, None) => None,
         }
     }
@@ -174,6 +216,7 @@ impl Product {
         for orderid in std::mem::take(&mut self.changes.lines) {
             if let Some(known) = self.lines.get_mut(&orderid) {
                 known.changed = false;
+                known.stored = known.current();
             }
         }
         self.batch_states.fill(BatchState::Unchanged);
@@ -304,8 +347,10 @@ impl Product {
         self.batch_states.insert(at, BatchState::Unchanged);
         let shifted = index_u32(at);
         for known in self.lines.values_mut() {
-            if let Some(index) = known.batch.as_mut().filter(|i| **i >= shifted) {
-                *index += 1;
+            for index in [&mut known.batch, &mut known.stored.batch] {
+                if let Some(index) = index.as_mut().filter(|i| **i >= shifted) {
+                    *index += 1;
+                }
             }
         }
         Ok(at)

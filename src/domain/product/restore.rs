@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{index_u32, KnownLine, Product};
+use super::{index_u32, KnownLine, LineState, Product};
 use crate::domain::{Batch, DomainError, OrderLine};
 
 impl Product {
@@ -36,12 +36,11 @@ impl Product {
         }
         self.lines
             .entry(Arc::clone(line.shared_orderid()))
-            .or_insert(KnownLine {
+            .or_insert(KnownLine::stored(LineState {
                 batch: Some(index_u32(index)),
                 waiting_since: None,
                 qty: line.qty(),
-                changed: false,
-            });
+            }));
         Ok(())
     }
 
@@ -60,12 +59,11 @@ impl Product {
         }
         self.lines
             .entry(Arc::clone(line.shared_orderid()))
-            .or_insert(KnownLine {
+            .or_insert(KnownLine::stored(LineState {
                 batch: None,
                 waiting_since: Some(since),
                 qty: line.qty(),
-                changed: false,
-            });
+            }));
         Ok(())
     }
 

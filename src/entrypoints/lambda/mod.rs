@@ -2,7 +2,7 @@
 //!
 //! Each adapter is a plain async function over the bus (or the publisher) and the Lambda event, so
 //! the binaries in `src/bin/` run it under the Lambda runtime and the tests call the very same function
-//! with a store on moto. `init` is what every binary does once at cold start.
+//! with a store on DynamoDB Local. `init` is what every binary does once at cold start.
 
 pub mod http;
 pub mod init;

@@ -15,6 +15,8 @@ use crate::service::StoreError;
 pub type Item = HashMap<String, AttributeValue>;
 
 const ETA_FORMAT: &str = "%Y-%m-%d";
+/// The product item's list of batches.
+const BATCHES: &str = "batches";
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -33,12 +35,9 @@ pub fn product_key(sku: &str) -> Item {
     key(product_pk(sku), PRODUCT_SK.to_owned())
 }
 
-pub fn batch_key(sku: &str, reference: &str) -> Item {
-    key(product_pk(sku), batch_sk(reference))
-}
-
-pub fn allocation_key(sku: &str, orderid: &str) -> Item {
-    key(product_pk(sku), allocation_sk(orderid))
+/// `pk = ORDER#<orderid>`, `sk = LINE#<sku>`.
+pub fn line_key(orderid: &str, sku: &str) -> Item {
+    key(order_pk(orderid), line_sk(sku))
 }
 
 pub fn batchref_key(reference: &str) -> Item {
@@ -49,7 +48,12 @@ pub fn outbox_key(sku: &str, version_number: u64, slot: &str) -> Item {
     key(outbox_pk(sku), outbox_sk(version_number, slot))
 }
 
-pub fn product_item(record: &ProductRecord) -> Item {
+/// The product item: the product record with every batch of the SKU in `batches`, so one
+/// strongly consistent GetItem reads the whole aggregate as of one version.
+pub fn product_item<'a>(
+    record: &ProductRecord,
+    batches: impl IntoIterator<Item = &'a BatchRecord>,
+) -> Item {
     let mut item = product_key(&record.sku);
     item.insert(ENTITY.to_owned(), s("product"));
     item.insert("sku".to_owned(), s(&record.sku));
@@ -57,26 +61,23 @@ pub fn product_item(record: &ProductRecord) -> Item {
     if let Some(since) = record.out_of_stock_since {
         item.insert("out_of_stock_since".to_owned(), n(since));
     }
+    let batches = batches.into_iter().map(batch_value).collect();
+    item.insert(BATCHES.to_owned(), AttributeValue::L(batches));
     item
 }
 
-pub fn batch_item(record: &BatchRecord) -> Item {
-    let mut item = batch_key(&record.sku, &record.reference);
-    item.insert(ENTITY.to_owned(), s("batch"));
-    item.insert("reference".to_owned(), s(&record.reference));
-    item.insert("sku".to_owned(), s(&record.sku));
-    item.insert(
-        "purchased_quantity".to_owned(),
-        n(record.purchased_quantity),
-    );
-    item.insert(
-        "allocated_quantity".to_owned(),
-        n(record.allocated_quantity),
-    );
+/// One batch inside the product item: `{ref, qty, allocated, eta}` (the API's short names keep the
+/// item small; `eta` absent when in stock).
+fn batch_value(record: &BatchRecord) -> AttributeValue {
+    let mut batch = HashMap::from([
+        ("ref".to_owned(), s(&record.reference)),
+        ("qty".to_owned(), n(record.purchased_quantity)),
+        ("allocated".to_owned(), n(record.allocated_quantity)),
+    ]);
     if let Some(eta) = record.eta {
-        item.insert("eta".to_owned(), s(eta.format(ETA_FORMAT).to_string()));
+        batch.insert("eta".to_owned(), s(eta.format(ETA_FORMAT).to_string()));
     }
-    item
+    AttributeValue::M(batch)
 }
 
 /// The item that maps a batch reference to its SKU (one per reference, across all SKUs).
@@ -87,24 +88,23 @@ pub fn batchref_item(record: &BatchRecord) -> Item {
     item
 }
 
-pub fn allocation_item(record: &AllocationRecord) -> Item {
-    let mut item = allocation_key(&record.sku, &record.orderid);
-    item.insert(ENTITY.to_owned(), s("allocation"));
+/// An order's line of one SKU, in the `lines` index under its batch (allocated) or its SKU's
+/// waiting lines (waiting).
+pub fn line_item(record: &AllocationRecord) -> Item {
+    let mut item = line_key(&record.orderid, &record.sku);
+    item.insert(ENTITY.to_owned(), s("line"));
     item.insert("orderid".to_owned(), s(&record.orderid));
     item.insert("sku".to_owned(), s(&record.sku));
     item.insert("qty".to_owned(), n(record.qty));
-    item.insert(GSI1PK.to_owned(), s(order_gsi_pk(&record.orderid)));
-    item.insert(GSI1SK.to_owned(), s(&record.sku));
     if let Some(batchref) = &record.batchref {
         item.insert("batchref".to_owned(), s(batchref));
-        item.insert(
-            LSI1SK.to_owned(),
-            s(batch_line_sk(batchref, &record.orderid)),
-        );
+        item.insert(LINES_PK.to_owned(), s(batch_lines_pk(batchref)));
+        item.insert(LINES_SK.to_owned(), s(&record.orderid));
     } else if let Some(since) = record.waiting_since {
         item.insert("waiting_since".to_owned(), n(since));
+        item.insert(LINES_PK.to_owned(), s(waiting_lines_pk(&record.sku)));
         item.insert(
-            LSI1SK.to_owned(),
+            LINES_SK.to_owned(),
             s(waiting_line_sk(since, &record.orderid)),
         );
     }
@@ -136,61 +136,64 @@ pub fn outbox_item(record: &OutboxRecord, now: i64) -> Result<Item, StoreError> 
     Ok(item)
 }
 
-/// One item of a product's partition, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProductPart {
-    Product(ProductRecord),
-    Batch(BatchRecord),
-    Allocation(AllocationRecord),
-}
-
-/// Parses an item of a `PRODUCT#<sku>` partition by its sort key.
-pub fn parse_product_part(item: &Item) -> Result<ProductPart, StoreError> {
+/// The product item, parsed: its record and its batches.
+pub fn parse_product(item: &Item) -> Result<(ProductRecord, Vec<BatchRecord>), StoreError> {
     let reader = Reader(item);
-    let sk = reader.s(SK)?;
-    if sk == PRODUCT_SK {
-        return Ok(ProductPart::Product(ProductRecord {
-            sku: reader.s("sku")?.to_owned(),
-            version_number: reader.n("version_number")?,
-            out_of_stock_since: reader.n_opt("out_of_stock_since")?,
-        }));
+    if reader.s(SK)? != PRODUCT_SK {
+        return Err(reader.corrupt("not a product item"));
     }
-    if let Some(reference) = sk.strip_prefix(BATCH_SK_PREFIX) {
-        let eta = match item.get("eta") {
-            None => None,
-            Some(_) => {
-                let text = reader.s("eta")?;
-                Some(
-                    NaiveDate::parse_from_str(text, ETA_FORMAT)
-                        .map_err(|e| reader.corrupt(&format!("eta {text:?}: {e}")))?,
-                )
-            }
-        };
-        let record = BatchRecord {
-            reference: reader.s("reference")?.to_owned(),
-            sku: reader.s("sku")?.to_owned(),
-            purchased_quantity: reader.n("purchased_quantity")?,
-            allocated_quantity: reader.n("allocated_quantity")?,
-            eta,
-        };
-        if record.reference != reference {
-            return Err(reader.corrupt("reference differs from the sort key"));
-        }
-        return Ok(ProductPart::Batch(record));
-    }
-    if let Some(orderid) = sk.strip_prefix(ALLOCATION_SK_PREFIX) {
-        let record = allocation_record(&reader)?;
-        if record.orderid != orderid {
-            return Err(reader.corrupt("orderid differs from the sort key"));
-        }
-        return Ok(ProductPart::Allocation(record));
-    }
-    Err(reader.corrupt("unknown sort key in a product partition"))
+    let record = ProductRecord {
+        sku: reader.s("sku")?.to_owned(),
+        version_number: reader.n("version_number")?,
+        out_of_stock_since: reader.n_opt("out_of_stock_since")?,
+    };
+    let batches = match item.get(BATCHES) {
+        Some(AttributeValue::L(batches)) => batches,
+        Some(_) => return Err(reader.corrupt("attribute batches is not a list")),
+        None => return Err(reader.corrupt("attribute batches is missing")),
+    };
+    let batches = batches
+        .iter()
+        .map(|value| match value {
+            AttributeValue::M(batch) => batch_record(&reader, &Reader(batch), &record.sku),
+            _ => Err(reader.corrupt("a batch is not a map")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((record, batches))
 }
 
-/// An allocation item (from the table or the `by_order` index).
-pub fn parse_allocation(item: &Item) -> Result<AllocationRecord, StoreError> {
-    allocation_record(&Reader(item))
+fn batch_record(
+    item: &Reader<'_>,
+    batch: &Reader<'_>,
+    sku: &str,
+) -> Result<BatchRecord, StoreError> {
+    let in_item = |e: StoreError| item.corrupt(&format!("a batch: {e}"));
+    let eta = match batch.s_opt("eta").map_err(in_item)? {
+        None => None,
+        Some(text) => Some(
+            NaiveDate::parse_from_str(text, ETA_FORMAT)
+                .map_err(|e| item.corrupt(&format!("a batch's eta {text:?}: {e}")))?,
+        ),
+    };
+    Ok(BatchRecord {
+        reference: batch.s("ref").map_err(in_item)?.to_owned(),
+        sku: sku.to_owned(),
+        purchased_quantity: batch.n("qty").map_err(in_item)?,
+        allocated_quantity: batch.n("allocated").map_err(in_item)?,
+        eta,
+    })
+}
+
+/// A line item (from the table or the `lines` index).
+pub fn parse_line(item: &Item) -> Result<AllocationRecord, StoreError> {
+    let reader = Reader(item);
+    Ok(AllocationRecord {
+        orderid: reader.s("orderid")?.to_owned(),
+        sku: reader.s("sku")?.to_owned(),
+        qty: reader.n("qty")?,
+        batchref: reader.s_opt("batchref")?.map(str::to_owned),
+        waiting_since: reader.n_opt("waiting_since")?,
+    })
 }
 
 /// The SKU of a batch-reference item.
@@ -203,16 +206,6 @@ pub fn parse_outbox(item: &Item) -> Result<EventEnvelope, StoreError> {
     let reader = Reader(item);
     let payload = reader.s("payload")?;
     serde_json::from_str(payload).map_err(|e| reader.corrupt(&format!("payload: {e}")))
-}
-
-fn allocation_record(reader: &Reader<'_>) -> Result<AllocationRecord, StoreError> {
-    Ok(AllocationRecord {
-        orderid: reader.s("orderid")?.to_owned(),
-        sku: reader.s("sku")?.to_owned(),
-        qty: reader.n("qty")?,
-        batchref: reader.s_opt("batchref")?.map(str::to_owned),
-        waiting_since: reader.n_opt("waiting_since")?,
-    })
 }
 
 /// Typed access to an item's attributes; every failure is `Corrupt` and names the item's key.

@@ -14,27 +14,28 @@ fn batch(eta: Option<NaiveDate>) -> BatchRecord {
     }
 }
 
-#[test]
-fn every_record_round_trips() {
-    let product = ProductRecord {
+fn product() -> ProductRecord {
+    ProductRecord {
         sku: "LAMP".into(),
         version_number: 42,
         out_of_stock_since: Some(40),
-    };
-    assert_eq!(
-        parse_product_part(&product_item(&product)).unwrap(),
-        ProductPart::Product(product)
-    );
-    for eta in [None, NaiveDate::from_ymd_opt(2026, 3, 9)] {
-        let record = batch(eta);
-        let item = batch_item(&record);
-        assert_eq!(item.contains_key("eta"), eta.is_some());
-        assert_eq!(
-            parse_product_part(&item).unwrap(),
-            ProductPart::Batch(record.clone())
-        );
-        assert_eq!(parse_batchref(&batchref_item(&record)).unwrap(), "LAMP");
     }
+}
+
+#[test]
+fn every_record_round_trips() {
+    let batches = vec![batch(None), {
+        let mut later = batch(NaiveDate::from_ymd_opt(2026, 3, 9));
+        later.reference = "b-2".into();
+        later
+    }];
+    let item = product_item(&product(), &batches);
+    assert_eq!(parse_product(&item).unwrap(), (product(), batches.clone()));
+    assert_eq!(
+        parse_product(&product_item(&product(), &[])).unwrap(),
+        (product(), vec![])
+    );
+    assert_eq!(parse_batchref(&batchref_item(&batches[0])).unwrap(), "LAMP");
     let line = AllocationRecord {
         orderid: "o-1".into(),
         sku: "LAMP".into(),
@@ -47,20 +48,19 @@ fn every_record_round_trips() {
         waiting_since: Some(7),
         ..line.clone()
     };
-    let item = allocation_item(&waiting);
+    let item = line_item(&waiting);
+    assert_eq!(item[LINES_PK], AttributeValue::S("WAITING#LAMP".into()));
     assert_eq!(
-        item[LSI1SK],
-        AttributeValue::S("WAITING#00000000000000000007#o-1".into())
+        item[LINES_SK],
+        AttributeValue::S("00000000000000000007#o-1".into())
     );
-    assert_eq!(parse_allocation(&item).unwrap(), waiting);
-    let item = allocation_item(&line);
-    assert_eq!(item[GSI1PK], AttributeValue::S("ORDER#o-1".into()));
-    assert_eq!(item[GSI1SK], AttributeValue::S("LAMP".into()));
-    assert_eq!(
-        parse_product_part(&item).unwrap(),
-        ProductPart::Allocation(line.clone())
-    );
-    assert_eq!(parse_allocation(&item).unwrap(), line);
+    assert_eq!(parse_line(&item).unwrap(), waiting);
+    let item = line_item(&line);
+    assert_eq!(item[PK], AttributeValue::S("ORDER#o-1".into()));
+    assert_eq!(item[SK], AttributeValue::S("LINE#LAMP".into()));
+    assert_eq!(item[LINES_PK], AttributeValue::S("BATCH#b-1".into()));
+    assert_eq!(item[LINES_SK], AttributeValue::S("o-1".into()));
+    assert_eq!(parse_line(&item).unwrap(), line);
 }
 
 #[test]
@@ -102,32 +102,35 @@ fn outbox_items_carry_the_envelope_and_stay_pending_without_a_ttl() {
 
 #[test]
 fn malformed_items_are_corrupt_and_name_their_key() {
-    let mut item = batch_item(&batch(None));
-    item.insert("purchased_quantity".into(), AttributeValue::N("-1".into()));
-    let error = parse_product_part(&item).unwrap_err();
-    assert!(
-        matches!(&error, StoreError::Corrupt(m) if m.contains("pk=PRODUCT#LAMP sk=BATCH#b-1")),
-        "{error}"
-    );
-    let mut item = batch_item(&batch(None));
-    item.insert("eta".into(), AttributeValue::S("tomorrow".into()));
-    assert!(matches!(
-        parse_product_part(&item),
-        Err(StoreError::Corrupt(_))
-    ));
-    let mut item = product_item(&ProductRecord {
-        sku: "LAMP".into(),
-        version_number: 1,
-        out_of_stock_since: None,
-    });
+    let corrupt = |item: &Item| match parse_product(item) {
+        Err(StoreError::Corrupt(message)) => message,
+        other => panic!("not corrupt: {other:?}"),
+    };
+    let with_batch = |batch: AttributeValue| {
+        let mut item = product_item(&product(), &[]);
+        item.insert("batches".into(), AttributeValue::L(vec![batch]));
+        item
+    };
+    let AttributeValue::L(good) = &product_item(&product(), &[batch(None)])["batches"] else {
+        panic!("batches is a list");
+    };
+    let AttributeValue::M(good) = good[0].clone() else {
+        panic!("a batch is a map");
+    };
+    let mut negative = good.clone();
+    negative.insert("qty".into(), AttributeValue::N("-1".into()));
+    let message = corrupt(&with_batch(AttributeValue::M(negative)));
+    assert!(message.contains("pk=PRODUCT#LAMP sk=PRODUCT"), "{message}");
+    let mut late = good.clone();
+    late.insert("eta".into(), AttributeValue::S("tomorrow".into()));
+    corrupt(&with_batch(AttributeValue::M(late)));
+    corrupt(&with_batch(AttributeValue::S("b-1".into())));
+    let mut item = product_item(&product(), &[]);
+    item.remove("batches");
+    corrupt(&item);
+    item = product_item(&product(), &[]);
     item.insert(SK.into(), AttributeValue::S("SURPRISE".into()));
-    assert!(matches!(
-        parse_product_part(&item),
-        Err(StoreError::Corrupt(_))
-    ));
+    corrupt(&item);
     item.remove(SK);
-    assert!(matches!(
-        parse_product_part(&item),
-        Err(StoreError::Corrupt(_))
-    ));
+    corrupt(&item);
 }

@@ -1,0 +1,194 @@
+//! Amazon's DynamoDB Local for tests: one per test binary (and a second for bulk loads), started on
+//! first use, in memory, stopped when the test process exits (`server`).
+//!
+//! `scripts/dynamodb-local.sh` unpacks it first (a no-op when done; it needs Java 17+). Clients are
+//! configured explicitly (endpoint, static test credentials, us-east-1): no process-wide environment
+//! variables. Build clients per test: an SDK client's connection pool belongs to the tokio runtime
+//! of the test that made it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+
+use super::interposer::Interposer;
+use super::server::{unique_name, Server, Spec};
+
+/// How long the JVM may take to answer after it is spawned (about 3 s on an idle machine).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A running DynamoDB Local.
+pub struct DynamoDbLocal {
+    server: Server,
+}
+
+static SHARED: OnceLock<Result<DynamoDbLocal, String>> = OnceLock::new();
+static BULK: OnceLock<Result<DynamoDbLocal, String>> = OnceLock::new();
+
+/// The DynamoDB Local of this test binary, started on first use.
+pub async fn dynamodb_local() -> &'static DynamoDbLocal {
+    started(&SHARED, "shared").await
+}
+
+/// A second server for tests that load bulk data (100,000 items), so such a load does not slow
+/// every other test's requests.
+pub async fn bulk_dynamodb_local() -> &'static DynamoDbLocal {
+    started(&BULK, "bulk").await
+}
+
+/// Starts it from a blocking thread (for callers that are not async).
+pub fn dynamodb_local_blocking() -> Result<&'static DynamoDbLocal, String> {
+    SHARED
+        .get_or_init(|| DynamoDbLocal::start("shared"))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+async fn started(
+    server: &'static OnceLock<Result<DynamoDbLocal, String>>,
+    name: &'static str,
+) -> &'static DynamoDbLocal {
+    let started = match server.get() {
+        Some(started) => started,
+        None => {
+            tokio::task::spawn_blocking(move || server.get_or_init(|| DynamoDbLocal::start(name)))
+                .await
+                .expect("the DynamoDB Local start-up thread panicked")
+        }
+    };
+    match started {
+        Ok(local) => local,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+impl DynamoDbLocal {
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        self.server.endpoint()
+    }
+
+    /// A new client (make one per test: see the module docs).
+    pub fn client(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(self.config().build())
+    }
+
+    /// A new client whose requests pass through this interposer.
+    pub fn client_through(&self, interposer: &Arc<Interposer>) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            self.config().http_client(interposer.http_client()).build(),
+        )
+    }
+
+    fn config(&self) -> aws_sdk_dynamodb::config::Builder {
+        aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(test_credentials()))
+    }
+
+    /// Creates a table laid out as `template.yaml` declares it, under a name unique to this run, and
+    /// returns the name.
+    pub async fn create_table(&self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        super::dynamodb_table::create_table(&self.client(), &name)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "creating table {name} in DynamoDB Local: {e}\n{}",
+                    self.log_tail()
+                )
+            });
+        name
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        self.server.log_tail()
+    }
+
+    fn start(name: &str) -> Result<Self, String> {
+        let home = installed()?;
+        let library = format!(
+            "-Djava.library.path={}",
+            home.join("DynamoDBLocal_lib").display()
+        );
+        let jar = home.join("DynamoDBLocal.jar").display().to_string();
+        let args = move |port: u16| {
+            [
+                library.as_str(),
+                "-jar",
+                jar.as_str(),
+                "-inMemory",
+                "-disableTelemetry",
+                "-port",
+                &port.to_string(),
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        };
+        let server = Server::start(&Spec {
+            server: "dynamodb-local",
+            name,
+            program: std::path::Path::new("java"),
+            args: &args,
+            answers: &answers,
+            ready_timeout: READY_TIMEOUT,
+        })?;
+        Ok(Self { server })
+    }
+}
+
+/// Any credentials do: DynamoDB Local does not check signatures.
+pub fn test_credentials() -> Credentials {
+    Credentials::new("testing", "testing", None, None, "tests")
+}
+
+/// The directory holding `DynamoDBLocal.jar`, after `scripts/dynamodb-local.sh` made sure it is
+/// unpacked (once per test binary).
+fn installed() -> Result<PathBuf, String> {
+    static HOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg("scripts/dynamodb-local.sh")
+            .current_dir(super::tools::repo())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run bash scripts/dynamodb-local.sh: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(format!(
+                "scripts/dynamodb-local.sh failed ({}):\n{stdout}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        stdout
+            .lines()
+            .last()
+            .map(PathBuf::from)
+            .ok_or_else(|| "scripts/dynamodb-local.sh printed no directory".to_owned())
+    })
+    .clone()
+}
+
+/// Whether an HTTP server answers at this address (DynamoDB Local answers a bare GET with an error
+/// status: any answer means it is up).
+fn answers(address: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 8];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
