@@ -477,3 +477,32 @@ fn test_a_batch_of_another_sku_is_refused() {
         Err(DomainError::SkuMismatch { .. })
     ));
 }
+
+/// A store whose reads are not one snapshot writes each line on condition that it is as loaded: the
+/// product remembers that until the change is committed.
+#[test]
+fn a_product_remembers_each_line_as_it_was_loaded_until_committed() {
+    let batch = Batch::restore("b1", "LAMP", 10, None, 5).unwrap();
+    let mut product = Product::restore("LAMP", 4, vec![batch], None).unwrap();
+    product.restore_line(&line("o3", "LAMP", 5), "b1").unwrap();
+    product.restore_no_line("o4");
+    product.allocate(&line("o4", "LAMP", 2)).unwrap();
+    product.change_batch_quantity("b1", 2).unwrap();
+
+    let stored = |p: &Product, o: &str| p.stored_line_status(o).map(|(s, q)| (format!("{s:?}"), q));
+    let now = |p: &Product, o: &str| p.line_status(o).map(|(s, q)| (format!("{s:?}"), q));
+    assert!(matches!(
+        product.stored_line_status("o3"),
+        Some((LineStatus::Allocated(b), 5)) if b.reference() == "b1"
+    ));
+    assert!(matches!(
+        product.line_status("o3"),
+        Some((LineStatus::Waiting { .. }, 5))
+    ));
+    assert_eq!(stored(&product, "o4"), None, "loaded as absent");
+    assert!(now(&product, "o4").is_some());
+
+    product.clear_changes();
+    assert_eq!(stored(&product, "o3"), now(&product, "o3"));
+    assert_eq!(stored(&product, "o4"), now(&product, "o4"));
+}

@@ -6,8 +6,7 @@
 //! variables. Build clients per test: an SDK client's connection pool belongs to the tokio runtime
 //! of the test that made it.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
@@ -17,7 +16,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 
 use super::interposer::Interposer;
-use super::server::{unique_name, Server, Spec};
+use super::server::{http_status, unique_name, Server, Spec};
 
 /// How long the JVM may take to answer after it is spawned (about 3 s on an idle machine).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -178,17 +177,7 @@ fn installed() -> Result<PathBuf, String> {
     .clone()
 }
 
-/// Whether an HTTP server answers at this address (DynamoDB Local answers a bare GET with an error
-/// status: any answer means it is up).
+/// Whether DynamoDB Local is up: it answers a bare GET with an error status, and any answer will do.
 fn answers(address: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 8];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+    http_status(address, "/").is_some()
 }

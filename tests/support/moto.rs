@@ -9,8 +9,7 @@
 //! environment variables. Build clients per test: an SDK client's connection pool belongs to the
 //! tokio runtime of the test that made it.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -21,7 +20,7 @@ use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 use super::dynamodb_local::{dynamodb_local_blocking, test_credentials, DynamoDbLocal};
 pub use super::server::unique_name;
-use super::server::{Server, Spec};
+use super::server::{http_status, Server, Spec};
 
 /// How long moto may take to answer after it is spawned.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -197,14 +196,5 @@ impl Moto {
 
 /// Whether moto's own API answers 200 at this address.
 fn answers(address: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = "GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+    http_status(address, "/moto-api/data.json") == Some(200)
 }

@@ -3,7 +3,8 @@
 //! pipe held by this process; when the process ends, for any reason, the pipe closes and the
 //! watchdog kills the server. Its output goes to `target/tmp/<server>-<test binary>-<name>.log`.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
@@ -74,15 +75,20 @@ impl Server {
 }
 
 /// A name unique to this process and call.
-pub fn unique_name(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{prefix}-{}-{n}-{:08x}",
-        std::process::id(),
-        fastrand::u32(..)
-    )
+pub use super::contract::unique as unique_name;
+
+/// The HTTP status a server at this address answers a `GET path` with, if it answers at all.
+pub fn http_status(address: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    if !head.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// `target/tmp/<server>-<test binary>-<name>.log`, truncated.
