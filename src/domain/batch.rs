@@ -50,6 +50,32 @@ impl Batch {
         &self.reference
     }
 
+    /// Whether `requested` (a batch being added under this one's reference) is this batch: the same
+    /// SKU, purchased quantity and ETA; else `BatchDiffers`, naming each difference.
+    pub fn check_same_as(&self, requested: &Batch) -> Result<(), DomainError> {
+        let eta = |eta: Option<NaiveDate>| eta.map_or("none".to_owned(), |d| d.to_string());
+        let mut differences = Vec::new();
+        if self.sku != requested.sku {
+            differences.push(format!("sku {}, not {}", self.sku, requested.sku));
+        }
+        if self.purchased_quantity != requested.purchased_quantity {
+            differences.push(format!(
+                "qty {}, not {}",
+                self.purchased_quantity, requested.purchased_quantity
+            ));
+        }
+        if self.eta != requested.eta {
+            differences.push(format!("eta {}, not {}", eta(self.eta), eta(requested.eta)));
+        }
+        match differences.is_empty() {
+            true => Ok(()),
+            false => Err(DomainError::BatchDiffers {
+                reference: self.reference.to_string(),
+                differences: differences.join("; "),
+            }),
+        }
+    }
+
     pub fn sku(&self) -> &str {
         &self.sku
     }

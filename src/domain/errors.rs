@@ -24,6 +24,24 @@ pub enum DomainError {
     },
     #[error("Batch {0} already exists")]
     DuplicateBatch(String),
+    /// The order already has a line of this SKU with another quantity: a request under an existing
+    /// key that is not the same request (the same one is answered as before).
+    #[error(
+        "order {orderid} already has a line of {qty} {sku}; this request asks for {requested}"
+    )]
+    OrderLineDiffers {
+        orderid: String,
+        sku: String,
+        qty: u32,
+        requested: u32,
+    },
+    /// A batch with this reference exists and is not the one asked for.
+    #[error("batch {reference} already exists with {differences}")]
+    BatchDiffers {
+        reference: String,
+        /// Each difference, `<field> <stored>, not <requested>`, joined by `; `.
+        differences: String,
+    },
     #[error("Unknown batch {0}")]
     UnknownBatch(String),
     /// The product was loaded without this order's line, so it cannot tell whether it is allocated.

@@ -38,6 +38,10 @@ pub enum ServiceError {
     UnknownBatch(String),
     #[error("Batch {0} already exists")]
     DuplicateBatch(String),
+    /// A request under an existing key (order id and SKU, batch reference) that is not the request
+    /// that made it: HTTP 409, naming what differs.
+    #[error(transparent)]
+    Conflict(DomainError),
     #[error(transparent)]
     Invalid(DomainError),
     /// A handler broke a rule of its own (e.g. used a line it did not load): a bug, not bad input.
@@ -73,6 +77,9 @@ impl From<DomainError> for ServiceError {
             DomainError::UnknownBatch(reference) => ServiceError::UnknownBatch(reference),
             DomainError::LineNotLoaded(_) | DomainError::LinesNotLoaded(_) => {
                 ServiceError::Internal(error)
+            }
+            DomainError::OrderLineDiffers { .. } | DomainError::BatchDiffers { .. } => {
+                ServiceError::Conflict(error)
             }
             other => ServiceError::Invalid(other),
         }

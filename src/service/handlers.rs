@@ -5,7 +5,7 @@ use crate::domain::{
     Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, OrderLine, Product,
 };
 
-use super::{Notifications, ServiceError, UnitOfWork};
+use super::{Notifications, ServiceError, StoreError, UnitOfWork};
 
 /// The most waiting lines one arrival of stock offers (each gets an `AllocationRequired` in the same
 /// commit); the others wait for the next arrival.
@@ -15,8 +15,12 @@ pub const MAX_LINES_OFFERED: usize = 256;
 /// to the product's waiting lines.
 pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<(), ServiceError> {
     let batch = Batch::new(&cmd.reference, &cmd.sku, cmd.qty.get(), cmd.eta)?;
-    if uow.get_by_batchref(&cmd.reference).await?.is_some() {
-        return Err(ServiceError::DuplicateBatch(cmd.reference.to_string()));
+    // The same batch again (a retry whose answer was lost) is answered as the first time; another
+    // batch under its reference is a conflict naming what differs.
+    if let Some(product) = uow.get_by_batchref(&cmd.reference).await? {
+        if let Some(existing) = product.batch(&cmd.reference) {
+            return Ok(existing.check_same_as(&batch)?);
+        }
     }
     if uow.get(&cmd.sku, &[]).await?.is_none() {
         uow.add(Product::new(&cmd.sku)?);
@@ -25,10 +29,22 @@ pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<
         .get(&cmd.sku, &[])
         .await?
         .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.to_string()))?;
+    // Created in between the two reads above, by a request just like this one or not.
+    if let Some(existing) = product.batch(&cmd.reference) {
+        return Ok(existing.check_same_as(&batch)?);
+    }
     product.add_batch(batch)?;
     offer_waiting_lines(&cmd.sku, uow).await?;
-    uow.commit().await?;
-    Ok(())
+    match uow.commit().await {
+        // Another request took the reference between the check and the commit: try again, so the
+        // answer compares with the batch it made (the same request answers 201, another 409).
+        Err(StoreError::DuplicateBatchReference(_)) => {
+            Err(ServiceError::Store(StoreError::VersionConflict {
+                sku: cmd.sku.to_string(),
+            }))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// After stock arrived (a new batch, a raised quantity) in the tracked product of `sku`: loads its

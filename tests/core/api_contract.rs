@@ -136,18 +136,38 @@ async fn change_batch_quantity_answers_200_or_404() {
 }
 
 #[tokio::test]
-async fn duplicate_batch_is_409() {
+async fn a_repeated_request_gets_the_same_answer_and_a_different_one_under_its_key_409() {
     let bus = app();
     add_batch(&bus, json!({"ref": "b1", "sku": "S", "qty": 10})).await;
+    add_batch(
+        &bus,
+        json!({"ref": "b1", "sku": "S", "qty": 10, "eta": null}),
+    )
+    .await;
     let (status, body) = post(
         &bus,
         "/add_batch",
-        json!({"ref": "b1", "sku": "S", "qty": 10}),
+        json!({"ref": "b1", "sku": "T", "qty": 12}),
     )
     .await;
     assert_eq!(
         (status, body),
-        (409, json!({"message": "Batch b1 already exists"}))
+        (
+            409,
+            json!({"message": "batch b1 already exists with sku S, not T; qty 10, not 12"})
+        )
+    );
+    let allocate = |qty| json!({"orderid": "o1", "sku": "S", "qty": qty});
+    for _ in 0..2 {
+        let answer = post(&bus, "/allocate", allocate(3)).await;
+        assert_eq!(answer, (201, json!({"batchref": "b1"})));
+    }
+    assert_eq!(
+        post(&bus, "/allocate", allocate(7)).await,
+        (
+            409,
+            json!({"message": "order o1 already has a line of 3 S; this request asks for 7"})
+        )
     );
 }
 

@@ -138,12 +138,70 @@ mod add_batch {
             .bus
             .handle(&create_batch("b1", "OTHER-RUG", 5, None), None)
             .await;
-        assert_eq!(again, Err(ServiceError::DuplicateBatch("b1".into())));
+        assert_eq!(
+            again.unwrap_err().to_string(),
+            "batch b1 already exists with sku GARISH-RUG, not OTHER-RUG; qty 100, not 5"
+        );
+        assert!(fx.store.load("OTHER-RUG", &[]).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn test_an_identical_add_batch_retried_answers_as_the_first_and_changes_nothing() {
+        let fx = bootstrap_test_app();
+        let eta = NaiveDate::from_ymd_opt(2027, 1, 15);
+        fx.add_batch("b1", "GARISH-RUG", 100, eta).await;
+        let version = |p: Option<Product>| p.map(|p| p.version_number());
+        let before = version(fx.store.load("GARISH-RUG", &[]).await.unwrap());
+        fx.add_batch("b1", "GARISH-RUG", 100, eta).await;
+        assert_eq!(
+            version(fx.store.load("GARISH-RUG", &[]).await.unwrap()),
+            before
+        );
+        let later = fx
+            .bus
+            .handle(&create_batch("b1", "GARISH-RUG", 100, None), None)
+            .await;
+        assert_eq!(
+            later.unwrap_err().to_string(),
+            "batch b1 already exists with eta 2027-01-15, not none"
+        );
     }
 }
 
 mod allocate {
     use super::*;
+
+    #[tokio::test]
+    async fn test_the_same_allocation_repeated_answers_the_same_and_another_quantity_is_refused() {
+        let fx = bootstrap_test_app();
+        fx.add_batch("batch1", "SMALL-TABLE", 100, None).await;
+        let first = fx
+            .bus
+            .handle(&allocate("o1", "SMALL-TABLE", 15), None)
+            .await;
+        let again = fx
+            .bus
+            .handle(&allocate("o1", "SMALL-TABLE", 15), None)
+            .await;
+        assert_eq!(
+            (first.unwrap(), again.unwrap()),
+            ("batch1".into(), "batch1".into())
+        );
+        let other = fx.bus.handle(&allocate("o1", "SMALL-TABLE", 7), None).await;
+        let error = other.unwrap_err();
+        assert!(matches!(error, ServiceError::Conflict(_)), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "order o1 already has a line of 15 SMALL-TABLE; this request asks for 7"
+        );
+        let product = fx
+            .store
+            .load("SMALL-TABLE", &["o1"])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(product.batch("batch1").unwrap().allocated_quantity(), 15);
+    }
 
     #[tokio::test]
     async fn test_returns_allocation() {

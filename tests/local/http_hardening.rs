@@ -652,7 +652,7 @@ fn each_kind_of_bad_request_has_a_precise_answer() {
                 &json!({"ref": BATCH_IN_STOCK, "sku": SKU, "qty": 1}),
                 409,
             ),
-            "Batch known-b1 already exists",
+            "batch known-b1 already exists with qty 100, not 1",
         ),
         (
             Bad::json(

@@ -414,6 +414,12 @@ fn real_answers_match_the_document() {
     assert_eq!(
         x.send_body("/add_batch", json!({"ref": "b1", "sku": "LAMP", "qty": 10}))
             .0,
+        201,
+        "the same batch again"
+    );
+    assert_eq!(
+        x.send_body("/add_batch", json!({"ref": "b1", "sku": "LAMP", "qty": 11}))
+            .0,
         409
     );
     for bad in [

@@ -255,6 +255,53 @@ pub async fn batch_references_are_unique_across_skus<S: Store>(store: Arc<S>) {
     assert_eq!(store.sku_of_batch(&batch).await.unwrap(), Some(sku1));
 }
 
+/// The same new batch asked for by two requests at once (a client retrying before its first answer
+/// came back) answers both as created, once; another batch under the same reference at once with
+/// them is a conflict naming the difference. Whatever commits first.
+pub async fn concurrent_identical_batches_are_created_once_and_a_different_one_refused<S: Store>(
+    store: Arc<S>,
+) {
+    let (batch, sku, other_sku) = (unique("b"), unique("RUG"), unique("MAT"));
+    let bus = Arc::new(bus(Arc::clone(&store)));
+    let tasks: Vec<_> = [&sku, &sku, &other_sku]
+        .into_iter()
+        .map(|sku| {
+            let (bus, cmd) = (
+                Arc::clone(&bus),
+                CreateBatch::new(batch.clone(), sku.clone(), 10, None).unwrap(),
+            );
+            tokio::spawn(async move { bus.handle(&cmd, None).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("task ran"));
+    }
+    let created = answers.iter().filter(|a| a.is_ok()).count();
+    let refused: Vec<String> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err())
+        .map(|e| {
+            assert!(matches!(e, ServiceError::Conflict(_)), "{e:?}");
+            e.to_string()
+        })
+        .collect();
+    // Either SKU may win the reference; the two identical requests agree with each other.
+    let winner = store.sku_of_batch(&batch).await.unwrap().expect("created");
+    let loser = if winner == sku { &other_sku } else { &sku };
+    assert_eq!(created, if winner == sku { 2 } else { 1 }, "{answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|m| m == &format!("batch {batch} already exists with sku {winner}, not {loser}")),
+        "{refused:?}"
+    );
+    let mut uow = uows(&store).begin(None);
+    assert!(uow.get(loser, &[]).await.unwrap().is_none());
+    let product = uow.get(&winner, &[]).await.unwrap().unwrap();
+    assert_eq!(product.batches().len(), 1);
+}
+
 pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: Arc<S>) {
     let sku = unique("RUG");
     let batch = unique("b");
@@ -890,6 +937,7 @@ macro_rules! contract_suite {
             a_stock_out_episode_records_one_out_of_stock,
             a_line_a_shrink_gives_up_waits_for_stock,
             redelivering_and_replaying_every_event_changes_nothing_twice,
+            concurrent_identical_batches_are_created_once_and_a_different_one_refused,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -237,7 +237,7 @@ impl Product {
     /// Allocates the line to the preferred batch that can take it and returns that batch's reference.
     ///
     /// Idempotent: a line already allocated answers its batch and changes nothing. A waiting line is
-    /// allocated if it now fits. When no batch can take the line, the line is turned away: nothing
+    /// allocated if it now fits. An order whose line has another quantity is `OrderLineDiffers`. When no batch can take the line, the line is turned away: nothing
     /// is stored of it (a waiting line stays waiting) and `None` is returned; the first refusal of a
     /// stock-out episode opens it and records `OutOfStock`, later ones change nothing at all.
     pub fn allocate(&mut self, line: &OrderLine) -> Result<Option<Arc<str>>, DomainError> {
@@ -266,7 +266,17 @@ impl Product {
         // One probe of the line index serves both the idempotency check and the insert.
         let known = match self.lines.entry(Arc::clone(line.shared_orderid())) {
             Entry::Occupied(slot) => {
-                if let Some(index) = slot.get().batch {
+                let known = slot.get();
+                let has_line = known.batch.is_some() || known.waiting_since.is_some();
+                if has_line && known.qty != line.qty() {
+                    return Err(DomainError::OrderLineDiffers {
+                        orderid: line.orderid().to_owned(),
+                        sku: self.sku.to_string(),
+                        qty: known.qty,
+                        requested: line.qty(),
+                    });
+                }
+                if let Some(index) = known.batch {
                     return Ok(Some(Arc::clone(
                         self.batches[index as usize].shared_reference(),
                     )));

@@ -13,7 +13,9 @@ pub fn error_response(error: &ServiceError) -> HttpResponse {
     let status = match error {
         ServiceError::Invalid(_) | ServiceError::InvalidSku(_) => 400,
         ServiceError::UnknownBatch(_) => 404,
-        ServiceError::OutOfStock(_) | ServiceError::DuplicateBatch(_) => 409,
+        ServiceError::OutOfStock(_)
+        | ServiceError::DuplicateBatch(_)
+        | ServiceError::Conflict(_) => 409,
         // Contention or throttling that outlasted the retries: not the client's fault, try again.
         ServiceError::Store(
             StoreError::VersionConflict { .. }
