@@ -14,6 +14,7 @@ use tracing::info;
 use super::dynamodb::{Claim, NotificationLog};
 use super::sns::subject_line;
 use crate::domain::EventEnvelope;
+use crate::service::notifications::escaped;
 use crate::service::notifications::NotifyFuture;
 use crate::service::{out_of_stock_message, NotificationError, Notifications};
 
@@ -51,7 +52,10 @@ impl EmailNotifications {
             .client
             .publish()
             .topic_arn(&self.topic_arn)
-            .subject(subject_line(&format!("Out of stock for SKU {sku}")))
+            .subject(subject_line(&format!(
+                "Out of stock for SKU {}",
+                escaped(sku)
+            )))
             .message(out_of_stock_message(envelope))
             .send()
             .await

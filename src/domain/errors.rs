@@ -5,10 +5,25 @@
 pub enum DomainError {
     #[error("{0} must not be empty")]
     EmptyIdentifier(&'static str),
-    #[error("{field} must be at most {max} bytes long")]
+    #[error("{field} must be at most {max} characters long")]
     IdentifierTooLong { field: &'static str, max: usize },
     #[error("{0} must not contain control characters")]
     InvalidIdentifier(&'static str),
+    #[error("{0} must not begin or end with whitespace")]
+    WhitespaceAtEdge(&'static str),
+    /// An invisible character that changes how text prints (zero-width space, bidi control, BOM).
+    #[error("{field} must not contain invisible format characters (Unicode category Cf), found {code_point}")]
+    FormatCharacter {
+        field: &'static str,
+        /// `U+XXXX`.
+        code_point: String,
+    },
+    #[error("{field} must not contain spaces other than the ASCII space, found {code_point}")]
+    NonAsciiSpace {
+        field: &'static str,
+        /// `U+XXXX`.
+        code_point: String,
+    },
     #[error("qty must be between {min} and {max}")]
     QuantityOutOfRange { min: u64, max: u64 },
     #[error("batch {reference} is for sku {batch_sku}, not {product_sku}")]

@@ -7,23 +7,28 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use super::DomainError;
 
-/// Longest identifier (order id, SKU, batch reference) the domain accepts, in bytes.
+/// Longest identifier (order id, SKU, batch reference) the domain accepts, in characters (Unicode
+/// scalar values, as JSON Schema's `maxLength` counts them): at most 512 bytes of UTF-8.
 pub const MAX_IDENTIFIER_LEN: usize = 128;
 
 /// Largest quantity of a batch or a line, so sums can never overflow (a product's allocated total is
 /// a `u64`; a batch's purchased quantity a `u32`).
 pub const MAX_QUANTITY: u64 = 1_000_000_000;
 
-/// The identifier rule: not empty or blank, at most [`MAX_IDENTIFIER_LEN`] bytes, no control
-/// characters. `field` names the value in the error (`sku`, `orderid`, `ref`).
+/// The identifier rule: identifiers that print alike are the same identifier. Not empty or blank, at
+/// most [`MAX_IDENTIFIER_LEN`] characters, no control characters, no whitespace at either end, no Unicode
+/// format characters (category Cf: zero-width characters, bidi controls, the BOM), no space but the
+/// ASCII one (no non-breaking or other Unicode spaces). `field` names the value in the error (`sku`,
+/// `orderid`, `ref`). `docs/openapi.yaml` states the same rule as a pattern.
 fn check_identifier(field: &'static str, value: &str) -> Result<(), DomainError> {
     if value.trim().is_empty() {
         return Err(DomainError::EmptyIdentifier(field));
     }
-    if value.len() > MAX_IDENTIFIER_LEN {
+    if value.len() > MAX_IDENTIFIER_LEN && value.chars().count() > MAX_IDENTIFIER_LEN {
         return Err(DomainError::IdentifierTooLong {
             field,
             max: MAX_IDENTIFIER_LEN,
@@ -31,6 +36,25 @@ fn check_identifier(field: &'static str, value: &str) -> Result<(), DomainError>
     }
     if value.chars().any(char::is_control) {
         return Err(DomainError::InvalidIdentifier(field));
+    }
+    if value.trim() != value {
+        return Err(DomainError::WhitespaceAtEdge(field));
+    }
+    let code_point = |c: char| format!("U+{:04X}", u32::from(c));
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.general_category() == GeneralCategory::Format)
+    {
+        return Err(DomainError::FormatCharacter {
+            field,
+            code_point: code_point(c),
+        });
+    }
+    if let Some(c) = value.chars().find(|c| c.is_whitespace() && *c != ' ') {
+        return Err(DomainError::NonAsciiSpace {
+            field,
+            code_point: code_point(c),
+        });
     }
     Ok(())
 }
@@ -197,10 +221,42 @@ mod tests {
         assert_eq!(
             BatchRef::parse(&long).map_err(|e| e.to_string()),
             Err(format!(
-                "ref must be at most {MAX_IDENTIFIER_LEN} bytes long"
+                "ref must be at most {MAX_IDENTIFIER_LEN} characters long"
             ))
         );
         assert!(BatchRef::parse(&long[1..]).is_ok());
+        // Characters, not bytes: 128 of them in 256 bytes.
+        assert!(BatchRef::parse("é".repeat(MAX_IDENTIFIER_LEN)).is_ok());
+        assert!(BatchRef::parse("é".repeat(MAX_IDENTIFIER_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn identifiers_that_print_alike_are_refused() {
+        let refused = |text: &str| Sku::parse(text).unwrap_err().to_string();
+        assert_eq!(
+            refused("LAMP "),
+            "sku must not begin or end with whitespace"
+        );
+        assert_eq!(
+            refused(" LAMP"),
+            "sku must not begin or end with whitespace"
+        );
+        assert_eq!(
+            refused("LA\u{200b}MP"),
+            "sku must not contain invisible format characters (Unicode category Cf), found U+200B"
+        );
+        for (text, code_point) in [("LAMP\u{202e}", "U+202E"), ("\u{feff}LAMP", "U+FEFF")] {
+            assert!(refused(text).ends_with(code_point), "{text:?}");
+        }
+        assert_eq!(
+            refused("SMALL\u{a0}LAMP"),
+            "sku must not contain spaces other than the ASCII space, found U+00A0"
+        );
+        assert!(refused("SMALL\u{3000}LAMP").ends_with("U+3000"));
+        // Letters of any script, and ASCII spaces inside, are identifiers.
+        for text in ["SMALL LAMP", "LAMPE-ÉTÉ", "ЛАМПА", "灯"] {
+            assert_eq!(Sku::parse(text).unwrap(), text);
+        }
     }
 
     #[test]

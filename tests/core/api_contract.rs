@@ -245,7 +245,7 @@ async fn bad_input_is_400_with_a_message_naming_the_problem_and_changes_nothing(
         (
             "/allocate",
             json!({"orderid": long, "sku": "S", "qty": 1}).to_string(),
-            "at most 128 bytes",
+            "at most 128 characters",
         ),
         (
             "/allocate",

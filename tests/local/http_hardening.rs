@@ -391,9 +391,14 @@ fn bad_identifier() -> impl Strategy<Value = Bad> {
         Just(String::new()),
         " {1,10}",
         "[a-z]{0,5}[\\x00-\\x1f\\x7f][a-z]{0,5}",
-        // Over 128 bytes: ASCII, or multi-byte characters.
+        // Over 128 characters: ASCII, or multi-byte characters.
         "[a-zA-Z0-9-]{129,300}",
-        "é{65,100}",
+        "é{129,200}",
+        // Look-alikes: whitespace at an edge, format characters, non-ASCII spaces.
+        "[a-z]{1,5}[ ]{1,3}",
+        "[ ][a-z]{1,5}",
+        "[a-z]{0,5}[\\u{200b}\\u{202e}\\u{feff}\\u{2066}][a-z]{0,5}",
+        "[a-z]{1,5}[\\u{a0}\\u{2007}\\u{3000}][a-z]{1,5}",
     ];
     (route(), any::<prop::sample::Index>(), value).prop_map(|(route, which, value)| {
         let fields = identifier_fields(route);
@@ -634,7 +639,7 @@ fn each_kind_of_bad_request_has_a_precise_answer() {
                 &json!({"ref": "r".repeat(129), "sku": "S", "qty": 1}),
                 400,
             ),
-            "ref must be at most 128 bytes long",
+            "ref must be at most 128 characters long",
         ),
         (
             Bad::json(

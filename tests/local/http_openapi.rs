@@ -42,6 +42,7 @@ const KEYWORDS: &[&str] = &[
     "const",
     "minLength",
     "maxLength",
+    "pattern",
     "minimum",
     "maximum",
     "minItems",
@@ -110,6 +111,12 @@ fn validate(spec: &Value, schema: &Value, value: &Value, at: &str, errors: &mut 
             .is_some_and(|max| chars > max)
         {
             fail("too long".into());
+        }
+        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+            let pattern = regex::Regex::new(pattern).expect("the document's patterns compile");
+            if !pattern.is_match(text) {
+                fail("does not match its pattern".into());
+            }
         }
         let valid_format = match schema.get("format").and_then(Value::as_str) {
             Some("date") => {
@@ -639,4 +646,43 @@ fn the_validator_rejects_what_the_document_forbids() {
     let mut late = letter;
     late["failed_at"] = json!("yesterday");
     assert!(!valid("DeadLetter", late));
+}
+
+/// The document's identifier `pattern` and length are exactly the server's identifier rule, for
+/// strings mixing ASCII, letters of other scripts, spaces of every kind, control and format
+/// characters, and lengths around the limit.
+#[test]
+fn the_identifier_schema_is_the_server_s_identifier_rule() {
+    use proptest::prelude::*;
+    let spec = spec();
+    let schema = json!({"$ref": "#/components/schemas/Identifier"});
+    let piece = prop_oneof![
+        "[a-zA-Z0-9-]{0,40}",
+        "[ \\t\\u{a0}\\u{2007}\\u{3000}\\u{85}]",
+        "[\\u{200b}\\u{202e}\\u{feff}\\u{ad}\\u{e0041}\\u{110bd}\\u{1d173}]",
+        "[\\x00-\\x1f\\x7f\\u{80}-\\u{9f}]",
+        "[éЛ灯😀]{0,70}",
+    ];
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(&prop::collection::vec(piece, 0..6), |pieces| {
+            let text = pieces.concat();
+            let server = allocation::domain::Sku::parse(&text).is_ok();
+            let document = is_valid(&spec, &schema, &json!(text)).is_ok();
+            prop_assert_eq!(server, document, "{:?}", text);
+            Ok(())
+        })
+        .unwrap();
+    for (text, ok) in [
+        ("LAMP", true),
+        ("LAMP ", false),
+        ("LA\u{200b}MP", false),
+        ("é".repeat(128).as_str(), true),
+    ] {
+        assert_eq!(
+            is_valid(&spec, &schema, &json!(text)).is_ok(),
+            ok,
+            "{text:?}"
+        );
+    }
 }
