@@ -3,8 +3,10 @@
 //!
 //! The events topic delivers `OutOfStock` to a queue; the `notify_out_of_stock` function hands each
 //! to the bus, whose handler calls this notifier. A redelivered event (relay retry, republish, queue
-//! redelivery) finds its record `sent` and sends nothing. A record left `sending` (the send or the
-//! mark failed) is sent again: at least once, at most one email per delivery that failed.
+//! redelivery) finds its record `sent` and sends nothing. A delivery that finds another's live claim
+//! (the same event delivered twice at once) sends nothing and fails, so the queue offers it again
+//! later. A claim left `sending` (the send or the mark failed, the function stopped) expires and is
+//! sent again: at least once, and never twice at once.
 
 use aws_sdk_sns::error::DisplayErrorContext;
 use aws_sdk_sns::Client;
@@ -43,9 +45,20 @@ impl EmailNotifications {
             .claim(&envelope.id, Utc::now().timestamp())
             .await
             .map_err(|e| failed(e.to_string()))?;
-        if claim == Claim::AlreadySent {
-            info!(event_id = %envelope.id, "out-of-stock email already sent for this event");
-            return Ok(());
+        match claim {
+            Claim::AlreadySent => {
+                info!(event_id = %envelope.id, "out-of-stock email already sent for this event");
+                return Ok(());
+            }
+            // Another delivery of the same event is sending it right now: sending here too would
+            // be a second email. Fail this delivery; the queue offers it again later, when the
+            // claim is either marked sent or expired.
+            Claim::Held { until } => {
+                return Err(failed(format!(
+                    "another delivery is sending it (claimed until {until}); try again later"
+                )));
+            }
+            Claim::First | Claim::Unfinished => {}
         }
         let sku = envelope.event.sku();
         let output = self

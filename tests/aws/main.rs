@@ -14,5 +14,6 @@ mod dynamodb_cost;
 mod dynamodb_size;
 mod functions_events;
 mod lambda_adapters;
+mod notifications;
 mod snapshot_reads;
 mod telemetry;
