@@ -241,7 +241,10 @@ async fn events_whose_stream_records_were_dropped_are_published_by_the_republish
     assert_eq!(failed.len(), 1, "the batch stops at its first failure");
     // The schedule's sweep fails too while the topic is gone: the invocation errs (the alarm), the
     // events stay pending.
-    let outage = cloud.republish_with(&broken, json!({})).await.unwrap_err();
+    let outage = cloud
+        .republish_with(&broken, json!({"all": true}))
+        .await
+        .unwrap_err();
     assert!(
         outage.contains("5 events could not be published"),
         "{outage}"
@@ -249,14 +252,17 @@ async fn events_whose_stream_records_were_dropped_are_published_by_the_republish
     assert!(drain_event_ids(moto, &observer.url).await.is_empty());
 
     // Publishing is back. The schedule's sweep publishes every committed event, none missing.
-    let report = cloud.republish(json!({})).await.unwrap();
+    let report = cloud.republish(json!({"all": true})).await.unwrap();
     assert_eq!((report.found, report.published, report.failed), (5, 5, 0));
     let mut delivered = drain_event_ids(moto, &observer.url).await;
     delivered.sort();
     let mut expected = committed.clone();
     expected.sort();
     assert_eq!(delivered, expected, "every committed event, once");
-    assert_eq!(cloud.republish(json!({})).await.unwrap().found, 0);
+    assert_eq!(
+        cloud.republish(json!({"all": true})).await.unwrap().found,
+        0
+    );
 
     // New events go through the relay as usual, which marks them: the sweep has nothing to do.
     let reallocated = cloud.run_reallocate().await;
@@ -268,7 +274,10 @@ async fn events_whose_stream_records_were_dropped_are_published_by_the_republish
     let (_, relayed) = cloud.relay_outbox().await;
     assert!(relayed >= 1);
     assert_eq!(drain_event_ids(moto, &observer.url).await.len(), relayed);
-    assert_eq!(cloud.republish(json!({})).await.unwrap().found, 0);
+    assert_eq!(
+        cloud.republish(json!({"all": true})).await.unwrap().found,
+        0
+    );
 
     // An operator republishes the SKU's events of a time range: all of them again (consumers are
     // idempotent by event id); a malformed request is refused and publishes nothing.
@@ -288,6 +297,12 @@ async fn events_whose_stream_records_were_dropped_are_published_by_the_republish
         .republish(json!({"sku": SKU, "from": "last week"}))
         .await;
     assert!(refused.unwrap_err().contains("RFC 3339"));
+    // A full sweep is asked for explicitly: an empty payload, or an invalid SKU, publishes nothing.
+    for not_a_request in [json!({}), json!({"sku": " SMALL-TABLE"})] {
+        let refused = cloud.republish(not_a_request).await.unwrap_err();
+        assert!(refused.starts_with("a republish request is"), "{refused}");
+    }
+    assert!(drain_event_ids(moto, &observer.url).await.is_empty());
 }
 
 #[tokio::test]

@@ -1,12 +1,16 @@
 //! The republisher: publishes outbox events whose stream record was lost, and, on an operator's
 //! request, a SKU's events of a time range again.
 //!
-//! - **Sweep** (the schedule, or any payload without `sku`): every outbox item still pending
+//! - **Sweep** (the schedule's event, or `{"all": true}`): every outbox item still pending
 //!   `grace` after its commit. The stream relay publishes and marks an item within seconds, so one
 //!   still pending later had its stream record dropped (the relay's retries exhausted, the record
 //!   too old, the mapping recreated) or its mark failed. Each is published, then marked published.
 //! - **By SKU** (`{"sku": "...", "from": "<RFC 3339>", "to": "<RFC 3339>"}`, `from`/`to` optional):
-//!   every outbox item of the SKU committed in the range, published or not, published again.
+//!   every outbox item of the SKU committed in the range, published or not, published again. The SKU
+//!   must be a valid identifier.
+//!
+//! Any other payload (`{}` included: a full sweep is asked for explicitly) is refused with the two
+//! shapes it may take, and publishes nothing.
 //!
 //! Consumers are idempotent by event id, so publishing an event twice is harmless; losing one is not.
 //! Work stops before the invocation's deadline (the next run goes on); the answer says how far it got.
@@ -22,6 +26,7 @@ use serde_json::Value;
 use tracing::{error, info, warn};
 
 use super::metrics::InvocationMetrics;
+use crate::domain::Sku;
 use crate::service::{EventPublisher, OutboxItem, PublicationRecord};
 
 /// The most items one invocation reads.
@@ -44,7 +49,7 @@ pub struct Republisher<P, O> {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BySku {
-    pub sku: String,
+    pub sku: Sku,
     #[serde(default)]
     pub from: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -66,17 +71,23 @@ pub struct RepublishReport {
     pub complete: bool,
 }
 
+/// The two shapes of a request, for the error that refuses any other.
+const SHAPES: &str = "a republish request is {\"all\": true} (a sweep of every pending event) or \
+     {\"sku\": \"...\", \"from\": \"<RFC 3339>\", \"to\": \"<RFC 3339>\"} (from and to optional)";
+
 /// The request in an invocation's payload: `Some` for a request by SKU, `None` for a sweep (the
-/// schedule's event, `{}`, or anything without `sku`).
+/// schedule's event, or `{"all": true}`). Anything else is refused.
 pub fn request(payload: &Value) -> Result<Option<BySku>, String> {
-    if payload.get("sku").is_none() {
+    let scheduled = payload.get("source") == Some(&Value::from("aws.events"))
+        && payload.get("detail-type") == Some(&Value::from("Scheduled Event"));
+    if scheduled || *payload == serde_json::json!({"all": true}) {
         return Ok(None);
     }
-    let by_sku: BySku = serde_json::from_value(payload.clone()).map_err(|e| {
-        format!(
-            "a request by SKU is {{\"sku\": \"...\", \"from\": \"<RFC 3339>\", \"to\": \"<RFC 3339>\"}}: {e}"
-        )
-    })?;
+    if payload.get("sku").is_none() {
+        return Err(format!("{SHAPES}; got {payload}"));
+    }
+    let by_sku: BySku =
+        serde_json::from_value(payload.clone()).map_err(|e| format!("{SHAPES}: {e}"))?;
     if let (Some(from), Some(to)) = (by_sku.from, by_sku.to) {
         if from > to {
             return Err(format!("from ({from}) is after to ({to})"));
@@ -200,11 +211,23 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_payload_without_sku_is_a_sweep() {
-        assert_eq!(request(&json!({})), Ok(None));
+    fn a_sweep_is_asked_for_explicitly_or_by_the_schedule() {
+        assert_eq!(request(&json!({"all": true})), Ok(None));
         let scheduled =
             json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
         assert_eq!(request(&scheduled), Ok(None));
+        for not_a_request in [
+            json!({}),
+            json!({"all": false}),
+            json!({"all": true, "sku": "X"}),
+            json!([]),
+        ] {
+            let error = request(&not_a_request).unwrap_err();
+            assert!(
+                error.starts_with("a republish request is"),
+                "{not_a_request}: {error}"
+            );
+        }
     }
 
     #[test]
@@ -212,7 +235,7 @@ mod tests {
         assert_eq!(
             request(&json!({"sku": "LAMP"})),
             Ok(Some(BySku {
-                sku: "LAMP".into(),
+                sku: Sku::parse("LAMP").unwrap(),
                 from: None,
                 to: None
             }))
@@ -236,5 +259,8 @@ mod tests {
         let reversed =
             json!({"sku": "LAMP", "from": "2026-11-30T12:00:00Z", "to": "2026-11-30T10:00:00Z"});
         assert!(request(&reversed).unwrap_err().contains("after"));
+        for bad_sku in [json!(""), json!("LAMP "), json!(7)] {
+            assert!(request(&json!({"sku": bad_sku})).is_err(), "{bad_sku}");
+        }
     }
 }
