@@ -142,6 +142,8 @@ async fn each_http_invocation_emits_its_metrics_and_logs_its_caller() {
             json!([["function"]])
         );
         assert!(document.get("sku").is_none(), "never a dimension by SKU");
+        // At the function's own log level (INFO when unset), which Lambda's filter always keeps.
+        assert_eq!(document["level"], "INFO");
     }
 
     // The audit trail: each request with who made it and its correlation id.

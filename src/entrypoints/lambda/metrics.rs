@@ -1,6 +1,8 @@
 //! Metrics in CloudWatch Embedded Metric Format (EMF): one JSON document per invocation, written to
-//! stdout, from which CloudWatch extracts the metrics (namespace `Allocation`, dimension `function`,
-//! never a SKU).
+//! stdout, from which CloudWatch extracts the metrics (namespace `METRICS_NAMESPACE`, the template's
+//! `Allocation/<stack>`, else `Allocation`; dimension `function`, never a SKU). Each document carries
+//! the function's own application log level as its `level`, so Lambda's log-level filtering, which
+//! drops JSON lines under that level, never drops a metric.
 //!
 //! The counts come from the function's own bus (`BusStats` and its store's records read, before and
 //! after the invocation)
@@ -17,8 +19,43 @@ use serde_json::{json, Map, Value};
 
 use crate::service::{Bus, Store};
 
-/// The CloudWatch namespace of the service's metrics.
+/// The CloudWatch namespace of the service's metrics when `METRICS_NAMESPACE` is not set.
 pub const NAMESPACE: &str = "Allocation";
+/// The variable naming the namespace (template.yaml: `Allocation/<stack name>`, one per stack).
+pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
+
+/// Where a document goes and at which level it is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination<'a> {
+    pub namespace: &'a str,
+    /// Lambda's application log level name (`TRACE` ... `FATAL`).
+    pub level: &'a str,
+}
+
+impl Destination<'static> {
+    /// From the environment, read once: `METRICS_NAMESPACE` and `AWS_LAMBDA_LOG_LEVEL` (Lambda's
+    /// `INFO` when unset or unknown).
+    pub fn from_env() -> Destination<'static> {
+        static DESTINATION: std::sync::OnceLock<(String, &'static str)> =
+            std::sync::OnceLock::new();
+        let (namespace, level) = DESTINATION.get_or_init(|| {
+            let namespace = std::env::var(METRICS_NAMESPACE)
+                .ok()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| NAMESPACE.to_owned());
+            let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_default();
+            (namespace, lambda_log_level(&level))
+        });
+        Destination { namespace, level }
+    }
+}
+
+/// Lambda's name for an application log level, `INFO` for anything it does not know.
+pub fn lambda_log_level(level: &str) -> &'static str {
+    const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+    let level = level.trim().to_ascii_uppercase();
+    LEVELS.into_iter().find(|l| *l == level).unwrap_or("INFO")
+}
 pub use crate::entrypoints::logging::EMF_TARGET;
 
 /// What one invocation did, as counts.
@@ -89,9 +126,10 @@ impl InvocationMetrics {
     }
 
     /// The EMF document: the metrics under dimension `function`, with the request and trace ids as
-    /// properties (searchable in CloudWatch Logs Insights).
+    /// properties (searchable in CloudWatch Logs Insights), logged at `destination.level`.
     pub fn document(
         &self,
+        destination: Destination<'_>,
         function: &str,
         request_id: &str,
         trace_id: Option<&str>,
@@ -108,12 +146,13 @@ impl InvocationMetrics {
             json!({
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
+                    "Namespace": destination.namespace,
                     "Dimensions": [["function"]],
                     "Metrics": definitions,
                 }],
             }),
         );
+        document.insert("level".into(), json!(destination.level));
         document.insert("function".into(), json!(function));
         for (name, value) in self.values() {
             document.insert(name.into(), json!(value));
@@ -139,6 +178,7 @@ impl InvocationMetrics {
         };
         let timestamp_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let document = self.document(
+            Destination::from_env(),
             function,
             &context.request_id,
             context.xray_trace_id.as_deref(),
@@ -160,9 +200,20 @@ mod tests {
             records_read: 4,
             ..InvocationMetrics::default()
         };
-        let document = metrics.document("allocate", "req-1", Some("Root=1-abc"), 1_700_000_000_000);
+        let destination = Destination {
+            namespace: "Allocation/prod",
+            level: "WARN",
+        };
+        let document = metrics.document(
+            destination,
+            "allocate",
+            "req-1",
+            Some("Root=1-abc"),
+            1_700_000_000_000,
+        );
         let declared = &document["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(declared["Namespace"], "Allocation");
+        assert_eq!(declared["Namespace"], "Allocation/prod");
+        assert_eq!(document["level"], "WARN", "kept by Lambda's filter at WARN");
         assert_eq!(declared["Dimensions"], json!([["function"]]));
         assert_eq!(declared["Metrics"].as_array().unwrap().len(), 7);
         assert_eq!(document["function"], "allocate");
@@ -172,5 +223,23 @@ mod tests {
         assert_eq!(document["RecordsRead"], 4);
         assert_eq!(document["traceId"], "Root=1-abc");
         assert_eq!(document["_aws"]["Timestamp"], 1_700_000_000_000_u64);
+    }
+}
+
+#[cfg(test)]
+mod level_tests {
+    use super::lambda_log_level;
+
+    #[test]
+    fn a_document_is_logged_at_the_function_s_own_level_whatever_it_is() {
+        for (configured, level) in [
+            ("WARN", "WARN"),
+            ("error", "ERROR"),
+            ("FATAL", "FATAL"),
+            ("", "INFO"),
+            ("verbose", "INFO"),
+        ] {
+            assert_eq!(lambda_log_level(configured), level, "{configured:?}");
+        }
     }
 }
