@@ -17,6 +17,11 @@ samtranslator exactly as CloudFormation would, with every CodeUri replaced by an
 placeholder and a managed-policy loader that makes no IAM call, and the plain CloudFormation
 result is linted.
 
+Both cfn-lint passes run cfn-lint's own rules and the serverless rules of cfn-lint-serverless
+(AWS's serverless-rules: ES... ids fail the check, WS... warn). A few of those do not apply to
+this template; each is set aside for exactly the resources that LINT_EXCEPTIONS (below)
+names, with the reason, and each pass prints a `set aside` line for it.
+
 Then the project's own rules run on the expansion (what CloudFormation deploys); each finding
 names its rule and the resource, e.g. `ERROR [auth] AllocateRoute: ...`. A value under Fn::If
 counts with both branches: a rule must hold whatever the parameters.
@@ -27,14 +32,29 @@ counts with both branches: a rule must hold whatever the parameters.
   least-privilege     no Allow statement of an IAM policy (roles', users' and groups' inline
                       policies, AWS::IAM::Policy, AWS::IAM::ManagedPolicy, ...) has a wildcard
                       action ("*", "sqs:*", "dynamodb:Get*"), NotAction, NotResource, or a "*"
-                      resource (or an ARN whose resource part is "*"), except the X-Ray write
-                      actions (xray:PutTraceSegments, xray:PutTelemetryRecords), which AWS does
-                      not scope; nor any other action that takes no resource in IAM (e.g.
-                      dynamodb:ListStreams: on "*" too broad, on a resource a grant of nothing);
-                      no role, user or group attaches a managed policy other than an
-                      AWS::IAM::ManagedPolicy of this template (AWS managed policies grant "*").
-  visibility-timeout  an SQS queue that feeds a Lambda function (event source mapping) has a
-                      VisibilityTimeout of at least 6x that function's Timeout.
+                      resource (or an ARN whose resource part is "*"), except the actions that
+                      take no resource in IAM and that a role here needs: the X-Ray write
+                      actions (xray:PutTraceSegments, xray:PutTelemetryRecords) and
+                      dynamodb:ListStreams (AWS's stream-trigger policy), alone in their
+                      statement; nor any other action that takes no resource in IAM (on "*"
+                      too broad, on a resource a grant of nothing); no role, user or group
+                      attaches a managed policy other than an AWS::IAM::ManagedPolicy of this
+                      template (AWS managed policies grant "*").
+  leading-keys        every Allow statement that grants a DynamoDB write action (PutItem,
+                      UpdateItem, DeleteItem, BatchWriteItem, ConditionCheckItem, PartiQL
+                      writes) on a table has a ForAllValues:StringLike (or StringEquals)
+                      condition on dynamodb:LeadingKeys, and each key pattern in it begins
+                      with a prefix that the function of its role owns (ITEM_OWNERS): only
+                      the product writers write PRODUCT#, ORDER#, BATCHREF# and OUTBOX# items,
+                      the relay and the sweeper only OUTBOX#, the notifier only NOTIFIED#, any
+                      other function or role none.
+  live-alias          nothing invokes a function that has an alias (AutoPublishAlias) but
+                      through the alias: an event source mapping, an invoke permission, an
+                      API integration, an EventBridge target or a function URL that names the
+                      function itself bypasses the gradual deployment (and the rollback).
+  visibility-timeout  an SQS queue that feeds a Lambda function (event source mapping, to the
+                      function or an alias of it) has a VisibilityTimeout of at least 6x that
+                      function's Timeout.
   dead-letter-alarm   every dead-letter queue (a queue named by a RedrivePolicy's
                       deadLetterTargetArn, or an on-failure destination of an event source
                       mapping, an async invocation or a function's DeadLetterConfig) has an alarm
@@ -52,6 +72,7 @@ usage. Other warnings are printed and allowed.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import logging
 import os
@@ -59,7 +80,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 # Warnings that point at a wiring mistake rather than style, so they fail the check:
 #   W1001  a Ref/GetAtt to a resource that may not exist under some condition (e.g. the
@@ -85,8 +106,13 @@ except ImportError as exc:  # pragma: no cover - environment problem
         ".venv/bin/python scripts/check_template.py"
     )
 
-# samtranslator warns, when its objects are collected, about usage metrics nobody publishes.
+# samtranslator warns, when its objects are collected, about usage metrics nobody publishes,
+# and, for each DeploymentPreference, about a feature toggle only its service reads.
 logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
+logging.getLogger("samtranslator.feature_toggle.feature_toggle").setLevel(logging.ERROR)
+
+# cfn-lint-serverless's rules, appended to cfn-lint's own in both passes.
+SERVERLESS_RULES = "cfn_lint_serverless.rules"
 
 
 class NoIamManagedPolicyLoader:
@@ -124,12 +150,26 @@ def placeholder_code_uris(template: dict) -> int:
     return count
 
 
-def lint(path: Path, label: str) -> tuple[int, int]:
-    """Lints one file and prints its findings. Returns (failures, allowed warnings)."""
-    matches = lint_file(path, ManualArgs(regions=[REGION]))
+def match_resource(match) -> str | None:
+    """The logical id (resource or parameter) a cfn-lint finding is about, if any."""
+    path = list(getattr(match, "path", []) or [])
+    if len(path) >= 2 and path[0] in ("Resources", "Parameters"):
+        return str(path[1])
+    return None
+
+
+def lint(path: Path, label: str, exceptions: dict[str, set[str]]) -> tuple[int, int]:
+    """Lints one file (cfn-lint's rules and the serverless rules) and prints its findings, but
+    those that `exceptions` ({rule id: logical ids}) sets aside, which it counts per rule.
+    Returns (failures, allowed warnings)."""
+    matches = lint_file(path, ManualArgs(regions=[REGION], append_rules=[SERVERLESS_RULES]))
     failures = warnings = 0
+    set_aside: dict[str, set[str]] = {}
     for m in matches:
         rule_id = m.rule.id
+        if match_resource(m) in exceptions.get(rule_id, ()):
+            set_aside.setdefault(rule_id, set()).add(match_resource(m))
+            continue
         severity = m.rule.severity.lower()
         fails = rule_id.startswith("E") or rule_id in FAILING_WARNINGS
         where = "/".join(str(p) for p in getattr(m, "path", []) or [])
@@ -147,6 +187,9 @@ def lint(path: Path, label: str) -> tuple[int, int]:
             failures += 1
         else:
             warnings += 1
+    for rule_id, names in sorted(set_aside.items()):
+        why = LINT_EXCEPTIONS[rule_id].why
+        print(f"  set aside {rule_id} {label} ({', '.join(sorted(names))}): {why}")
     return failures, warnings
 
 
@@ -154,8 +197,44 @@ def lint(path: Path, label: str) -> tuple[int, int]:
 # They read the expanded template: plain CloudFormation, intrinsic functions unresolved. A value
 # under Fn::If counts with both branches (a rule must hold whatever the parameters).
 
-# The only actions an Allow statement may grant on "*": AWS offers no resource to scope them to.
+# The only actions an Allow statement may grant on "*": IAM has no resource (and these no
+# condition key) to scope them to, and a role here needs them.
 XRAY_WRITE_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
+#   dynamodb:ListStreams: AWS's documented policy for a DynamoDB stream trigger lists it (the
+#   relay's role); it lists stream ARNs, nothing else.
+STAR_ACTIONS = XRAY_WRITE_ACTIONS | {"dynamodb:ListStreams"}
+
+# DynamoDB actions that write an item (lower case). A transaction's actions are authorized as
+# PutItem, UpdateItem, DeleteItem and ConditionCheckItem, one by one.
+DYNAMODB_WRITE_ACTIONS = frozenset(
+    f"dynamodb:{action}"
+    for action in (
+        "putitem",
+        "updateitem",
+        "deleteitem",
+        "batchwriteitem",
+        "conditioncheckitem",
+        "partiqlinsert",
+        "partiqlupdate",
+        "partiqldelete",
+    )
+)
+
+# The table's item kinds (partition key prefixes, layout 3: docs/storage.md) each function's
+# role may write. The outbox is the events' source: the relay publishes every OUTBOX# item, so
+# only the product's commits may insert one, and the relay and the sweeper only mark them. A
+# role of no function here (or shared with one that is not) may write no item.
+PRODUCT_ITEMS = ("PRODUCT#", "ORDER#", "BATCHREF#", "OUTBOX#")
+ITEM_OWNERS: dict[str, tuple[str, ...]] = {
+    "AddBatchFunction": PRODUCT_ITEMS,
+    "AllocateFunction": PRODUCT_ITEMS,
+    "ChangeBatchQuantityFunction": PRODUCT_ITEMS,
+    "ReallocateFunction": PRODUCT_ITEMS,
+    "PublishEventsFunction": ("OUTBOX#",),
+    "RepublishEventsFunction": ("OUTBOX#",),
+    "NotifyOutOfStockFunction": ("NOTIFIED#",),
+}
+LEADING_KEYS_OPERATORS = ("ForAllValues:StringLike", "ForAllValues:StringEquals")
 
 # Managed policies that a role, user or group may attach although this template does not define
 # them. Empty on purpose: every AWS managed policy a function would need (basic execution, SQS,
@@ -266,6 +345,19 @@ def number(value, template: dict, default: int) -> int | None:
         return None
 
 
+def function_of(template: dict, value) -> str | None:
+    """The AWS::Lambda::Function that a FunctionName (or a target's Arn) names: the function
+    itself, or the function of the alias or version named (with AutoPublishAlias, every event
+    source invokes the alias). None when it names none of the template's functions."""
+    resources = template.get("Resources", {})
+    name = target(value)
+    kind = resources.get(name, {}).get("Type")
+    if kind in ("AWS::Lambda::Alias", "AWS::Lambda::Version"):
+        name = target((resources[name].get("Properties") or {}).get("FunctionName"))
+        kind = resources.get(name, {}).get("Type")
+    return name if kind == "AWS::Lambda::Function" else None
+
+
 def resources_of(template: dict, *types: str):
     """(logical id, properties) of the template's resources of these types."""
     for name, resource in template.get("Resources", {}).items():
@@ -365,37 +457,48 @@ def unscoped_actions() -> frozenset[str]:
     )
 
 
-def check_least_privilege(template: dict):
-    resources = template.get("Resources", {})
-    unscoped = unscoped_actions()
-    xray = {a.lower() for a in XRAY_WRITE_ACTIONS}
+def allow_statements(template: dict):
+    """(policy holder's logical id, "label, statement Sid", statement) of every statement that
+    may allow (an Effect other than Deny under some condition)."""
     for name, label, document in policy_documents(template):
         for index, statement in enumerate(items(document.get("Statement", []))):
             if not isinstance(statement, dict) or all(
                 effect == "Deny" for effect in alternatives(statement.get("Effect"))
             ):
                 continue
-            where = f"{label}, statement {shown(statement.get('Sid', index))}"
-            for key in ("NotAction", "NotResource"):
-                if key in statement:
-                    other = key[3:].lower()
-                    yield Finding(
-                        "least-privilege", name, f"{where}: {key} allows every other {other}"
-                    )
-            actions = [a for a in items(statement.get("Action", [])) if isinstance(a, str)]
-            for action in actions:
-                if "*" in action:
-                    yield Finding("least-privilege", name, f"{where}: wildcard action {action!r}")
-                elif action.lower() in unscoped and action.lower() not in xray:
-                    message = f"{where}: {action} takes no resource in IAM (it applies to '*' only)"
+            yield name, f"{label}, statement {shown(statement.get('Sid', index))}", statement
+
+
+def check_least_privilege(template: dict):
+    resources = template.get("Resources", {})
+    unscoped = unscoped_actions()
+    on_star = {a.lower() for a in STAR_ACTIONS}
+    only = ", ".join(sorted(STAR_ACTIONS)[:-1]) + " and " + sorted(STAR_ACTIONS)[-1]
+    for name, where, statement in allow_statements(template):
+        for key in ("NotAction", "NotResource"):
+            if key in statement:
+                other = key[3:].lower()
+                yield Finding(
+                    "least-privilege", name, f"{where}: {key} allows every other {other}"
+                )
+        actions = [a for a in items(statement.get("Action", [])) if isinstance(a, str)]
+        statement_resources = list(items(statement.get("Resource", [])))
+        scoped = [r for r in statement_resources if not is_wildcard_resource(r)]
+        for action in actions:
+            if "*" in action:
+                yield Finding("least-privilege", name, f"{where}: wildcard action {action!r}")
+            elif action.lower() in unscoped:
+                message = f"{where}: {action} takes no resource in IAM (it applies to '*' only)"
+                if action.lower() not in on_star:
                     yield Finding("least-privilege", name, f"{message}: drop it")
-            xray_only = bool(actions) and all(a in XRAY_WRITE_ACTIONS for a in actions)
-            for resource in items(statement.get("Resource", [])):
-                if is_wildcard_resource(resource) and not xray_only:
-                    granted = ", ".join(actions) or "its actions"
-                    only = " and ".join(sorted(XRAY_WRITE_ACTIONS))
-                    message = f"{where}: resource {shown(resource)!r} for {granted}"
-                    yield Finding("least-privilege", name, f"{message} (only {only} may use '*')")
+                elif scoped:
+                    yield Finding("least-privilege", name, f"{message}: grant it on '*'")
+        star_only = bool(actions) and all(a.lower() in on_star for a in actions)
+        for resource in statement_resources:
+            if is_wildcard_resource(resource) and not star_only:
+                granted = ", ".join(actions) or "its actions"
+                message = f"{where}: resource {shown(resource)!r} for {granted}"
+                yield Finding("least-privilege", name, f"{message} (only {only} may use '*')")
     for name, props in resources_of(template, *IAM_POLICY_HOLDERS):
         for arn in items(props.get("ManagedPolicyArns", [])):
             own = resources.get(target(arn), {}).get("Type") == "AWS::IAM::ManagedPolicy"
@@ -411,10 +514,8 @@ def check_visibility_timeouts(template: dict):
     resources = template.get("Resources", {})
     for _, props in resources_of(template, "AWS::Lambda::EventSourceMapping"):
         queue = target(props.get("EventSourceArn"))
-        function = target(props.get("FunctionName"))
-        if resources.get(queue, {}).get("Type") != "AWS::SQS::Queue":
-            continue
-        if resources.get(function, {}).get("Type") != "AWS::Lambda::Function":
+        function = function_of(template, props.get("FunctionName"))
+        if resources.get(queue, {}).get("Type") != "AWS::SQS::Queue" or function is None:
             continue
         queue_props = resources[queue].get("Properties") or {}
         function_props = resources[function].get("Properties") or {}
@@ -492,7 +593,7 @@ def stream_consumers(template: dict):
         source_name = target(source)
         kind = resources.get(source_name, {}).get("Type")
         from_table_stream = kind == "AWS::DynamoDB::Table" and "StreamArn" in json.dumps(source)
-        function = target(props.get("FunctionName"))
+        function = function_of(template, props.get("FunctionName"))
         if function is not None and (from_table_stream or kind == "AWS::Kinesis::Stream"):
             yield function, source_name, name
 
@@ -521,6 +622,149 @@ def check_alarms(template: dict):
             yield Finding("relay-alarm", function, f"{message} on its IteratorAge")
 
 
+def table_items(resource, template: dict) -> str | None:
+    """The table whose items an IAM resource names, by its ARN (not an index, a stream or a
+    backup of it): the logical id for GetAtt Table.Arn or "${Table.Arn}", else the text of a
+    literal table ARN or a wildcard. None for any other resource."""
+    if is_wildcard_resource(resource):
+        return shown(resource)
+    getatt = resource.get("Fn::GetAtt") if isinstance(resource, dict) else None
+    if isinstance(getatt, str):
+        getatt = getatt.split(".", 1)
+    sub = resource.get("Fn::Sub") if isinstance(resource, dict) else None
+    sub = sub[0] if isinstance(sub, list) and sub else sub
+    whole = re.fullmatch(r"\$\{([A-Za-z0-9]+)\.Arn\}", sub) if isinstance(sub, str) else None
+    if whole:
+        getatt = [whole.group(1), "Arn"]
+    if isinstance(getatt, list) and len(getatt) == 2:
+        kind = template.get("Resources", {}).get(getatt[0], {}).get("Type")
+        return getatt[0] if kind == "AWS::DynamoDB::Table" and getatt[1] == "Arn" else None
+    text = sub_text(resource)
+    table_arn = r"arn:[^:]*:dynamodb:[^:]*:[^:]*:table/[^/]+"
+    return shown(resource) if text is not None and re.fullmatch(table_arn, text) else None
+
+
+def write_actions(actions) -> list[str]:
+    """The actions of a statement that write DynamoDB items (a wildcard counts when it matches
+    one of them)."""
+    return [
+        action
+        for action in actions
+        if any(fnmatch.fnmatchcase(write, action.lower()) for write in DYNAMODB_WRITE_ACTIONS)
+    ]
+
+
+def policy_functions(template: dict, holder: str) -> list[str]:
+    """The functions a policy holder's statements apply to: those whose Role is the holder (a
+    role), or one of the Roles of an AWS::IAM::Policy or ManagedPolicy. Users, groups and the
+    roles of no function: none."""
+    resource = template.get("Resources", {}).get(holder, {})
+    roles = {holder}
+    if resource.get("Type") != "AWS::IAM::Role":
+        roles = {target(r) for r in items((resource.get("Properties") or {}).get("Roles", []))}
+    return sorted(
+        name
+        for name, props in resources_of(template, "AWS::Lambda::Function")
+        if any(target(role) in roles for role in alternatives(props.get("Role", MISSING)))
+    )
+
+
+def leading_keys(statement: dict):
+    """The dynamodb:LeadingKeys patterns of a statement's ForAllValues condition, or None when it
+    has none (a plain StringLike on a multivalued key, or ForAnyValue, does not bind them all).
+    Under Fn::If, every branch's patterns; None when a branch has none."""
+    patterns: list = []
+    for condition in alternatives(statement.get("Condition", MISSING)):
+        if not isinstance(condition, dict):
+            return None
+        found = [
+            (condition.get(operator) or {}).get("dynamodb:LeadingKeys", MISSING)
+            for operator in LEADING_KEYS_OPERATORS
+            if isinstance(condition.get(operator), dict)
+        ]
+        found = [keys for keys in found if keys is not MISSING]
+        if not found or any(may_be_absent(keys) for keys in found):
+            return None
+        patterns.extend(item for keys in found for item in items(keys))
+    return patterns
+
+
+def check_leading_keys(template: dict):
+    for name, where, statement in allow_statements(template):
+        actions = [a for a in items(statement.get("Action", [])) if isinstance(a, str)]
+        writes = write_actions(actions)
+        tables = [table_items(r, template) for r in items(statement.get("Resource", []))]
+        tables = [table for table in tables if table is not None]
+        if not writes or not tables:
+            continue
+        patterns = leading_keys(statement)
+        if patterns is None:
+            operator = " or ".join(LEADING_KEYS_OPERATORS)
+            message = (
+                f"{where}: {', '.join(writes)} on {tables[0]} without a "
+                f"dynamodb:LeadingKeys condition ({operator}): it may write any item"
+            )
+            yield Finding("leading-keys", name, message)
+            continue
+        functions = policy_functions(template, name)
+        for pattern in patterns:
+            for function in functions or [None]:
+                owned = ITEM_OWNERS.get(function, ())
+                if owned and isinstance(pattern, str) and pattern.startswith(owned):
+                    continue
+                what = ", ".join(owned) if owned else "no item of the table"
+                who = f"its function {function} owns {what}"
+                if function is None:
+                    who = f"no function has this role: it owns {what}"
+                message = f"{where}: may write {shown(pattern)!r} items ({who})"
+                yield Finding("leading-keys", name, message)
+
+
+# What invokes a function, and the property naming what it invokes.
+INVOKERS = {
+    "AWS::Lambda::EventSourceMapping": "FunctionName",
+    "AWS::Lambda::Permission": "FunctionName",
+    "AWS::ApiGatewayV2::Integration": "IntegrationUri",
+    "AWS::Lambda::Url": "TargetFunctionArn",
+}
+
+
+def named_unqualified(value) -> set[str]:
+    """The logical ids a value names unqualified: a Ref or GetAtt, or each ${Name} or
+    ${Name.Attr} of an Fn::Sub string that no ":qualifier" follows."""
+    named = {target(value)} - {None}
+    text = value.get("Fn::Sub") if isinstance(value, dict) else None
+    text = text[0] if isinstance(text, list) and text else text
+    if isinstance(text, str):
+        named |= set(re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}(?!:)", text))
+    return named
+
+
+def check_live_alias(template: dict):
+    aliases = {
+        function_of(template, props.get("FunctionName")): name
+        for name, props in resources_of(template, "AWS::Lambda::Alias")
+    }
+    invokers = [
+        (name, props.get(INVOKERS[kind]))
+        for kind in INVOKERS
+        for name, props in resources_of(template, kind)
+    ]
+    invokers += [
+        (name, rule_target.get("Arn"))
+        for name, props in resources_of(template, "AWS::Events::Rule")
+        for rule_target in items(props.get("Targets", []))
+        if isinstance(rule_target, dict)
+    ]
+    for name, value in invokers:
+        for function in sorted(named_unqualified(value) & set(aliases) - {None}):
+            message = (
+                f"invokes {function} itself, not its alias {aliases[function]}: past the "
+                "gradual deployment (name the alias: !Ref Function.Alias)"
+            )
+            yield Finding("live-alias", name, message)
+
+
 def check_topic_encryption(template: dict):
     for name, props in resources_of(template, "AWS::SNS::Topic"):
         if may_be_absent(props.get("KmsMasterKeyId", MISSING)):
@@ -530,15 +774,164 @@ def check_topic_encryption(template: dict):
 RULES = (
     check_auth,
     check_least_privilege,
+    check_leading_keys,
+    check_live_alias,
     check_visibility_timeouts,
     check_alarms,
     check_topic_encryption,
 )
 
 
+# ---------------------------------------------------------------- linter findings set aside
+# cfn-lint (and cfn-lint-serverless) findings that do not apply here, each for exactly the
+# resources its function returns from the expansion (the template's own resources keep their
+# logical ids in it, so one list serves both passes).
+
+
+def sqs_mappings(template: dict) -> set[str]:
+    """Event source mappings that read an SQS queue with a RedrivePolicy."""
+    resources = template.get("Resources", {})
+    found = set()
+    for name, props in resources_of(template, "AWS::Lambda::EventSourceMapping"):
+        queue = resources.get(target(props.get("EventSourceArn")), {})
+        redrive = (queue.get("Properties") or {}).get("RedrivePolicy", MISSING)
+        if queue.get("Type") == "AWS::SQS::Queue" and not may_be_absent(redrive):
+            found.add(name)
+    return found
+
+
+def functions_logging_to_a_kept_group(template: dict) -> set[str]:
+    """Functions whose LoggingConfig.LogGroup is a log group of the template with a retention."""
+    resources = template.get("Resources", {})
+    found = set()
+    for name, props in resources_of(template, "AWS::Lambda::Function"):
+        group = resources.get(target((props.get("LoggingConfig") or {}).get("LogGroup")), {})
+        retention = (group.get("Properties") or {}).get("RetentionInDays", MISSING)
+        if group.get("Type") == "AWS::Logs::LogGroup" and not may_be_absent(retention):
+            found.add(name)
+    return found
+
+
+# The sweeper (republish_events), whose schedule invokes it asynchronously with a constant
+# event (a full sweep).
+SWEEPER = "RepublishEventsFunction"
+
+
+def sweep_schedule(template: dict) -> set[str]:
+    """The sweeper (its Schedule event, as written) and, in the expansion, the EventBridge rules
+    that target it and their invoke permissions."""
+    found = {SWEEPER}
+    for name, props in resources_of(template, "AWS::Events::Rule"):
+        if any(
+            function_of(template, t.get("Arn")) == SWEEPER
+            for t in items(props.get("Targets", []))
+            if isinstance(t, dict)
+        ):
+            found.add(name)
+    for name, props in resources_of(template, "AWS::Lambda::Permission"):
+        if props.get("Principal") == "events.amazonaws.com":
+            if function_of(template, props.get("FunctionName")) == SWEEPER:
+                found.add(name)
+    return found
+
+
+def deployment_preference_parameters(template: dict) -> set[str]:
+    """Parameters that the as-written template's DeploymentPreferences name (Globals or a
+    function's), kept by the expansion in its Parameters."""
+    names = set(template.get("Parameters", {}))
+    text = json.dumps(
+        [template.get("Globals", {}).get("Function", {}).get("DeploymentPreference")]
+        + [
+            (r.get("Properties") or {}).get("DeploymentPreference")
+            for r in template.get("Resources", {}).values()
+            if isinstance(r, dict)
+        ]
+    )
+    return {n for n in names if f'{{"Ref": "{n}"}}' in text}
+
+
+class LintException(NamedTuple):
+    why: str  # why the rule does not apply there, printed with the findings set aside
+    names: Callable[[dict], set[str]]  # the logical ids it does not apply to, read from...
+    of_template: bool = False  # ...the template as written (True) or its expansion
+
+
+LINT_EXCEPTIONS = {
+    # Lambda takes no on-failure destination for an SQS event source: the queue's redrive
+    # policy is the dead-letter path (and the dead-letter-alarm rule watches it).
+    "ES1001": LintException(
+        "an SQS mapping takes no on-failure destination: its queue's RedrivePolicy is one",
+        sqs_mappings,
+    ),
+    "ES1007": LintException(
+        "the sweep's event is a constant: a run that failed is redone by the next one 5 "
+        "minutes later (the outbox items stay pending), and RepublishEventsErrorsAlarm "
+        "reports it",
+        sweep_schedule,
+    ),
+    "ES4000": LintException(
+        "the sweep's event is a constant: an undelivered one holds nothing to redrive; the "
+        "next sweep runs 5 minutes later",
+        sweep_schedule,
+    ),
+    "ES6000": LintException(
+        "a dead-letter queue needs none of its own: its messages stay 14 days and its alarm "
+        "calls an operator",
+        lambda expanded: set(dead_letter_queues(expanded)),
+    ),
+    "ES7000": LintException(
+        "the operations topic carries the alarms: an alarm on a dead-letter queue of its email "
+        "subscription would notify that same topic",
+        lambda expanded: {"OpsEmailSubscription"},
+    ),
+    "WS1004": LintException(
+        "each function logs to its own group (LoggingConfig.LogGroup), named per stack and "
+        "binary, with RetentionInDays; the rule looks for a group named after the function",
+        functions_logging_to_a_kept_group,
+    ),
+    # SAM substitutes the parameters of DeploymentPreference while transforming (with the
+    # stack's values on deploy, the defaults offline): the expansion no longer names them.
+    "W2001": LintException(
+        "SAM substitutes DeploymentPreference's parameters while transforming",
+        deployment_preference_parameters,
+        of_template=True,
+    ),
+}
+
+
+def lint_exceptions(template: dict, expanded: dict | None) -> dict[str, set[str]]:
+    """{rule id: logical ids} that LINT_EXCEPTIONS sets aside; none without an expansion."""
+    if expanded is None:
+        return {}
+    return {
+        rule_id: exception.names(template if exception.of_template else expanded)
+        for rule_id, exception in LINT_EXCEPTIONS.items()
+    }
+
+
 def project_findings(template: dict) -> list[Finding]:
     """Every breach of the project rules in the expanded template."""
     return [finding for rule in RULES for finding in rule(template)]
+
+
+def expand(template_path: Path):
+    """(the template as plain data, its SAM expansion, how many functions, errors): the
+    expansion None (and the template None when it cannot be parsed) on errors."""
+    try:
+        template = cfn_yaml.load(str(template_path))
+    except Exception as exc:  # cfn-lint reports parse errors too; be explicit anyway
+        return None, None, 0, [f"cannot parse {template_path}: {exc}"]
+    # Plain dicts/strings (the loader's node types carry line marks samtranslator does not need).
+    template = json.loads(json.dumps(template))
+    placeholders = copy.deepcopy(template)
+    functions = placeholder_code_uris(placeholders)
+    try:
+        expanded = transform(placeholders, {}, NoIamManagedPolicyLoader())
+    except InvalidDocumentException as exc:
+        return template, None, functions, [f"transform: {c.message}" for c in exc.causes]
+    except Exception as exc:
+        return template, None, functions, [f"transform: {type(exc).__name__}: {exc}"]
+    return template, expanded, functions, []
 
 
 def main(argv: list[str]) -> int:
@@ -559,31 +952,23 @@ def main(argv: list[str]) -> int:
     # samtranslator's ARN helpers look up a region for the partition name.
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 
+    # The expansion comes first (printed after the first pass): which findings the lint
+    # exceptions set aside is read from it.
+    template, expanded, functions, transform_errors = expand(template_path)
+    exceptions = lint_exceptions(template or {}, expanded)
+
     total_fail = total_warn = 0
 
     if not rules_only:
         print(f"cfn-lint {template_path} (as written)")
-        f, w = lint(template_path, template_path.name)
+        f, w = lint(template_path, template_path.name, exceptions)
         total_fail += f
         total_warn += w
 
     print(f"SAM transform of {template_path.name}")
-    try:
-        template = cfn_yaml.load(str(template_path))
-    except Exception as exc:  # cfn-lint already reported parse errors; be explicit anyway
-        print(f"  ERROR cannot parse {template_path}: {exc}")
-        return 1
-    # Plain dicts/strings (the loader's node types carry line marks samtranslator does not need).
-    template = json.loads(json.dumps(template))
-    functions = placeholder_code_uris(template)
-    try:
-        expanded = transform(copy.deepcopy(template), {}, NoIamManagedPolicyLoader())
-    except InvalidDocumentException as exc:
-        for cause in exc.causes:
-            print(f"  ERROR transform: {cause.message}")
-        return 1
-    except Exception as exc:
-        print(f"  ERROR transform: {type(exc).__name__}: {exc}")
+    if expanded is None:
+        for error in transform_errors:
+            print(f"  ERROR {error}")
         return 1
     print(
         f"  {functions} functions -> {len(expanded.get('Resources', {}))} CloudFormation resources"
@@ -596,7 +981,7 @@ def main(argv: list[str]) -> int:
             expanded_path = Path(tmp) / f"{template_path.stem}.expanded.json"
             expanded_path.write_text(json.dumps(expanded, indent=1, sort_keys=True))
             print("cfn-lint of the expansion")
-            f, w = lint(expanded_path, "expanded")
+            f, w = lint(expanded_path, "expanded", exceptions)
             total_fail += f
             total_warn += w
             if f and os.environ.get("KEEP_EXPANDED"):

@@ -9,8 +9,10 @@ usage: .venv/bin/python scripts/test_check_template.py [-v]      (the tools venv
 Each broken copy is checked by the check's own entry point with --rules-only (the SAM transform
 and the project rules: what a rule test needs, in a tenth of a second instead of five). The
 whole check, both cfn-lint passes included, runs as a separate process, as
-`scripts/check-template.sh` runs it, on template.yaml (which must pass) and on one broken copy
-(the rules are part of the full check and fail it), concurrently with the others.
+`scripts/check-template.sh` runs it, on template.yaml (which must pass), on one broken copy
+(the rules are part of the full check and fail it) and on one that only cfn-lint-serverless
+catches (its rules run, and set aside only the findings that do not apply), concurrently with the
+others.
 """
 
 from __future__ import annotations
@@ -137,18 +139,105 @@ def xray_statement_with_more_than_the_write_actions(t):
 
 
 @case(
-    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement ListStreams: "
-    "dynamodb:ListStreams takes no resource in IAM (it applies to '*' only): drop it"
+    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement ListTables: "
+    "dynamodb:ListTables takes no resource in IAM (it applies to '*' only): drop it"
 )
 def action_that_takes_no_resource(t):
     resource(t, "PublishEventsRole")["Policies"][0]["PolicyDocument"]["Statement"].append(
         {
-            "Sid": "ListStreams",
+            "Sid": "ListTables",
             "Effect": "Allow",
-            "Action": "dynamodb:ListStreams",
-            "Resource": {"Fn::Sub": "${Table.Arn}/stream/*"},
+            "Action": "dynamodb:ListTables",
+            "Resource": {"Fn::GetAtt": ["Table", "Arn"]},
         }
     )
+
+
+@case(
+    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement ListStreams: "
+    "dynamodb:ListStreams takes no resource in IAM (it applies to '*' only): grant it on '*'"
+)
+def list_streams_on_the_stream(t):
+    # Granted on the stream's ARN it grants nothing.
+    statement(t, "PublishEventsRole", "ListStreams")["Resource"] = {
+        "Fn::GetAtt": ["Table", "StreamArn"]
+    }
+
+
+@case(
+    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement ListStreams: "
+    "resource '*' for dynamodb:ListStreams, dynamodb:GetRecords (only dynamodb:ListStreams, "
+    "xray:PutTelemetryRecords and xray:PutTraceSegments may use '*')"
+)
+def star_for_more_than_list_streams(t):
+    statement(t, "PublishEventsRole", "ListStreams")["Action"] = [
+        "dynamodb:ListStreams",
+        "dynamodb:GetRecords",
+    ]
+
+
+@case(
+    "ERROR [leading-keys] NotifyOutOfStockRole: policy notify-out-of-stock, statement "
+    "NotificationRecords: dynamodb:PutItem, dynamodb:UpdateItem on Table without a "
+    "dynamodb:LeadingKeys condition"
+)
+def notifier_put_without_leading_keys(t):
+    del statement(t, "NotifyOutOfStockRole", "NotificationRecords")["Condition"]
+
+
+@case(
+    "ERROR [leading-keys] NotifyOutOfStockRole: policy notify-out-of-stock, statement "
+    "NotificationRecords: may write 'OUTBOX#*' items (its function NotifyOutOfStockFunction "
+    "owns NOTIFIED#)"
+)
+def notifier_may_write_outbox_items(t):
+    # It could insert an event that the relay then publishes: the forgery the topic policy bars.
+    condition = statement(t, "NotifyOutOfStockRole", "NotificationRecords")["Condition"]
+    condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"].append("OUTBOX#*")
+
+
+@case(
+    "ERROR [leading-keys] PublishEventsRole: policy publish-events, statement MarkPublished: "
+    "may write 'PRODUCT#*' items (its function PublishEventsFunction owns OUTBOX#)"
+)
+def relay_may_write_product_items(t):
+    condition = statement(t, "PublishEventsRole", "MarkPublished")["Condition"]
+    condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] = ["OUTBOX#*", "PRODUCT#*"]
+
+
+@case(
+    "ERROR [leading-keys] AllocateRole: policy allocate, statement ProductCommit: "
+    "dynamodb:PutItem, dynamodb:DeleteItem on Table without a dynamodb:LeadingKeys condition"
+)
+def leading_keys_for_any_value(t):
+    # ForAnyValue lets a request through when one of its keys matches.
+    commit = statement(t, "AllocateRole", "ProductCommit")
+    commit["Condition"] = {"ForAnyValue:StringLike": commit["Condition"]["ForAllValues:StringLike"]}
+
+
+@case(
+    "ERROR [leading-keys] AllocationsRole: policy allocations, statement WriteOrders: "
+    "may write 'ORDER#*' items (its function AllocationsFunction owns no item of the table)"
+)
+def read_model_role_writes(t):
+    resource(t, "AllocationsRole")["Policies"][0]["PolicyDocument"]["Statement"].append(
+        {
+            "Sid": "WriteOrders",
+            "Effect": "Allow",
+            "Action": "dynamodb:PutItem",
+            "Resource": {"Fn::GetAtt": ["Table", "Arn"]},
+            "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ORDER#*"]}},
+        }
+    )
+
+
+@case(
+    "ERROR [least-privilege] CodeDeployServiceRole: attaches managed policy "
+    "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"
+)
+def deployments_with_the_role_sam_generates(t):
+    # Without a DeploymentPreference Role, SAM generates one with an AWS managed policy.
+    del t["Globals"]["Function"]["DeploymentPreference"]["Role"]
 
 
 @case(
@@ -172,6 +261,7 @@ def function_with_the_role_sam_generates(t):
     props = resource(t, "ReallocateFunction")
     del props["Role"]
     props["Policies"] = [resource(t, "ReallocateRole")["Policies"][0]["PolicyDocument"]]
+    del t["Resources"]["ReallocateRole"]  # a role of no function may write no item
 
 
 @case(
@@ -182,6 +272,32 @@ def function_with_the_role_sam_generates(t):
 def caller_policy_on_every_api(t):
     resource(t, "ApiReadPolicy")["PolicyDocument"]["Statement"][0]["Resource"] = {
         "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:*"
+    }
+
+
+@case(
+    "ERROR [live-alias] AllocateIntegration: invokes AllocateFunction itself, not its alias "
+    "AllocateFunctionAliaslive: past the gradual deployment",
+    "ERROR [live-alias] AllocateInvokePermission: invokes AllocateFunction itself",
+)
+def route_invokes_latest(t):
+    # The route would reach $LATEST: every new version at once, whatever the canary says.
+    resource(t, "AllocateIntegration")["IntegrationUri"] = {
+        "Fn::GetAtt": ["AllocateFunction", "Arn"]
+    }
+    resource(t, "AllocateInvokePermission")["FunctionName"] = {"Ref": "AllocateFunction"}
+
+
+@case("ERROR [live-alias] SweepRule: invokes RepublishEventsFunction itself")
+def rule_targets_the_function_itself(t):
+    # A schedule of the template's own (not a SAM event) on the function's unqualified ARN.
+    function_arn = {"Fn::Sub": "${RepublishEventsFunction.Arn}"}
+    t["Resources"]["SweepRule"] = {
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "ScheduleExpression": "rate(5 minutes)",
+            "Targets": [{"Id": "sweep", "Arn": function_arn}],
+        },
     }
 
 
@@ -281,6 +397,13 @@ def run_rules(path: Path) -> tuple[int, str]:
 FULL_CHECK_CASE = "route_authorization_none"
 
 
+def reallocation_queue_without_redrive_policy(t):
+    """A break that cfn-lint-serverless finds (no project rule does): the reallocation queue
+    loses its redrive policy, so its dead-letter queue is one no more and its mapping has no
+    dead-letter path; the findings set aside elsewhere (the other dead-letter queues) stay so."""
+    del resource(t, "ReallocationQueue")["RedrivePolicy"]
+
+
 class TemplateCheckRules(unittest.TestCase):
     results: dict[str, tuple[int, str]] = {}
 
@@ -295,9 +418,14 @@ class TemplateCheckRules(unittest.TestCase):
                 paths[name] = Path(tmp) / f"{name}.json"
                 paths[name].write_text(json.dumps(broken, indent=1))
             with ThreadPoolExecutor(max_workers=2) as pool:
+                serverless = copy.deepcopy(original)
+                reallocation_queue_without_redrive_policy(serverless)
+                paths["serverless"] = Path(tmp) / "serverless.json"
+                paths["serverless"].write_text(json.dumps(serverless, indent=1))
                 full = {
                     "the template": pool.submit(run_full_check, REPO / "template.yaml"),
                     "full check": pool.submit(run_full_check, paths[FULL_CHECK_CASE]),
+                    "serverless": pool.submit(run_full_check, paths.pop("serverless")),
                 }
                 cls.results = {name: run_rules(path) for name, path in paths.items()}
                 cls.results.update({name: future.result() for name, future in full.items()})
@@ -308,6 +436,22 @@ class TemplateCheckRules(unittest.TestCase):
         self.assertIn("cfn-lint of the expansion", output)
         self.assertIn("project rules on the expansion", output)
         self.assertIn("check_template: template.yaml: 0 error(s)", output)
+        # cfn-lint-serverless ran, and set aside only what does not apply.
+        self.assertIn("set aside ES7000 expanded (OpsEmailSubscription):", output)
+
+    def test_the_serverless_rules_run_and_set_aside_only_what_does_not_apply(self):
+        code, output = self.results["serverless"]
+        self.assertEqual(code, 1, output)
+        for line in (
+            "SQS Queue ReallocationQueue should have a RedrivePolicy property configured.",
+            "SQS Queue ReallocationDeadLetterQueue should have a RedrivePolicy property",
+            "ERROR ES1001 expanded (Resources/ReallocateFunctionAllocationRequired): ",
+            "set aside ES1001 expanded (NotifyOutOfStockFunctionOutOfStock): ",
+            "set aside ES6000 expanded (OutOfStockDeadLetterQueue, PublishEventsFailureQueue, "
+            "SubscriptionDeadLetterQueue): ",
+        ):
+            self.assertIn(line, output)
+        self.assertNotIn("ERROR [", output, "a project rule failed: the break is not one only")
 
     def test_the_full_check_fails_on_a_broken_rule(self):
         code, output = self.results["full check"]
@@ -340,6 +484,13 @@ for _name in CASES:
 class Dashboard(unittest.TestCase):
     def test_the_dashboard_shows_every_alarm_and_application_metric(self):
         template = load_template()
+        # The code's metrics are in the stack's namespace (METRICS_NAMESPACE), which every
+        # widget of them reads (with ${...} as "x", as the body is read below).
+        variables = template["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(
+            variables["METRICS_NAMESPACE"], {"Fn::Sub": "Allocation/${AWS::StackName}"}
+        )
+        namespace = re.sub(r"\$\{[^}]+\}", "x", variables["METRICS_NAMESPACE"]["Fn::Sub"])
         body = resource(template, "Dashboard")["DashboardBody"]["Fn::Sub"]
         names = set(re.findall(r"\$\{([A-Za-z0-9:]+)(?:\.[A-Za-z]+)?\}", body))
         unknown = {n for n in names if not n.startswith("AWS::")} - set(template["Resources"])
@@ -369,9 +520,28 @@ class Dashboard(unittest.TestCase):
             "RecordsRead",
         ):
             self.assertTrue(
-                any(f'{{Allocation,function}} MetricName="{metric}"' in e for e in expressions),
+                any(f'{{"{namespace}",function}} MetricName="{metric}"' in e for e in expressions),
                 f"no widget shows the application metric {metric}",
             )
+        searches = [e for e in expressions if "SEARCH(" in e]
+        self.assertTrue(all(f'{{"{namespace}",' in e for e in searches), searches)
+
+    def test_no_alarm_reads_the_metrics_of_another_namespace(self):
+        template = load_template()
+        for name, r in template["Resources"].items():
+            if r["Type"] == "AWS::CloudWatch::Alarm":
+                namespaces = [r["Properties"].get("Namespace")] + [
+                    query["MetricStat"]["Metric"].get("Namespace")
+                    for query in r["Properties"].get("Metrics", [])
+                    if "MetricStat" in query
+                ]
+                for namespace in namespaces:
+                    if isinstance(namespace, str):
+                        self.assertTrue(namespace.startswith("AWS/"), f"{name}: {namespace}")
+                    elif namespace is not None:
+                        self.assertEqual(
+                            namespace, {"Fn::Sub": "Allocation/${AWS::StackName}"}, name
+                        )
 
 
 if __name__ == "__main__":
