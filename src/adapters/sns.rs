@@ -1,13 +1,13 @@
 //! The SNS relay: publishes outbox events to the events topic.
 //!
-//! One `Publish` per event with `MessageStructure=json`: `default` and `sqs` carry the event envelope
+//! Events go in `PublishBatch` calls of up to 10, each entry with `MessageStructure=json`: `default` and `sqs` carry the event envelope
 //! JSON (what the reallocation queue receives with raw delivery), `email` a text a person can read
 //! (for `OutOfStock`: [`out_of_stock_message`]); the `event_type` message attribute is what the
 //! subscriptions' filter policies match; `Subject` is the email's subject line.
 
 use crate::domain::OutOfStock;
 use aws_sdk_sns::error::DisplayErrorContext;
-use aws_sdk_sns::types::MessageAttributeValue;
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use aws_sdk_sns::Client;
 use serde_json::json;
 
@@ -91,39 +91,104 @@ impl SnsPublisher {
         &self.topic_arn
     }
 
-    /// Publishes the event; answers SNS's message id.
-    pub async fn publish(&self, envelope: &EventEnvelope) -> Result<String, PublishError> {
-        let failed = |detail: String| PublishError {
+    /// Publishes these events (at most `MAX_PUBLISH_BATCH`) with one `PublishBatch`; answers one
+    /// result per event, in order: SNS's message id, or why that entry (or the whole call) failed.
+    pub async fn publish_batch(
+        &self,
+        envelopes: &[&EventEnvelope],
+    ) -> Vec<Result<String, PublishError>> {
+        let failed = |envelope: &EventEnvelope, detail: String| PublishError {
             event_id: envelope.id.clone(),
             detail,
         };
-        let message = SnsMessage::for_event(envelope).map_err(|e| failed(e.to_string()))?;
-        let event_type = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(message.event_type)
-            .build()
-            .map_err(|e| failed(e.to_string()))?;
-        let output = self
-            .client
-            .publish()
-            .topic_arn(&self.topic_arn)
-            .message_structure("json")
-            .message(message.message)
-            .subject(message.subject)
-            .message_attributes(EVENT_TYPE_ATTRIBUTE, event_type)
-            .send()
-            .await
-            .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?;
-        Ok(output.message_id().unwrap_or_default().to_owned())
+        // Entry ids are the events' places in the batch.
+        let mut answers: Vec<Option<Result<String, PublishError>>> = vec![None; envelopes.len()];
+        let mut entries = Vec::with_capacity(envelopes.len());
+        for (place, envelope) in envelopes.iter().enumerate() {
+            match entry(place, envelope) {
+                Ok(entry) => entries.push(entry),
+                Err(detail) => answers[place] = Some(Err(failed(envelope, detail))),
+            }
+        }
+        if !entries.is_empty() {
+            match self
+                .client
+                .publish_batch()
+                .topic_arn(&self.topic_arn)
+                .set_publish_batch_request_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(output) => {
+                    for done in output.successful() {
+                        if let Some(place) = place_of(done.id(), envelopes.len()) {
+                            let message_id = done.message_id().unwrap_or_default().to_owned();
+                            answers[place] = Some(Ok(message_id));
+                        }
+                    }
+                    for refused in output.failed() {
+                        if let Some(place) = place_of(Some(refused.id()), envelopes.len()) {
+                            let detail = format!(
+                                "{}: {}",
+                                refused.code(),
+                                refused.message().unwrap_or_default()
+                            );
+                            answers[place] = Some(Err(failed(envelopes[place], detail)));
+                        }
+                    }
+                }
+                Err(error) => {
+                    let detail = DisplayErrorContext(&error).to_string();
+                    for (place, answer) in answers.iter_mut().enumerate() {
+                        answer.get_or_insert_with(|| Err(failed(envelopes[place], detail.clone())));
+                    }
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .zip(envelopes)
+            .map(|(answer, envelope)| {
+                answer.unwrap_or_else(|| {
+                    Err(failed(
+                        envelope,
+                        "PublishBatch did not answer for this entry".into(),
+                    ))
+                })
+            })
+            .collect()
     }
 }
 
+/// The batch entry of the event at `place`.
+fn entry(place: usize, envelope: &EventEnvelope) -> Result<PublishBatchRequestEntry, String> {
+    let message = SnsMessage::for_event(envelope).map_err(|e| e.to_string())?;
+    let event_type = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(message.event_type)
+        .build()
+        .map_err(|e| e.to_string())?;
+    PublishBatchRequestEntry::builder()
+        .id(place.to_string())
+        .message_structure("json")
+        .message(message.message)
+        .subject(message.subject)
+        .message_attributes(EVENT_TYPE_ATTRIBUTE, event_type)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The place in the batch an entry id names.
+fn place_of(id: Option<&str>, len: usize) -> Option<usize> {
+    id?.parse().ok().filter(|place| *place < len)
+}
+
 impl EventPublisher for SnsPublisher {
-    fn publish(
+    fn publish_batch(
         &self,
-        envelope: &EventEnvelope,
-    ) -> impl std::future::Future<Output = Result<String, PublishError>> + Send {
-        SnsPublisher::publish(self, envelope)
+        envelopes: &[&EventEnvelope],
+    ) -> impl std::future::Future<Output = Vec<Result<String, PublishError>>> + Send {
+        SnsPublisher::publish_batch(self, envelopes)
     }
 }
 

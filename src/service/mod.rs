@@ -24,7 +24,10 @@ pub use notifications::{
     out_of_stock_message, NoNotifications, NotificationError, Notifications, NotifyFuture,
 };
 pub use outbox_feed::{DeadLetter, OutboxFeed};
-pub use publishing::{EventPublisher, OutboxItem, PublicationRecord, PublishError, PublishedMarks};
+pub use publishing::{
+    publish_in_order, EventPublisher, OutboxItem, PendingPage, Publication, PublicationRecord,
+    PublishError, PublishedMarks, MAX_PUBLISH_BATCH,
+};
 pub use retry::{exponential_backoff, RetryPolicy};
 pub use store::{AllocationView, ProductWrite, Store};
 pub use unit_of_work::{StoreUnitOfWork, StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory};

@@ -246,7 +246,8 @@ async fn events_whose_stream_records_were_dropped_are_published_by_the_republish
         .await
         .unwrap_err();
     assert!(
-        outage.contains("5 events could not be published"),
+        outage.contains("events not published: 1 failed")
+            && outage.contains(r#""found":5,"published":0"#),
         "{outage}"
     );
     assert!(drain_event_ids(moto, &observer.url).await.is_empty());

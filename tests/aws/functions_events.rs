@@ -235,9 +235,10 @@ fn report(answer: &Answer) -> &Value {
     }
 }
 
-/// The republisher's report when it found `n` items and published them all.
+/// The republisher's report when it found `n` items and published them all: the samples' events
+/// are all of one SKU, so each goes in its own call, in commit order.
 fn report_of(n: usize) -> Value {
-    json!({"found": n, "published": n, "failed": 0, "unreadable": 0, "complete": true})
+    json!({"found": n, "published": n, "failed": 0, "unreadable": 0, "complete": true, "publish_calls": n})
 }
 
 fn http_answer(answer: &Answer) -> (u16, &Value) {
@@ -506,7 +507,8 @@ async fn the_publish_error_keeps_the_sdk_detail() {
             qty: None,
         }),
     };
-    let error = publisher.publish(&envelope).await.unwrap_err();
+    let mut answers = publisher.publish_batch(&[&envelope]).await;
+    let error = answers.pop().unwrap().unwrap_err();
     assert_eq!(error.event_id, "SKU:1:0");
     assert!(
         error.detail.contains("NotFound") || error.detail.contains("not exist"),

@@ -385,15 +385,23 @@ pub(crate) struct FakePublisher {
 }
 
 impl EventPublisher for FakePublisher {
-    async fn publish(&self, envelope: &EventEnvelope) -> Result<String, PublishError> {
-        if self.fail.contains(&envelope.id) {
-            return Err(PublishError {
-                event_id: envelope.id.clone(),
-                detail: "throttled".into(),
-            });
-        }
-        self.published.lock().unwrap().push(envelope.clone());
-        Ok(format!("msg-{}", envelope.id))
+    async fn publish_batch(
+        &self,
+        envelopes: &[&EventEnvelope],
+    ) -> Vec<Result<String, PublishError>> {
+        envelopes
+            .iter()
+            .map(|envelope| {
+                if self.fail.contains(&envelope.id) {
+                    return Err(PublishError {
+                        event_id: envelope.id.clone(),
+                        detail: "throttled".into(),
+                    });
+                }
+                self.published.lock().unwrap().push((*envelope).clone());
+                Ok(format!("msg-{}", envelope.id))
+            })
+            .collect()
     }
 }
 

@@ -15,5 +15,6 @@ mod dynamodb_size;
 mod functions_events;
 mod lambda_adapters;
 mod notifications;
+mod relay_drill;
 mod snapshot_reads;
 mod telemetry;

@@ -15,7 +15,7 @@ use super::items::{self, Item};
 use super::keys::{
     self, CREATED_AT, EXPIRES_AT, OUTBOX_TTL_SECONDS, PENDING_INDEX, PENDING_SHARD, PK, SK,
 };
-use crate::service::{OutboxItem, PublicationRecord, PublishedMarks, StoreError};
+use crate::service::{OutboxItem, PendingPage, PublicationRecord, PublishedMarks, StoreError};
 
 /// Items read per Query page.
 const PAGE: i32 = 100;
@@ -67,31 +67,74 @@ impl DynamoDbOutbox {
         }
     }
 
-    /// Up to `max` items still pending that were committed at or before `created_before` (epoch
-    /// seconds), oldest first within each shard.
+    /// Items still pending that were committed at or before `created_before` (epoch seconds): the
+    /// shards in turn, an equal share of `max` from each, oldest first (so a backlog in one shard
+    /// never starves the others). A shard cut at its share is read to the end of the second its
+    /// share ended in, so the page is complete through the earliest such second.
     pub async fn pending(
         &self,
         created_before: i64,
         max: usize,
-    ) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut found = Vec::new();
+    ) -> Result<PendingPage, StoreError> {
+        let share = max.div_ceil(keys::PENDING_SHARDS as usize).max(1);
+        let mut page = PendingPage::default();
         for shard in keys::pending_shards() {
-            let query = self
+            let (items, cut_at) = self.pending_of_shard(&shard, created_before, share).await?;
+            page.items.extend(items);
+            if let Some(cut_at) = cut_at {
+                page.complete_through =
+                    Some(page.complete_through.map_or(cut_at, |c| c.min(cut_at)));
+            }
+        }
+        Ok(page)
+    }
+
+    /// Up to `share` pending items of one shard, then the rest of the second the share ended in;
+    /// and that second when more items are left.
+    async fn pending_of_shard(
+        &self,
+        shard: &str,
+        created_before: i64,
+        share: usize,
+    ) -> Result<(Vec<OutboxItem>, Option<i64>), StoreError> {
+        let query = |to: i64, from: Option<i64>| {
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table_name)
                 .index_name(PENDING_INDEX)
-                .key_condition_expression("#shard = :shard AND #created <= :before")
                 .expression_attribute_names("#shard", PENDING_SHARD)
                 .expression_attribute_names("#created", CREATED_AT)
-                .expression_attribute_values(":shard", AttributeValue::S(shard))
-                .expression_attribute_values(
-                    ":before",
-                    AttributeValue::N(created_before.to_string()),
-                );
-            collect_up_to(query, max, &mut found).await?;
+                .expression_attribute_values(":shard", AttributeValue::S(shard.to_owned()))
+                .expression_attribute_values(":to", AttributeValue::N(to.to_string()));
+            query = match from {
+                Some(from) => query
+                    .key_condition_expression("#shard = :shard AND #created BETWEEN :from AND :to")
+                    .expression_attribute_values(":from", AttributeValue::N(from.to_string())),
+                None => query.key_condition_expression("#shard = :shard AND #created <= :to"),
+            };
+            query
+        };
+        let mut found = Vec::new();
+        let more = collect_up_to(query(created_before, None), share + 1, &mut found).await?;
+        if found.len() <= share && !more {
+            return Ok((found, None));
         }
-        Ok(found)
+        found.truncate(share);
+        let Some(last) = found.last().map(|item| item.created_at) else {
+            return Ok((found, None));
+        };
+        // The rest of that second: items sort by commit time, ties in any order.
+        let mut same_second = Vec::new();
+        collect_up_to(query(last, Some(last)), usize::MAX, &mut same_second).await?;
+        let known: std::collections::HashSet<(String, String)> =
+            found.iter().map(|i| (i.pk.clone(), i.sk.clone())).collect();
+        found.extend(
+            same_second
+                .into_iter()
+                .filter(|i| !known.contains(&(i.pk.clone(), i.sk.clone()))),
+        );
+        Ok((found, Some(last)))
     }
 
     /// Up to `max` outbox items of this SKU committed between `from` and `to` (epoch seconds,
@@ -126,19 +169,20 @@ impl DynamoDbOutbox {
 }
 
 /// Adds the query's items to `found`, page by page, until it holds `max`.
+/// Reads the query's items into `found` until it holds `max`; answers whether items were left.
 async fn collect_up_to(
     query: QueryFluentBuilder,
     max: usize,
     found: &mut Vec<OutboxItem>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut items = query.limit(PAGE).into_paginator().items().send();
     while found.len() < max {
         match items.next().await {
             Some(item) => found.push(outbox_item(&item.map_err(|e| unavailable("Query", &e))?)),
-            None => break,
+            None => return Ok(false),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn outbox_item(item: &Item) -> OutboxItem {
@@ -149,6 +193,10 @@ fn outbox_item(item: &Item) -> OutboxItem {
     OutboxItem {
         pk: key(PK),
         sk: key(SK),
+        created_at: match item.get(CREATED_AT) {
+            Some(AttributeValue::N(n)) => n.parse().unwrap_or_default(),
+            _ => 0,
+        },
         envelope: items::parse_outbox(item),
     }
 }
@@ -160,11 +208,7 @@ impl PublishedMarks for DynamoDbOutbox {
 }
 
 impl PublicationRecord for DynamoDbOutbox {
-    async fn pending(
-        &self,
-        created_before: i64,
-        max: usize,
-    ) -> Result<Vec<OutboxItem>, StoreError> {
+    async fn pending(&self, created_before: i64, max: usize) -> Result<PendingPage, StoreError> {
         DynamoDbOutbox::pending(self, created_before, max).await
     }
 

@@ -13,11 +13,17 @@
 //! shapes it may take, and publishes nothing.
 //!
 //! Consumers are idempotent by event id, so publishing an event twice is harmless; losing one is not.
-//! Work stops before the invocation's deadline (the next run goes on); the answer says how far it got.
-//! Events that failed to publish stay pending and make the invocation fail (the function's error
-//! alarm), after the others were tried.
+//! Events go in `PublishBatch` calls of up to 10, [`PARALLEL_CALLS`] at once, keeping each SKU's
+//! commit order (`service::publish_in_order`). A sweep reads pages of [`PAGE_ITEMS`] pending items,
+//! the shards of the `pending` index in turn, publishes and marks each page, and goes on until none
+//! is left or the invocation's deadline is near (the next run goes on); the answer says how far it
+//! got. A page with a failure ends the sweep (the topic is still failing): those events stay pending
+//! and make the invocation fail (the function's error alarm).
 
+use std::collections::HashSet;
 use std::time::Duration;
+
+use futures_util::future::join_all;
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Error, LambdaEvent};
@@ -26,15 +32,28 @@ use serde_json::Value;
 use tracing::{error, info, warn};
 
 use super::metrics::InvocationMetrics;
+use crate::domain::EventEnvelope;
 use crate::domain::Sku;
-use crate::service::{EventPublisher, OutboxItem, PublicationRecord};
+use crate::service::{
+    publish_in_order, EventPublisher, OutboxItem, Publication, PublicationRecord,
+};
 
-/// The most items one invocation reads.
+/// The most items one request by SKU reads (narrow the range for more).
 pub const MAX_ITEMS: usize = 1_000;
 
-/// What is left of the invocation when no further event is started: one publish and one mark,
-/// each bounded by the clients' operation timeout (3 s).
+/// Pending items one page of a sweep reads, over all the shards of the `pending` index.
+pub const PAGE_ITEMS: usize = 1_000;
+
+/// `PublishBatch` calls at once: 80 events per round.
+pub const PARALLEL_CALLS: usize = 8;
+
+/// What is left of the invocation when no further round is started: one round of publish calls
+/// and one of marks, each bounded by the clients' operation timeout (3 s).
 pub const MARGIN: Duration = Duration::from_secs(7);
+
+/// How many times in a row a sweep reads a page holding only items it published already (the index
+/// not yet showing their marks) before it stops.
+const STALE_PAGES: u32 = 3;
 
 /// The republisher's parts, built once per execution environment.
 pub struct Republisher<P, O> {
@@ -69,6 +88,8 @@ pub struct RepublishReport {
     /// False when the invocation stopped before the deadline or at `MAX_ITEMS` with items left:
     /// the next run (or the same request again) goes on.
     pub complete: bool,
+    /// `PublishBatch` calls made.
+    pub publish_calls: usize,
 }
 
 /// The two shapes of a request, for the error that refuses any other.
@@ -104,27 +125,36 @@ pub async fn handle<P: EventPublisher, O: PublicationRecord>(
     let (payload, context) = event.into_parts();
     // A context without a deadline (0: tests, emulators) sets no limit.
     let deadline = (context.deadline != 0).then(|| context.deadline());
+    let time_left = move || {
+        deadline.map_or(Duration::MAX, |deadline| {
+            deadline
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        })
+    };
     let now = Utc::now();
-    let items = match request(&payload)? {
+    let mut report = RepublishReport::default();
+    match request(&payload)? {
         None => {
             let cutoff = now - chrono::Duration::from_std(republisher.grace).unwrap_or_default();
             info!(created_before = %cutoff, "sweep: publishing the outbox items still pending");
-            republisher
-                .outbox
-                .pending(cutoff.timestamp(), MAX_ITEMS + 1)
-                .await?
+            sweep(republisher, cutoff.timestamp(), &time_left, &mut report).await?;
         }
         Some(by_sku) => {
             let from = by_sku.from.map_or(0, |t| t.timestamp());
             let to = by_sku.to.map_or(now.timestamp(), |t| t.timestamp());
             info!(sku = %by_sku.sku, from, to, "publishing a SKU's events again");
-            republisher
+            let mut items = republisher
                 .outbox
                 .recorded(&by_sku.sku, from, to, MAX_ITEMS + 1)
-                .await?
+                .await?;
+            report.complete = items.len() <= MAX_ITEMS;
+            items.truncate(MAX_ITEMS);
+            report.found = items.len();
+            let finished = publish_page(republisher, items, &time_left, &mut report).await;
+            report.complete &= finished.is_empty_of_failures && finished.all_tried;
         }
-    };
-    let report = publish_all(republisher, items, deadline).await;
+    }
     InvocationMetrics {
         events_published: report.published as u64,
         ..InvocationMetrics::default()
@@ -136,11 +166,13 @@ pub async fn handle<P: EventPublisher, O: PublicationRecord>(
         failed = report.failed,
         unreadable = report.unreadable,
         complete = report.complete,
+        publish_calls = report.publish_calls,
         "republish done"
     );
     if report.failed > 0 || report.unreadable > 0 {
         return Err(format!(
-            "{} events could not be published and {} items could not be read; they stay pending: {}",
+            "events not published: {} failed, and {} items could not be read; they and the later \
+             events of their SKUs stay pending: {}",
             report.failed,
             report.unreadable,
             serde_json::to_string(&report).unwrap_or_default()
@@ -150,60 +182,137 @@ pub async fn handle<P: EventPublisher, O: PublicationRecord>(
     Ok(report)
 }
 
-/// Publishes and marks each item in turn, while the deadline leaves room.
-async fn publish_all<P: EventPublisher, O: PublicationRecord>(
+/// Publishes pages of pending items until none is left, a page fails, or time runs short.
+async fn sweep<P: EventPublisher, O: PublicationRecord>(
     republisher: &Republisher<P, O>,
-    mut items: Vec<OutboxItem>,
-    deadline: Option<std::time::SystemTime>,
-) -> RepublishReport {
-    let more_than_max = items.len() > MAX_ITEMS;
-    items.truncate(MAX_ITEMS);
-    let mut report = RepublishReport {
-        found: items.len(),
-        complete: !more_than_max,
-        ..RepublishReport::default()
-    };
-    for item in items {
-        let left = deadline.map_or(Duration::MAX, |deadline| {
-            deadline
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default()
-        });
-        if left < MARGIN {
+    created_before: i64,
+    time_left: &impl Fn() -> Duration,
+    report: &mut RepublishReport,
+) -> Result<(), Error> {
+    // Items published by this invocation: the index may show them a moment after their marks.
+    let mut done: HashSet<(String, String)> = HashSet::new();
+    let mut stale_pages = 0;
+    loop {
+        if time_left() < MARGIN {
             warn!(
-                left_ms = left.as_millis() as u64,
+                left_ms = time_left().as_millis() as u64,
                 "stopping before the deadline; the next run goes on"
             );
-            report.complete = false;
-            break;
+            return Ok(());
         }
-        let envelope = match item.envelope {
-            Ok(envelope) => envelope,
+        let page = republisher
+            .outbox
+            .pending(created_before, PAGE_ITEMS)
+            .await?;
+        if page.items.is_empty() {
+            report.complete = true;
+            return Ok(());
+        }
+        // Only what the page holds completely: a later item may have an earlier event of its SKU
+        // still unread (the next page reads it first).
+        let through = page.complete_through;
+        let fresh: Vec<OutboxItem> = page
+            .items
+            .into_iter()
+            .filter(|item| through.is_none_or(|through| item.created_at <= through))
+            .filter(|item| !done.contains(&(item.pk.clone(), item.sk.clone())))
+            .collect();
+        if fresh.is_empty() {
+            stale_pages += 1;
+            if stale_pages >= STALE_PAGES {
+                warn!("the pending index still shows only items this sweep published; stopping");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        stale_pages = 0;
+        done.extend(fresh.iter().map(|item| (item.pk.clone(), item.sk.clone())));
+        report.found += fresh.len();
+        let finished = publish_page(republisher, fresh, time_left, report).await;
+        if !finished.is_empty_of_failures || !finished.all_tried {
+            return Ok(());
+        }
+    }
+}
+
+/// How a page ended.
+struct PageEnd {
+    is_empty_of_failures: bool,
+    /// Every event was tried (time did not run short).
+    all_tried: bool,
+}
+
+/// Publishes a page of items in each SKU's commit order, then marks the published ones.
+async fn publish_page<P: EventPublisher, O: PublicationRecord>(
+    republisher: &Republisher<P, O>,
+    mut items: Vec<OutboxItem>,
+    time_left: &impl Fn() -> Duration,
+    report: &mut RepublishReport,
+) -> PageEnd {
+    // Outbox keys sort each SKU's events in commit order (`OUTBOX#<sku>`, `<version>#<slot>`).
+    items.sort_by(|a, b| (&a.pk, &a.sk).cmp(&(&b.pk, &b.sk)));
+    let mut readable = Vec::with_capacity(items.len());
+    for item in &items {
+        match &item.envelope {
+            Ok(envelope) => readable.push((item, envelope)),
             Err(error) => {
                 error!(%error, pk = item.pk, sk = item.sk, "an outbox item is not an event");
                 report.unreadable += 1;
-                continue;
-            }
-        };
-        match republisher.publisher.publish(&envelope).await {
-            Ok(message_id) => {
-                report.published += 1;
-                info!(event_id = %envelope.id, event_type = envelope.event.type_name(),
-                    correlation_id = envelope.correlation_id.as_deref().unwrap_or_default(),
-                    sns_message_id = %message_id, "event published");
-                let marked = republisher.outbox.mark_published(&item.pk, &item.sk).await;
-                if let Err(error) = marked {
-                    warn!(%error, event_id = %envelope.id, "cannot mark the event published: it stays pending");
-                }
-            }
-            Err(error) => {
-                report.failed += 1;
-                error!(%error, event_id = %envelope.id, "event not published: it stays pending");
             }
         }
     }
-    report
+    let envelopes: Vec<&EventEnvelope> = readable.iter().map(|(_, e)| *e).collect();
+    let keep_going = || time_left() >= MARGIN;
+    let (outcomes, calls) = publish_in_order(
+        &republisher.publisher,
+        &envelopes,
+        PARALLEL_CALLS,
+        keep_going,
+    )
+    .await;
+    report.publish_calls += calls;
+    // An unreadable item is counted (the invocation fails at the end) but never stops the sweep.
+    let mut end = PageEnd {
+        is_empty_of_failures: true,
+        all_tried: true,
+    };
+    let mut published = Vec::new();
+    for ((item, envelope), outcome) in readable.iter().zip(outcomes) {
+        match outcome {
+            Publication::Published(message_id) => {
+                info!(event_id = %envelope.id, event_type = envelope.event.type_name(),
+                    correlation_id = envelope.correlation_id.as_deref().unwrap_or_default(),
+                    sns_message_id = %message_id, "event published");
+                published.push(*item);
+            }
+            Publication::Failed(error) => {
+                report.failed += 1;
+                end.is_empty_of_failures = false;
+                error!(%error, event_id = %envelope.id, "event not published: it stays pending");
+            }
+            Publication::NotTried => end.all_tried = false,
+        }
+    }
+    report.published += published.len();
+    for marks in published.chunks(MARKS_AT_ONCE) {
+        let marked = join_all(
+            marks
+                .iter()
+                .map(|item| republisher.outbox.mark_published(&item.pk, &item.sk)),
+        )
+        .await;
+        for (item, marked) in marks.iter().zip(marked) {
+            if let Err(error) = marked {
+                warn!(%error, pk = item.pk, sk = item.sk, "cannot mark the event published: it stays pending");
+            }
+        }
+    }
+    end
 }
+
+/// Marks written at once.
+const MARKS_AT_ONCE: usize = 50;
 
 #[cfg(test)]
 mod tests {

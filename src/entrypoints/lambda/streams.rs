@@ -1,12 +1,15 @@
 //! DynamoDB Streams (outbox inserts) → the SNS relay, with partial batch responses.
 //!
 //! For each `INSERT` of an outbox item (`entity = "outbox"`), the item's `payload` (an [`EventEnvelope`]
-//! JSON) is published. Records are published in stream order; at the first failure the handler stops
-//! and reports that record's `SequenceNumber`: Lambda retries the shard from it (later records of the
-//! batch are retried with it, so none is lost and order is kept), and after the event source mapping's
-//! retries sends the batch to its failure queue. An outbox item whose payload cannot be read is such a
-//! failure too. Records that are not outbox inserts are skipped and logged: the event source mapping's
-//! filter should not let them through.
+//! JSON) is published: in `PublishBatch` calls of up to 10, several at once, keeping each SKU's order
+//! (`service::publish_in_order`: an event goes only after every earlier event of its SKU in the batch
+//! was published). The first record, in stream order, that was not published is reported by its
+//! `SequenceNumber`: Lambda retries the shard from it (later records of the batch are retried with
+//! it, so none is lost; those already published are published again, which consumers, idempotent by
+//! event id, ignore), and after the event source mapping's retries sends the batch to its failure
+//! queue. An outbox item whose payload cannot be read is such a failure too (nothing after it is
+//! published). Records that are not outbox inserts are skipped and logged: the event source
+//! mapping's filter should not let them through.
 //!
 //! Each published item is then marked published (it leaves the outbox's `pending` index and gets its
 //! TTL). If marking fails the event stays pending and the republisher (`lambda::republish`) publishes
@@ -16,32 +19,25 @@ use std::collections::HashMap;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures_util::future::join_all;
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
-use tracing::{error, field, info, info_span, warn, Instrument, Span};
+use tracing::{error, info, warn};
 
 use super::metrics::InvocationMetrics;
 use crate::domain::EventEnvelope;
-use crate::service::{EventPublisher, PublishError, PublishedMarks};
+use crate::service::{publish_in_order, EventPublisher, Publication, PublishedMarks};
 
-/// Why a record failed.
+/// How many `PublishBatch` calls the relay makes at once (a stream batch holds up to 100 records).
+pub const PARALLEL_CALLS: usize = 4;
+
+/// Why a record cannot be relayed.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("the outbox item has no string attribute payload")]
     NoPayload,
     #[error("the outbox payload is not an event envelope: {0}")]
     BadPayload(serde_json::Error),
-    #[error(transparent)]
-    Publish(PublishError),
-}
-
-/// What was done with a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Relayed {
-    /// Published; SNS's message id.
-    Published(String),
-    /// Not an outbox insert.
-    Skipped,
 }
 
 /// Relays a batch: the function the `publish_events` binary runs under `lambda_runtime::run`.
@@ -51,49 +47,73 @@ pub async fn handle<P: EventPublisher, M: PublishedMarks>(
     event: LambdaEvent<DynamoDbEvent>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let (event, context) = event.into_parts();
-    let mut response = DynamoDbEventResponse::default();
-    let mut published = 0;
-    for record in &event.records {
-        let sequence_number = record.change.sequence_number.as_deref();
-        let span = info_span!(
-            "stream_record",
-            request_id = %context.request_id,
-            trace_id = context.xray_trace_id.as_deref().unwrap_or_default(),
-            sequence_number = sequence_number.unwrap_or_default(),
-            event_id = field::Empty,
-            event_type = field::Empty,
-            correlation_id = field::Empty,
-        );
-        let outcome = handle_record(publisher, record)
-            .instrument(span.clone())
-            .await;
-        match outcome {
-            Ok(Relayed::Published(message_id)) => {
-                published += 1;
-                span.in_scope(|| info!(sns_message_id = %message_id, "event published"));
-                mark_published(marks, record).instrument(span).await;
-            }
-            Ok(Relayed::Skipped) => {}
+    let records = &event.records;
+    // The events to publish, each with its record's place; reading stops at an unreadable record.
+    let mut events: Vec<(usize, EventEnvelope)> = Vec::new();
+    let mut first_unpublished = None;
+    for (place, record) in records.iter().enumerate() {
+        match read_record(record) {
+            Ok(Some(envelope)) => events.push((place, envelope)),
+            Ok(None) => {}
             Err(failure) => {
-                span.in_scope(|| {
-                    error!(error = %failure, "event not published; the stream will retry from this record");
-                });
-                let Some(sequence_number) = sequence_number else {
-                    // Cannot be reported alone: fail the whole batch (the relay is at-least-once anyway).
-                    return Err("a failed stream record has no SequenceNumber".into());
-                };
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = Some(sequence_number.to_owned());
-                response.batch_item_failures.push(failure);
+                error!(request_id = %context.request_id, error = %failure,
+                    sequence_number = record.change.sequence_number.as_deref().unwrap_or_default(),
+                    "event not published; the stream will retry from this record");
+                first_unpublished = Some(place);
                 break;
             }
         }
     }
+    let envelopes: Vec<&EventEnvelope> = events.iter().map(|(_, e)| e).collect();
+    let (outcomes, calls) = publish_in_order(publisher, &envelopes, PARALLEL_CALLS, || true).await;
+    let mut to_mark = Vec::new();
+    for ((place, envelope), outcome) in events.iter().zip(outcomes) {
+        let record = &records[*place];
+        let sequence_number = record.change.sequence_number.as_deref().unwrap_or_default();
+        match outcome {
+            Publication::Published(message_id) => {
+                info!(request_id = %context.request_id, sequence_number, event_id = %envelope.id,
+                    event_type = envelope.event.type_name(),
+                    correlation_id = envelope.correlation_id.as_deref().unwrap_or_default(),
+                    sns_message_id = %message_id, "event published");
+                to_mark.push(record);
+            }
+            Publication::Failed(failure) => {
+                error!(request_id = %context.request_id, sequence_number, event_id = %envelope.id,
+                    error = %failure, "event not published; the stream will retry from this record");
+                first_unpublished =
+                    Some(first_unpublished.map_or(*place, |p: usize| p.min(*place)));
+            }
+            Publication::NotTried => {
+                first_unpublished =
+                    Some(first_unpublished.map_or(*place, |p: usize| p.min(*place)));
+            }
+        }
+    }
+    let published = to_mark.len() as u64;
+    join_all(
+        to_mark
+            .into_iter()
+            .map(|record| mark_published(marks, record)),
+    )
+    .await;
+    info!(request_id = %context.request_id, records = records.len(), published, calls,
+        "stream batch relayed");
     InvocationMetrics {
         events_published: published,
         ..InvocationMetrics::default()
     }
     .emit(&context);
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(place) = first_unpublished {
+        let Some(sequence_number) = records[place].change.sequence_number.as_deref() else {
+            // Cannot be reported alone: fail the whole batch (the relay is at-least-once anyway).
+            return Err("a failed stream record has no SequenceNumber".into());
+        };
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(sequence_number.to_owned());
+        response.batch_item_failures.push(failure);
+    }
     Ok(response)
 }
 
@@ -110,11 +130,8 @@ async fn mark_published<M: PublishedMarks>(marks: &M, record: &EventRecord) {
     }
 }
 
-/// Publishes one record's event if it is an outbox insert.
-pub async fn handle_record<P: EventPublisher>(
-    publisher: &P,
-    record: &EventRecord,
-) -> Result<Relayed, RelayError> {
+/// The event of a record if it is an outbox insert (`None`: another record, skipped and logged).
+pub fn read_record(record: &EventRecord) -> Result<Option<EventEnvelope>, RelayError> {
     let image = &*record.change.new_image;
     let entity = string_attribute(image, "entity");
     if record.event_name != "INSERT" || entity.as_deref() != Some("outbox") {
@@ -123,28 +140,19 @@ pub async fn handle_record<P: EventPublisher>(
             entity = entity.as_deref().unwrap_or_default(),
             "skipping a stream record that is not an outbox insert (check the stream filter)"
         );
-        return Ok(Relayed::Skipped);
+        return Ok(None);
     }
     let payload = string_attribute(image, "payload").ok_or(RelayError::NoPayload)?;
     let envelope: EventEnvelope = serde_json::from_str(&payload).map_err(RelayError::BadPayload)?;
-    let span = Span::current();
-    span.record("event_id", envelope.id.as_str());
-    span.record("event_type", envelope.event.type_name());
-    if let Some(correlation_id) = &envelope.correlation_id {
-        span.record("correlation_id", correlation_id.as_str());
-    }
     let item_type = string_attribute(image, "event_type");
     if item_type.as_deref() != Some(envelope.event.type_name()) {
         warn!(
+            event_id = %envelope.id,
             item_event_type = item_type.as_deref().unwrap_or_default(),
             "the outbox item's event_type differs from its payload's; publishing the payload's"
         );
     }
-    publisher
-        .publish(&envelope)
-        .await
-        .map(Relayed::Published)
-        .map_err(RelayError::Publish)
+    Ok(Some(envelope))
 }
 
 /// The value of a string (`S`) attribute of a stream image.
