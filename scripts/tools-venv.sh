@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the Python venv at $ALLOC_VENV (default <repo>/.venv) holds the pinned tools of
-# scripts/requirements-tools.txt: moto[server], cfn-lint, aws-sam-translator.
+# scripts/requirements-tools.txt: moto[server], cfn-lint, cfn-lint-serverless, aws-sam-translator,
+# schemathesis.
 #
 # Idempotent and fast when nothing changed: a stamp file in the venv records the hash of the
 # requirements and the interpreter; when it matches, nothing runs (no pip). Otherwise it
@@ -53,7 +54,7 @@ command -v "$python" >/dev/null 2>&1 || die "$python not found (set PYTHON to a 
 "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' \
     || die "$python is older than 3.9"
 
-echo "tools-venv: installing moto, cfn-lint, aws-sam-translator into $venv (about 30 s, once)" >&2
+echo "tools-venv: installing moto, cfn-lint (+ serverless rules), aws-sam-translator, schemathesis into $venv (about a minute, once)" >&2
 log="$venv/.tools-install.log"
 
 # A venv whose interpreter is gone or broken (python upgraded, copied tree) is rebuilt.
@@ -72,9 +73,10 @@ if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
 fi
 
 # Smoke test: the tools import and the moto server entry point exists.
-"$venv/bin/python" -c 'import moto, cfnlint, samtranslator' 2>>"$log" \
+"$venv/bin/python" -c 'import moto, cfnlint, samtranslator, cfn_lint_serverless, schemathesis' 2>>"$log" \
     || { cat "$log" >&2; die "tools installed but do not import"; }
 [[ -x "$venv/bin/moto_server" ]] || die "moto_server missing from $venv/bin"
+[[ -x "$venv/bin/schemathesis" ]] || die "schemathesis missing from $venv/bin"
 
 wanted_stamp >"$stamp.tmp"
 mv "$stamp.tmp" "$stamp"

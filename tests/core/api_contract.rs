@@ -136,6 +136,26 @@ async fn change_batch_quantity_answers_200_or_404() {
 }
 
 #[tokio::test]
+async fn a_whole_quantity_written_as_a_float_is_that_number() {
+    let bus = app();
+    add_batch(&bus, json!({"ref": "b1", "sku": "S", "qty": 10.0})).await;
+    let answer = post(
+        &bus,
+        "/allocate",
+        json!({"orderid": "o1", "sku": "S", "qty": 0.3e1}),
+    )
+    .await;
+    assert_eq!(answer, (201, json!({"batchref": "b1"})));
+    let refused = post(
+        &bus,
+        "/allocate",
+        json!({"orderid": "o2", "sku": "S", "qty": 2.5}),
+    )
+    .await;
+    assert_eq!(refused, (400, json!({"message": "qty must be an integer"})));
+}
+
+#[tokio::test]
 async fn a_repeated_request_gets_the_same_answer_and_a_different_one_under_its_key_409() {
     let bus = app();
     add_batch(&bus, json!({"ref": "b1", "sku": "S", "qty": 10})).await;

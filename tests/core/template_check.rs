@@ -1,4 +1,5 @@
-//! The SAM template check: template.yaml expands (samtranslator) and lints (cfn-lint) clean, and the check catches a broken reference.
+//! The SAM template check: template.yaml expands (samtranslator) and lints clean (cfn-lint with its
+//! serverless rules), and the check catches a broken reference.
 //! Also the Python tests of `scripts/`: each of the check's project rules rejects a template broken
 //! against it, and the smoke script signs its requests and runs its flow against a local stand-in.
 

@@ -1,5 +1,6 @@
 //! Local mode (feature `local`): the embedded store's contract and durability, and the `local`
-//! server end to end over HTTP (the book's API, the event flow, hardening, the OpenAPI document).
+//! server end to end over HTTP (the book's API, the event flow, hardening, the OpenAPI document and
+//! schemathesis run from it).
 
 #![cfg(feature = "local")]
 
@@ -12,3 +13,4 @@ mod embedded_durability;
 mod event_flow;
 mod http_hardening;
 mod http_openapi;
+mod schemathesis;

@@ -67,13 +67,22 @@ impl Fields {
         let Value::Number(number) = value else {
             return Err(bad("qty must be a number"));
         };
-        match (number.as_u64(), number.as_i64()) {
-            (Some(n), _) => parse(n).map_err(rejected),
-            // A negative whole number is out of range: the domain's message for any out-of-range value.
-            (None, Some(_)) => {
-                Err(parse(u64::MAX).map_or_else(rejected, |_| bad("qty is out of range")))
-            }
-            (None, None) => Err(bad("qty must be an integer")),
+        // A JSON number is its value: `5`, `5.0` and `0.5e1` are the same whole number (as JSON
+        // Schema's `integer` has it); `5.5` is not one.
+        let whole = number.as_u64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+                .map(|f| f as u64)
+        });
+        let out_of_range = || parse(u64::MAX).map_or_else(rejected, |_| bad("qty is out of range"));
+        match whole {
+            Some(n) => parse(n).map_err(rejected),
+            // A negative or huge whole number is out of range: the domain's message for any
+            // out-of-range value.
+            None if number.as_i64().is_some() => Err(out_of_range()),
+            None if number.as_f64().is_some_and(|f| f.fract() == 0.0) => Err(out_of_range()),
+            None => Err(bad("qty must be an integer")),
         }
     }
 
