@@ -178,10 +178,10 @@ def star_for_more_than_list_streams(t):
 
 @case(
     "ERROR [leading-keys] NotifyOutOfStockRole: policy notify-out-of-stock, statement "
-    "NotificationRecords: dynamodb:PutItem, dynamodb:UpdateItem on Table without a "
+    "NotificationRecords: dynamodb:UpdateItem on Table without a "
     "dynamodb:LeadingKeys condition"
 )
-def notifier_put_without_leading_keys(t):
+def notifier_update_without_leading_keys(t):
     del statement(t, "NotifyOutOfStockRole", "NotificationRecords")["Condition"]
 
 
