@@ -12,6 +12,7 @@ use aws_sdk_sns::Client;
 use serde_json::json;
 
 use crate::domain::{Event, EventEnvelope};
+use crate::service::notifications::escaped;
 use crate::service::{out_of_stock_message, EventPublisher, PublishError};
 
 /// The message attribute the subscriptions filter on.
@@ -36,11 +37,11 @@ impl SnsMessage {
         let (email, subject) = match &envelope.event {
             Event::OutOfStock(OutOfStock { sku, .. }) => (
                 out_of_stock_message(envelope),
-                format!("Out of stock for SKU {sku}"),
+                format!("Out of stock for SKU {}", escaped(sku)),
             ),
             other => (
                 event_json.clone(),
-                format!("{} for SKU {}", other.type_name(), other.sku()),
+                format!("{} for SKU {}", other.type_name(), escaped(other.sku())),
             ),
         };
         let message = json!({ "default": event_json, "sqs": event_json, "email": email });
@@ -52,8 +53,9 @@ impl SnsMessage {
     }
 }
 
-/// A valid SNS subject: printable ASCII (anything else becomes `?`), under 100 characters. A SKU may
-/// hold any non-control character; an invalid subject would make every retry of the publish fail.
+/// A valid SNS subject: printable ASCII (anything else becomes `?`: identifiers come escaped, see
+/// `notifications::escaped`), under 100 characters; an invalid subject would make every retry of the
+/// publish fail.
 pub(crate) fn subject_line(text: &str) -> String {
     let mut subject: String = text
         .chars()
@@ -252,7 +254,14 @@ mod tests {
             qty: None,
         })))
         .unwrap();
-        assert!(message.subject.starts_with("Out of stock for SKU T?l??xx"));
+        // The SKU exactly, in ASCII: its non-ASCII characters as escapes.
+        assert!(
+            message
+                .subject
+                .starts_with("Out of stock for SKU T\\u{e9}l\\u{e9}\\u{1f600}xx"),
+            "{}",
+            message.subject
+        );
         assert!(message.subject.len() < 100);
         assert!(message
             .subject

@@ -128,6 +128,7 @@ fn transaction_puts(call: &Call) -> Vec<Item> {
         .as_array()
         .expect("a transaction's items")
         .iter()
+        .filter(|action| action.get("Put").is_some())
         .map(|action| item_from_json(&action["Put"]["Item"]))
         .collect()
 }
@@ -443,4 +444,66 @@ async fn the_store_writes_exactly_the_items_of_its_actions() {
         published_units: 0,
     };
     longest.print("allocation with every identifier at 128 bytes (computed)");
+}
+
+/// The other operations, measured the same way: the requests each sends one after another, and what
+/// its commit writes (printed: `docs/storage.md`, "Other operations").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_operations_send_the_requests_the_storage_doc_lists() {
+    let local = bulk_dynamodb_local().await;
+    let table = local.create_table("cost-ops").await;
+    let interposer = Interposer::new();
+    let bus = outbox_bus(Arc::new(DynamoDbStore::new(
+        local.client_through(&interposer),
+        &table,
+    )));
+    let n = names("OPS");
+    let measured = |label: &str| {
+        let calls = interposer.calls();
+        interposer.clear();
+        let requests: Vec<String> = calls.iter().map(|c| c.operation.clone()).collect();
+        let written: Vec<(String, usize)> = calls
+            .iter()
+            .filter(|c| c.operation == "TransactWriteItems")
+            .flat_map(transaction_puts)
+            .map(|item| {
+                let kind = item["entity"].as_s().cloned().unwrap_or_default();
+                (kind, size::item_size(&item))
+            })
+            .collect();
+        let units: u64 = written
+            .iter()
+            .map(|(_, bytes)| size::transactional_write_units(*bytes))
+            .sum();
+        println!(
+            "{label}: {requests:?} ({} round trips); puts {written:?}: {units} WCU before index entries",
+            sequential_round_trips(&calls)
+        );
+        requests
+    };
+    let create = CreateBatch::new(n.batch.clone(), n.sku.clone(), 10, None).unwrap();
+    bus.handle(&create, None).await.unwrap();
+    assert_eq!(
+        measured("add_batch (new SKU)"),
+        ["GetItem", "GetItem", "Query", "TransactWriteItems"],
+        "batch reference, product, waiting lines, commit"
+    );
+    for order in ["o-1", "o-2", "o-3"] {
+        let allocate = Allocate::new(order, n.sku.clone(), 3).unwrap();
+        bus.handle(&allocate, None).await.unwrap();
+    }
+    interposer.clear();
+    let shrink = allocation::domain::ChangeBatchQuantity::new(n.batch.clone(), 4).unwrap();
+    bus.handle(&shrink, None).await.unwrap();
+    assert_eq!(
+        measured("change_batch_quantity freeing 2 lines"),
+        ["GetItem", "GetItem", "Query", "TransactWriteItems"],
+        "batch reference, product, the batch's lines (one page), commit"
+    );
+    bus.uows()
+        .store()
+        .allocations_for_order("o-1")
+        .await
+        .unwrap();
+    assert_eq!(measured("GET /allocations/{orderid}"), ["Query"]);
 }
