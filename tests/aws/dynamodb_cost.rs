@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use crate::dynamodb_size as size;
-use crate::support::dynamodb_local::{bulk_dynamodb_local, DynamoDbLocal};
+use crate::support::dynamodb_local::{bulk_dynamodb_local, bulk_put, DynamoDbLocal};
 use crate::support::interposer::{item_from_json, sequential_round_trips, Call, Interposer};
 use allocation::adapters::dynamodb::commit::{self, Operation};
 use allocation::adapters::dynamodb::items::{self, Item};
@@ -22,7 +22,7 @@ use allocation::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore};
 use allocation::adapters::records::{AllocationRecord, BatchRecord, ProductRecord};
 use allocation::domain::{Allocate, Batch, CreateBatch, EventEnvelope, OrderLine, Product};
 use allocation::service::{outbox_bus, ProductWrite, Store};
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
@@ -141,48 +141,18 @@ async fn sku_with_history(client: &Client, table: &str, n: &Names, earlier: u32)
     let purchased = earlier + 1_000;
     let batch = CreateBatch::new(n.batch.clone(), n.sku.clone(), purchased, None).unwrap();
     bus.handle(&batch, None).await.unwrap();
-    let requests: Vec<WriteRequest> = (0..earlier)
+    let lines = (0..earlier)
         .map(|i| {
-            let item = items::line_item(&AllocationRecord {
+            items::line_item(&AllocationRecord {
                 orderid: format!("earlier-{i:08}"),
                 sku: n.sku.clone(),
                 qty: 1,
                 batchref: Some(n.batch.clone()),
                 waiting_since: None,
-            });
-            let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
-            WriteRequest::builder().put_request(put).build()
+            })
         })
         .collect();
-    let mut writes = tokio::task::JoinSet::new();
-    for chunk in requests.chunks(25 * 100) {
-        let (client, table, chunk) = (client.clone(), table.to_owned(), chunk.to_vec());
-        writes.spawn(async move {
-            for batch in chunk.chunks(25) {
-                let mut pending = batch.to_vec();
-                for _ in 0..10 {
-                    let out = client
-                        .batch_write_item()
-                        .request_items(&table, pending)
-                        .send()
-                        .await
-                        .unwrap();
-                    pending = out
-                        .unprocessed_items()
-                        .and_then(|u| u.get(&table))
-                        .cloned()
-                        .unwrap_or_default();
-                    if pending.is_empty() {
-                        break;
-                    }
-                }
-                assert!(pending.is_empty(), "DynamoDB Local left items unprocessed");
-            }
-        });
-    }
-    while let Some(done) = writes.join_next().await {
-        done.unwrap();
-    }
+    bulk_put(client, table, lines).await;
     let product = ProductRecord {
         sku: n.sku.clone(),
         version_number: 1,

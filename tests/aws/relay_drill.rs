@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::contract::unique;
+use crate::support::dynamodb_local::bulk_put;
 use crate::support::moto::moto;
 use allocation::adapters::dynamodb::{items, DynamoDbOutbox};
 use allocation::adapters::records::{outbox_slot, OutboxRecord};
 use allocation::adapters::sns::SnsPublisher;
 use allocation::domain::{AllocationRequired, Event, EventEnvelope};
 use allocation::entrypoints::lambda::republish::{self, Republisher};
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 
@@ -42,7 +42,7 @@ fn event(sku: &str, version: u64) -> EventEnvelope {
 async fn pending_backlog(client: &aws_sdk_dynamodb::Client, table: &str, prefix: &str, ended: i64) {
     let outage = 600;
     let began = chrono::Utc::now().timestamp() - ended - outage;
-    let requests: Vec<WriteRequest> = (0..EVENTS)
+    let backlog = (0..EVENTS)
         .map(|n| {
             let created_at = began + (n as i64 * outage) / EVENTS as i64;
             let sku = format!("{prefix}-{:04}", n % SKUS);
@@ -53,36 +53,10 @@ async fn pending_backlog(client: &aws_sdk_dynamodb::Client, table: &str, prefix:
                 slot: outbox_slot(0),
                 envelope: event(&sku, version),
             };
-            let item = items::outbox_item(&record, created_at).unwrap();
-            let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
-            WriteRequest::builder().put_request(put).build()
+            items::outbox_item(&record, created_at).unwrap()
         })
         .collect();
-    let mut writes = tokio::task::JoinSet::new();
-    for chunk in requests.chunks(25 * 40) {
-        let (client, table, chunk) = (client.clone(), table.to_owned(), chunk.to_vec());
-        writes.spawn(async move {
-            for batch in chunk.chunks(25) {
-                let mut left = batch.to_vec();
-                while !left.is_empty() {
-                    let out = client
-                        .batch_write_item()
-                        .request_items(&table, left)
-                        .send()
-                        .await
-                        .unwrap();
-                    left = out
-                        .unprocessed_items()
-                        .and_then(|u| u.get(&table))
-                        .cloned()
-                        .unwrap_or_default();
-                }
-            }
-        });
-    }
-    while let Some(done) = writes.join_next().await {
-        done.unwrap();
-    }
+    bulk_put(client, table, backlog).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

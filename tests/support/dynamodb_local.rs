@@ -181,3 +181,49 @@ fn installed() -> Result<PathBuf, String> {
 fn answers(address: SocketAddr) -> bool {
     http_status(address, "/").is_some()
 }
+
+/// Puts these items into `table` with BatchWriteItem (25 per request, 40 tasks at once), asking
+/// again for what DynamoDB left unprocessed (10 times at most): a bulk load for cost and drill tests.
+pub async fn bulk_put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<allocation::adapters::dynamodb::items::Item>,
+) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let requests: Vec<WriteRequest> = items
+        .into_iter()
+        .map(|item| {
+            let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
+            WriteRequest::builder().put_request(put).build()
+        })
+        .collect();
+    let mut writes = tokio::task::JoinSet::new();
+    for chunk in requests.chunks(requests.len().div_ceil(40).max(25)) {
+        let (client, table, chunk) = (client.clone(), table.to_owned(), chunk.to_vec());
+        writes.spawn(async move {
+            for batch in chunk.chunks(25) {
+                let mut left = batch.to_vec();
+                for _ in 0..10 {
+                    let out = client
+                        .batch_write_item()
+                        .request_items(&table, left)
+                        .send()
+                        .await
+                        .unwrap();
+                    left = out
+                        .unprocessed_items()
+                        .and_then(|u| u.get(&table))
+                        .cloned()
+                        .unwrap_or_default();
+                    if left.is_empty() {
+                        break;
+                    }
+                }
+                assert!(left.is_empty(), "DynamoDB Local left items unprocessed");
+            }
+        });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.unwrap();
+    }
+}
