@@ -17,12 +17,13 @@ use crate::adapters::records::{
     restore_lines, restore_product, AllocationRecord, LineCollector, LinesToFree, WaitingLines,
 };
 use crate::domain::{EventEnvelope, Product};
-use crate::service::{AllocationView, ProductWrite, Store, StoreError};
+use crate::service::{exponential_backoff, AllocationView, ProductWrite, Store, StoreError};
 
 /// How many times a `BatchGetItem` asks again for the keys DynamoDB left unprocessed (it does so
 /// under load), pausing 10 ms doubling in between (about 0.3 s in all) before the load fails as
 /// throttled.
 const UNPROCESSED_RETRIES: u32 = 5;
+const UNPROCESSED_PAUSE: Duration = Duration::from_millis(10);
 
 /// The most keys one `BatchGetItem` takes (a DynamoDB limit).
 const BATCH_GET_KEYS: usize = 100;
@@ -132,11 +133,10 @@ impl DynamoDbStore {
             .consistent_read(true)
             .build()
             .map_err(invalid)?;
-        let mut pause = Duration::from_millis(10);
         for attempt in 0..=UNPROCESSED_RETRIES {
             if attempt > 0 {
+                let pause = exponential_backoff(UNPROCESSED_PAUSE, Duration::from_secs(1), attempt);
                 tokio::time::sleep(pause).await;
-                pause *= 2;
             }
             let answer = self
                 .client

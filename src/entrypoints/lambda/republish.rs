@@ -151,8 +151,7 @@ pub async fn handle<P: EventPublisher, O: PublicationRecord>(
             report.complete = items.len() <= MAX_ITEMS;
             items.truncate(MAX_ITEMS);
             report.found = items.len();
-            let finished = publish_page(republisher, items, &time_left, &mut report).await;
-            report.complete &= finished.is_empty_of_failures && finished.all_tried;
+            report.complete &= publish_page(republisher, items, &time_left, &mut report).await;
         }
     }
     InvocationMetrics {
@@ -229,27 +228,21 @@ async fn sweep<P: EventPublisher, O: PublicationRecord>(
         stale_pages = 0;
         done.extend(fresh.iter().map(|item| (item.pk.clone(), item.sk.clone())));
         report.found += fresh.len();
-        let finished = publish_page(republisher, fresh, time_left, report).await;
-        if !finished.is_empty_of_failures || !finished.all_tried {
+        if !publish_page(republisher, fresh, time_left, report).await {
             return Ok(());
         }
     }
 }
 
-/// How a page ended.
-struct PageEnd {
-    is_empty_of_failures: bool,
-    /// Every event was tried (time did not run short).
-    all_tried: bool,
-}
-
-/// Publishes a page of items in each SKU's commit order, then marks the published ones.
+/// Publishes a page of items in each SKU's commit order, then marks the published ones. Answers
+/// whether every event of it was published (none failed, none left for lack of time); an unreadable
+/// item is counted (the invocation fails at the end) but does not stop the sweep.
 async fn publish_page<P: EventPublisher, O: PublicationRecord>(
     republisher: &Republisher<P, O>,
     mut items: Vec<OutboxItem>,
     time_left: &impl Fn() -> Duration,
     report: &mut RepublishReport,
-) -> PageEnd {
+) -> bool {
     // Outbox keys sort each SKU's events in commit order (`OUTBOX#<sku>`, `<version>#<slot>`).
     items.sort_by(|a, b| (&a.pk, &a.sk).cmp(&(&b.pk, &b.sk)));
     let mut readable = Vec::with_capacity(items.len());
@@ -272,11 +265,7 @@ async fn publish_page<P: EventPublisher, O: PublicationRecord>(
     )
     .await;
     report.publish_calls += calls;
-    // An unreadable item is counted (the invocation fails at the end) but never stops the sweep.
-    let mut end = PageEnd {
-        is_empty_of_failures: true,
-        all_tried: true,
-    };
+    let mut all_published = true;
     let mut published = Vec::new();
     for ((item, envelope), outcome) in readable.iter().zip(outcomes) {
         match outcome {
@@ -288,10 +277,10 @@ async fn publish_page<P: EventPublisher, O: PublicationRecord>(
             }
             Publication::Failed(error) => {
                 report.failed += 1;
-                end.is_empty_of_failures = false;
+                all_published = false;
                 error!(%error, event_id = %envelope.id, "event not published: it stays pending");
             }
-            Publication::NotTried => end.all_tried = false,
+            Publication::NotTried => all_published = false,
         }
     }
     report.published += published.len();
@@ -308,7 +297,7 @@ async fn publish_page<P: EventPublisher, O: PublicationRecord>(
             }
         }
     }
-    end
+    all_published
 }
 
 /// Marks written at once.

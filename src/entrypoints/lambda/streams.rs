@@ -50,7 +50,7 @@ pub async fn handle<P: EventPublisher, M: PublishedMarks>(
     let records = &event.records;
     // The events to publish, each with its record's place; reading stops at an unreadable record.
     let mut events: Vec<(usize, EventEnvelope)> = Vec::new();
-    let mut first_unpublished = None;
+    let mut unreadable = None;
     for (place, record) in records.iter().enumerate() {
         match read_record(record) {
             Ok(Some(envelope)) => events.push((place, envelope)),
@@ -59,14 +59,14 @@ pub async fn handle<P: EventPublisher, M: PublishedMarks>(
                 error!(request_id = %context.request_id, error = %failure,
                     sequence_number = record.change.sequence_number.as_deref().unwrap_or_default(),
                     "event not published; the stream will retry from this record");
-                first_unpublished = Some(place);
+                unreadable = Some(place);
                 break;
             }
         }
     }
     let envelopes: Vec<&EventEnvelope> = events.iter().map(|(_, e)| e).collect();
     let (outcomes, calls) = publish_in_order(publisher, &envelopes, PARALLEL_CALLS, || true).await;
-    let mut to_mark = Vec::new();
+    let (mut to_mark, mut unpublished) = (Vec::new(), Vec::new());
     for ((place, envelope), outcome) in events.iter().zip(outcomes) {
         let record = &records[*place];
         let sequence_number = record.change.sequence_number.as_deref().unwrap_or_default();
@@ -81,15 +81,13 @@ pub async fn handle<P: EventPublisher, M: PublishedMarks>(
             Publication::Failed(failure) => {
                 error!(request_id = %context.request_id, sequence_number, event_id = %envelope.id,
                     error = %failure, "event not published; the stream will retry from this record");
-                first_unpublished =
-                    Some(first_unpublished.map_or(*place, |p: usize| p.min(*place)));
+                unpublished.push(*place);
             }
-            Publication::NotTried => {
-                first_unpublished =
-                    Some(first_unpublished.map_or(*place, |p: usize| p.min(*place)));
-            }
+            Publication::NotTried => unpublished.push(*place),
         }
     }
+    // Events come in stream order and reading stopped at the unreadable record, if any.
+    let first_unpublished = unpublished.first().copied().or(unreadable);
     let published = to_mark.len() as u64;
     join_all(
         to_mark
