@@ -120,7 +120,7 @@ async fn allocate(bus: &Arc<Bus>, skus: &Arc<Vec<String>>, tasks: usize, total: 
                     let orderid = format!("order-{}", ORDERS.fetch_add(1, Ordering::Relaxed));
                     // Through the product's queue, as the HTTP edge allocates.
                     let result: Result<String, ServiceError> = bus
-                        .allocate(&Allocate::new(orderid, sku, 1).unwrap(), None)
+                        .handle(&Allocate::new(orderid, sku, 1).unwrap(), None)
                         .await;
                     if result.is_err() {
                         errors += 1;

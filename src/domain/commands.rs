@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::{BatchRef, DomainError, OrderId, Quantity, Sku};
+use super::{AllocationRequired, BatchRef, DomainError, OrderId, Quantity, Sku};
 
 /// Create a batch of stock for a SKU (the product is created with its first batch).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +20,16 @@ pub struct CreateBatch {
 /// Allocate an order line to the best batch of its SKU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allocate {
+    pub orderid: OrderId,
+    pub sku: Sku,
+    #[serde(deserialize_with = "positive")]
+    pub qty: Quantity,
+}
+
+/// Allocate again a line that had to leave its batch, or waits for stock (`AllocationRequired`):
+/// like [`Allocate`], but a line no batch can take is kept waiting (a back-order), not turned away.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reallocate {
     pub orderid: OrderId,
     pub sku: Sku,
     #[serde(deserialize_with = "positive")]
@@ -61,6 +71,27 @@ impl Allocate {
             sku: Sku::parse(sku)?,
             qty: Quantity::positive(qty.into())?,
         })
+    }
+}
+
+impl Reallocate {
+    pub fn new(
+        orderid: impl AsRef<str>,
+        sku: impl AsRef<str>,
+        qty: u32,
+    ) -> Result<Self, DomainError> {
+        let Allocate { orderid, sku, qty } = Allocate::new(orderid, sku, qty)?;
+        Ok(Self { orderid, sku, qty })
+    }
+}
+
+/// The command an `AllocationRequired` asks for (an error if the event, read from a queue, names an
+/// invalid line).
+impl TryFrom<&AllocationRequired> for Reallocate {
+    type Error = DomainError;
+
+    fn try_from(required: &AllocationRequired) -> Result<Self, DomainError> {
+        Self::new(&required.orderid, &required.sku, required.qty)
     }
 }
 

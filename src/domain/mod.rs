@@ -11,7 +11,7 @@ pub mod values;
 
 pub use batch::Batch;
 pub use changes::Changes;
-pub use commands::{Allocate, ChangeBatchQuantity, CreateBatch};
+pub use commands::{Allocate, ChangeBatchQuantity, CreateBatch, Reallocate};
 pub use errors::DomainError;
 pub use events::{Allocated, AllocationRequired, Event, EventEnvelope, OutOfStock};
 pub use order_line::OrderLine;

@@ -1,8 +1,8 @@
 //! One handler per message: load the product through the unit of work, apply the domain rule, commit.
 
-use crate::domain::AllocationRequired;
 use crate::domain::{
-    Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, OrderLine, Product,
+    Allocate, Batch, ChangeBatchQuantity, CreateBatch, DomainError, EventEnvelope, OrderLine,
+    Product, Reallocate, Sku,
 };
 
 use super::{Notifications, ServiceError, StoreError, UnitOfWork};
@@ -62,70 +62,83 @@ async fn offer_waiting_lines<U: UnitOfWork>(sku: &str, uow: &mut U) -> Result<()
     Ok(())
 }
 
-/// `Allocate`: answers the reference of the batch holding the line. The product is loaded with this
-/// order's line only. Out of stock is reported as an error after its commit (the `OutOfStock` that
-/// opens a stock-out episode; nothing at all during one).
-pub async fn allocate<U: UnitOfWork>(cmd: &Allocate, uow: &mut U) -> Result<String, ServiceError> {
-    allocate_line(cmd, false, uow).await
-}
-
-/// Allocates `cmd`'s line; a `reallocation` that finds no stock keeps the line waiting (a
-/// back-order) where a requested allocation turns it away.
-async fn allocate_line<U: UnitOfWork>(
-    cmd: &Allocate,
-    reallocation: bool,
-    uow: &mut U,
-) -> Result<String, ServiceError> {
-    let line = OrderLine::new(&cmd.orderid, &cmd.sku, cmd.qty.get())?;
-    let product = uow
-        .get(&cmd.sku, &[line.orderid()])
-        .await?
-        .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.to_string()))?;
-    let batchref = if reallocation {
-        product.reallocate(&line)?
-    } else {
-        product.allocate(&line)?
-    };
-    uow.commit().await?;
-    batchref
-        .map(|reference| reference.to_string())
-        .ok_or_else(|| ServiceError::OutOfStock(cmd.sku.to_string()))
-}
-
-/// One of several allocations of the same SKU applied together.
+/// What waits in a product's queue to be allocated: a client's `Allocate` (turned away when no batch
+/// can take it) or a `Reallocate` (kept waiting for stock), with the correlation id of its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedAllocation {
-    pub cmd: Allocate,
-    /// The correlation id of the events this allocation records.
+    pub command: AllocationCommand,
     pub correlation_id: Option<String>,
-    /// An `AllocationRequired` (the line is kept waiting when no batch can take it), not a client's
-    /// request (turned away).
-    pub reallocation: bool,
 }
 
-/// Allocations of one SKU in ONE unit of work: one load (the product with every order's line), each
-/// allocation in turn on the same product, one commit. Each gets its own answer (the batch, out of
-/// stock, or a domain error that concerns it alone); an `Err` of the whole is a load or commit failure
-/// that concerns them all (the bus retries a version conflict).
-pub async fn allocate_together<U: UnitOfWork>(
+/// The two commands that allocate a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllocationCommand {
+    Allocate(Allocate),
+    Reallocate(Reallocate),
+}
+
+impl From<Allocate> for AllocationCommand {
+    fn from(cmd: Allocate) -> Self {
+        Self::Allocate(cmd)
+    }
+}
+
+impl From<Reallocate> for AllocationCommand {
+    fn from(cmd: Reallocate) -> Self {
+        Self::Reallocate(cmd)
+    }
+}
+
+impl QueuedAllocation {
+    pub fn new(command: impl Into<AllocationCommand>, correlation_id: Option<&str>) -> Self {
+        Self {
+            command: command.into(),
+            correlation_id: correlation_id.map(str::to_owned),
+        }
+    }
+
+    pub fn sku(&self) -> &Sku {
+        match &self.command {
+            AllocationCommand::Allocate(cmd) => &cmd.sku,
+            AllocationCommand::Reallocate(cmd) => &cmd.sku,
+        }
+    }
+
+    fn line(&self) -> Result<OrderLine, DomainError> {
+        let (orderid, sku, qty) = match &self.command {
+            AllocationCommand::Allocate(cmd) => (&cmd.orderid, &cmd.sku, cmd.qty),
+            AllocationCommand::Reallocate(cmd) => (&cmd.orderid, &cmd.sku, cmd.qty),
+        };
+        OrderLine::new(orderid.as_str(), sku.as_str(), qty.get())
+    }
+}
+
+/// `Allocate` and `Reallocate`, the one allocation handler: allocations of one SKU in ONE unit of
+/// work (a single allocation is a group of one). One load (the product with each order's line), each
+/// allocation in turn on the same product, one commit. Each gets its own answer: the batch's
+/// reference, out of stock (for an `Allocate`, reported after the commit: the `OutOfStock` that opens
+/// a stock-out episode, nothing at all during one; a `Reallocate` keeps its line waiting), or a
+/// domain error that concerns it alone. An `Err` of the whole is a load or commit failure that
+/// concerns them all (the bus retries a version conflict).
+pub async fn allocate<U: UnitOfWork>(
     sku: &str,
     allocations: &[QueuedAllocation],
     uow: &mut U,
 ) -> Result<Vec<Result<String, ServiceError>>, ServiceError> {
     let lines: Vec<Result<OrderLine, ServiceError>> = allocations
         .iter()
-        .map(|a| {
-            if a.cmd.sku != sku {
-                return Err(ServiceError::InvalidSku(a.cmd.sku.to_string()));
+        .map(|allocation| {
+            if allocation.sku().as_str() != sku {
+                return Err(ServiceError::InvalidSku(allocation.sku().to_string()));
             }
-            OrderLine::new(&a.cmd.orderid, &a.cmd.sku, a.cmd.qty.get()).map_err(ServiceError::from)
+            allocation.line().map_err(ServiceError::from)
         })
         .collect();
     let orderids: Vec<&str> = lines.iter().flatten().map(OrderLine::orderid).collect();
     if uow.get(sku, &orderids).await?.is_none() {
         return Ok(allocations
             .iter()
-            .map(|a| Err(ServiceError::InvalidSku(a.cmd.sku.to_string())))
+            .map(|a| Err(ServiceError::InvalidSku(a.sku().to_string())))
             .collect());
     }
     let mut answers = Vec::with_capacity(allocations.len());
@@ -142,10 +155,9 @@ pub async fn allocate_together<U: UnitOfWork>(
             .get(sku, &[])
             .await?
             .ok_or_else(|| ServiceError::InvalidSku(sku.to_owned()))?;
-        let allocated = if allocation.reallocation {
-            product.reallocate(&line)
-        } else {
-            product.allocate(&line)
+        let allocated = match allocation.command {
+            AllocationCommand::Allocate(_) => product.allocate(&line),
+            AllocationCommand::Reallocate(_) => product.reallocate(&line),
         };
         answers.push(match allocated {
             Ok(Some(reference)) => Ok(reference.to_string()),
@@ -158,19 +170,12 @@ pub async fn allocate_together<U: UnitOfWork>(
 }
 
 /// `ChangeBatchQuantity`: sets the quantity and deallocates what no longer fits, loading only the
-/// lines that must go (greatest order id first). When the store limits the size of a commit, lines
-/// are deallocated in chunks, each its own consistent commit that also lowers the quantity as far as
-/// it can (so the room it frees is never taken again before the change completes).
+/// lines that must go (greatest order id first). `sku` is the batch's SKU when the caller already
+/// knows it (a batch never moves to another SKU); `None` looks the reference up. When the store
+/// limits the size of a commit, lines are deallocated in chunks, each its own consistent commit that
+/// also lowers the quantity as far as it can (so the room it frees is never taken again before the
+/// change completes).
 pub async fn change_batch_quantity<U: UnitOfWork>(
-    cmd: &ChangeBatchQuantity,
-    uow: &mut U,
-) -> Result<(), ServiceError> {
-    change_batch_quantity_of(None, cmd, uow).await
-}
-
-/// `ChangeBatchQuantity` when the caller already knows the batch's SKU (`Some`): no lookup of the
-/// reference (a batch never moves to another SKU). `None` looks it up.
-pub async fn change_batch_quantity_of<U: UnitOfWork>(
     sku: Option<&str>,
     cmd: &ChangeBatchQuantity,
     uow: &mut U,
@@ -207,34 +212,6 @@ pub async fn change_batch_quantity_of<U: UnitOfWork>(
         if complete {
             return Ok(());
         }
-    }
-}
-
-/// The line an `AllocationRequired` event asks to allocate again (an error if the event, read from a
-/// queue, names an invalid one).
-pub fn reallocation(event: &Event) -> Option<Result<Allocate, ServiceError>> {
-    match event {
-        Event::AllocationRequired(required) => Some(line_to_reallocate(required)),
-        _ => None,
-    }
-}
-
-/// The allocation an `AllocationRequired` asks for.
-fn line_to_reallocate(required: &AllocationRequired) -> Result<Allocate, ServiceError> {
-    let allocate = Allocate::new(&required.orderid, &required.sku, required.qty);
-    allocate.map_err(ServiceError::Invalid)
-}
-
-/// `AllocationRequired`: allocates the line again in its own transaction. Out of stock is not a
-/// failure here: the line waits for stock (a back-order) and the message is done. Idempotent by the
-/// line's state: a line already allocated answers its batch and writes nothing.
-pub async fn reallocate<U: UnitOfWork>(
-    required: &AllocationRequired,
-    uow: &mut U,
-) -> Result<(), ServiceError> {
-    match allocate_line(&line_to_reallocate(required)?, true, uow).await {
-        Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
-        Err(error) => Err(error),
     }
 }
 

@@ -9,12 +9,12 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use super::handlers::{self, QueuedAllocation};
-use super::messages::{AllocateTogether, ChangeBatchQuantityOf, HandleEvent, Message};
+use super::handlers::QueuedAllocation;
+use super::messages::{AllocateGroup, HandleEvent, Handler, Message};
 use super::product_queue::{Exclusive, ProductQueues};
 use super::{Delivery, Notifications, RetryPolicy, ServiceError};
 use super::{UnitOfWork, UnitOfWorkFactory};
-use crate::domain::{Allocate, ChangeBatchQuantity, CreateBatch, EventEnvelope};
+use crate::domain::EventEnvelope;
 
 /// The most allocations one group holds when the store does not limit commits (bounds a group's
 /// latency and its commit).
@@ -91,97 +91,48 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         &self.inner.queues
     }
 
-    /// Handles a command, retrying version conflicts, then the events it raised. A command's failure is
-    /// returned (after the events it committed, if any, are handled); event handler failures are logged.
-    pub async fn handle<C: Message>(
+    /// Handles a message: the bus's one entry. A command on a product takes its turn in the product's
+    /// queue (allocations there are applied in groups: `service::product_queue`), runs in a fresh unit
+    /// of work, again after each version conflict, then the events it raised are handled in process
+    /// or left in the outbox (the wiring decides). An event delivered from a queue runs its handler
+    /// the same way (see `messages`). A message's failure is returned after the events it committed,
+    /// if any, are handled; the failures of in-process event handlers are logged.
+    pub async fn handle<M: Message>(
         &self,
-        command: &C,
+        message: &M,
         correlation_id: Option<&str>,
-    ) -> Result<C::Output, ServiceError> {
-        let (result, events) = self.with_retries(command, correlation_id).await;
+    ) -> Result<M::Output, ServiceError> {
+        message.dispatch(self, correlation_id).await
+    }
+
+    /// Runs a handler now (no queue), retrying version conflicts, then the events it raised.
+    pub(super) async fn run<H: Handler>(
+        &self,
+        handler: &H,
+        correlation_id: Option<&str>,
+    ) -> Result<H::Output, ServiceError> {
+        let (result, events) = self.with_retries(handler, correlation_id).await;
         self.handle_events(events).await;
         result
     }
 
-    /// Allocates through the product's queue: allocations of the same SKU that arrive while one group
-    /// is being applied wait, then are applied together (one load, one commit), so they never race
-    /// each other in this process. Answers like `handle(&Allocate)`.
-    pub async fn allocate(
-        &self,
-        cmd: &Allocate,
-        correlation_id: Option<&str>,
-    ) -> Result<String, ServiceError> {
-        self.enqueue_allocation(cmd, correlation_id, false).await
-    }
-
-    /// Queues an allocation (`reallocation`: of a line that must be allocated again, kept waiting
-    /// when no batch can take it).
-    async fn enqueue_allocation(
-        &self,
-        cmd: &Allocate,
-        correlation_id: Option<&str>,
-        reallocation: bool,
-    ) -> Result<String, ServiceError> {
-        let allocation = QueuedAllocation {
-            cmd: cmd.clone(),
-            correlation_id: correlation_id.map(str::to_owned),
-            reallocation,
-        };
-        self.queues().allocate(self, allocation).await
-    }
-
-    /// Creates a batch through its product's queue (alone, after the commands waiting there).
-    pub async fn add_batch(
-        &self,
-        cmd: &CreateBatch,
-        correlation_id: Option<&str>,
-    ) -> Result<(), ServiceError> {
-        self.handle_queued(cmd.sku.to_string(), cmd.clone(), correlation_id)
-            .await
-    }
-
-    /// Changes a batch's quantity through its product's queue (alone, after the commands waiting
-    /// there). An unknown batch answers as `handle` does.
-    pub async fn change_batch_quantity(
-        &self,
-        cmd: &ChangeBatchQuantity,
-        correlation_id: Option<&str>,
-    ) -> Result<(), ServiceError> {
-        let sku = self
-            .inner
-            .uows
-            .begin(None)
-            .sku_of_batch(&cmd.reference)
-            .await?;
-        match sku {
-            Some(sku) => {
-                let message = ChangeBatchQuantityOf {
-                    sku: sku.clone(),
-                    cmd: cmd.clone(),
-                };
-                self.handle_queued(sku, message, correlation_id).await
-            }
-            None => self.handle(cmd, correlation_id).await,
-        }
-    }
-
-    /// Runs a command alone in the queue of product `sku`, like `handle`.
-    async fn handle_queued<C>(
+    /// Runs a handler alone in the queue of product `sku`, after the commands waiting there.
+    pub(super) async fn run_in_turn<H>(
         &self,
         sku: String,
-        cmd: C,
+        handler: H,
         correlation_id: Option<&str>,
-    ) -> Result<C::Output, ServiceError>
+    ) -> Result<H::Output, ServiceError>
     where
-        C: Message + 'static,
-        C::Output: 'static,
+        H: Handler + 'static,
+        H::Output: 'static,
     {
         let (answer, answered) = oneshot::channel();
         let bus = self.clone();
         let correlation_id = correlation_id.map(str::to_owned);
         let run: Exclusive = Box::new(move || {
             Box::pin(async move {
-                let result = bus.handle(&cmd, correlation_id.as_deref()).await;
+                let result = bus.run(&handler, correlation_id.as_deref()).await;
                 // The caller may have stopped waiting; the command stands all the same.
                 let _ = answer.send(result);
             })
@@ -189,9 +140,26 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         self.queues().exclusive(self, sku, run, answered).await
     }
 
-    /// Applies allocations of one SKU together, retrying version conflicts, then handles the events
-    /// they raised. One answer per allocation, in order.
-    pub async fn allocate_together(
+    /// Queues an allocation in its product's queue and waits for its answer (the batch's reference).
+    pub(super) async fn queue_allocation(
+        &self,
+        allocation: QueuedAllocation,
+    ) -> Result<String, ServiceError> {
+        self.queues().allocate(self, allocation).await
+    }
+
+    /// The SKU of the product holding batch `reference`, if any.
+    pub(super) async fn sku_of_batch(
+        &self,
+        reference: &str,
+    ) -> Result<Option<String>, ServiceError> {
+        Ok(self.inner.uows.begin(None).sku_of_batch(reference).await?)
+    }
+
+    /// Applies allocations of one SKU together (the product's queue calls it with each group),
+    /// retrying version conflicts, then handles the events they raised. One answer per allocation,
+    /// in order.
+    pub(super) async fn allocate_group(
         &self,
         sku: &str,
         allocations: &[QueuedAllocation],
@@ -201,10 +169,8 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         stats
             .grouped_allocations
             .fetch_add(allocations.len() as u64, Ordering::Relaxed);
-        let message = AllocateTogether { sku, allocations };
-        let (result, events) = self.with_retries(&message, None).await;
-        self.handle_events(events).await;
-        let answers = match result {
+        let group = AllocateGroup { sku, allocations };
+        let answers = match self.run(&group, None).await {
             Ok(answers) => answers,
             Err(error) => allocations.iter().map(|_| Err(error.clone())).collect(),
         };
@@ -230,28 +196,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
             .clamp(1, MAX_GROUP)
     }
 
-    /// Handles an event delivered from outside (a queue): its handler's failure is returned so the
-    /// delivery can be retried; the events it raises in turn are handled as usual. A reallocation
-    /// goes through its product's queue, like any allocation.
-    pub async fn handle_delivered_event(
-        &self,
-        envelope: &EventEnvelope,
-    ) -> Result<(), ServiceError> {
-        let correlation_id = envelope.correlation_id.as_deref();
-        if let Some(cmd) = handlers::reallocation(&envelope.event) {
-            return match self.enqueue_allocation(&cmd?, correlation_id, true).await {
-                Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
-                Err(error) => Err(error),
-            };
-        }
-        let (result, events) = self
-            .with_retries(&self.event_handler(envelope), correlation_id)
-            .await;
-        self.handle_events(events).await;
-        result
-    }
-
-    fn event_handler<'a>(&'a self, envelope: &'a EventEnvelope) -> HandleEvent<'a> {
+    pub(super) fn event_handler<'a>(&'a self, envelope: &'a EventEnvelope) -> HandleEvent<'a> {
         HandleEvent {
             envelope,
             notifications: &*self.inner.notifications,
@@ -284,15 +229,15 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         }
     }
 
-    /// Runs `message` in a fresh unit of work, again with a new one after each version conflict or
+    /// Runs `handler` in a fresh unit of work, again with a new one after each version conflict or
     /// throttling (jittered backoff, bounded in attempts and in time: `RetryPolicy::budget`). Returns
     /// the outcome and the events committed by every attempt: an attempt may commit some steps (a
     /// chunked quantity change) before a later step conflicts.
-    async fn with_retries<M: Message>(
+    async fn with_retries<H: Handler>(
         &self,
-        message: &M,
+        handler: &H,
         correlation_id: Option<&str>,
-    ) -> (Result<M::Output, ServiceError>, Vec<EventEnvelope>) {
+    ) -> (Result<H::Output, ServiceError>, Vec<EventEnvelope>) {
         let retry = &self.inner.retry;
         let started = Instant::now();
         let mut slowest = Duration::ZERO;
@@ -301,7 +246,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         loop {
             let attempt_started = Instant::now();
             let mut uow = self.inner.uows.begin(correlation_id);
-            let result = message.handle(&mut uow).await;
+            let result = handler.handle(&mut uow).await;
             committed.extend(uow.collect_new_events());
             slowest = slowest.max(attempt_started.elapsed());
             match result {

@@ -17,7 +17,7 @@ pub mod wiring;
 
 pub use bootstrap::{outbox_bus, Bootstrap, Bus};
 pub use errors::{ServiceError, StoreError};
-pub use handlers::QueuedAllocation;
+pub use handlers::{AllocationCommand, QueuedAllocation};
 pub use message_bus::{BusStats, MessageBus};
 pub use messages::Message;
 pub use notifications::{

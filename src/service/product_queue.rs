@@ -1,12 +1,12 @@
 //! Per-product queues: a hot SKU is served, not fought over.
 //!
-//! Every command on a product joins that product's queue (allocations, reallocations, and the batch
-//! commands). If the product has no drain task, one starts; it takes what is waiting, in arrival
-//! order, and applies each run of consecutive allocations as ONE group (one load, each allocation in
-//! turn, one commit: `MessageBus::allocate_together`; at most `MessageBus::max_group` per group) and
-//! each other command alone, answers each caller, and repeats until the queue is empty. Commands on one
-//! product thus never race each other in this process, while other products' queues drain in
-//! parallel. Version conflicts come only from other processes, and the bus still retries them.
+//! Every command on a product joins that product's queue (`Allocate`, `Reallocate`, and the batch
+//! commands: `MessageBus::handle` puts them there). If the product has no drain task, one starts; it
+//! takes what is waiting, in arrival order, and applies each run of consecutive allocations as ONE
+//! group (one load, each allocation in turn, one commit: `handlers::allocate`; at most
+//! `MessageBus::max_group` per group) and each other command alone, answers each caller, and repeats
+//! until the queue is empty. Commands on one product thus never race each other in this process,
+//! while other products' queues drain in parallel. Version conflicts come only from other processes, and the bus still retries them.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -55,7 +55,7 @@ impl ProductQueues {
         bus: &MessageBus<F>,
         allocation: QueuedAllocation,
     ) -> Result<String, ServiceError> {
-        let sku = allocation.cmd.sku.to_string();
+        let sku = allocation.sku().to_string();
         let (answer, answered) = oneshot::channel();
         self.push(bus, sku, Queued::Allocate(allocation, answer));
         answered.await.unwrap_or_else(|_| Err(stopped()))
@@ -167,7 +167,7 @@ async fn drain<F: UnitOfWorkFactory>(bus: MessageBus<F>, sku: String) {
             Work::Exclusive(run) => run().await,
             Work::Allocations(group) => {
                 let (allocations, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-                let results = bus.allocate_together(&sku, &allocations).await;
+                let results = bus.allocate_group(&sku, &allocations).await;
                 for (answer, result) in answers.into_iter().zip(results) {
                     // A caller that stopped waiting still had its allocation applied.
                     let _ = answer.send(result);

@@ -62,8 +62,8 @@ async fn two_deliveries_of_one_out_of_stock_at_once_send_one_email() {
             }),
         };
         let (a, b) = tokio::join!(
-            first.handle_delivered_event(&envelope),
-            second.handle_delivered_event(&envelope)
+            first.handle(&envelope, None),
+            second.handle(&envelope, None)
         );
         for outcome in [a, b] {
             match outcome {
@@ -71,7 +71,7 @@ async fn two_deliveries_of_one_out_of_stock_at_once_send_one_email() {
                 // The live claim of the other: SQS offers this delivery again later.
                 Err(ServiceError::Notification(e)) if e.0.contains("another delivery") => {
                     retried += 1;
-                    first.handle_delivered_event(&envelope).await.unwrap();
+                    first.handle(&envelope, None).await.unwrap();
                 }
                 Err(other) => panic!("run {run}: {other}"),
             }

@@ -138,7 +138,7 @@ async fn sixty_four_concurrent_allocations_on_torn_loads_never_oversell() {
             let bus = buses[i % buses.len()].clone();
             let order = orders[i % orders.len()].clone();
             let command = Allocate::new(order.clone(), sku.clone(), 1).unwrap();
-            tokio::spawn(async move { (order, bus.allocate(&command, None).await) })
+            tokio::spawn(async move { (order, bus.handle(&command, None).await) })
         })
         .collect();
     let (mut allocated, mut refused, mut retry_later) = (Vec::new(), 0, 0);

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::support::memory_store::InMemoryStore;
 use allocation::domain::{
-    Allocate, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, Product,
+    Allocate, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, LineStatus, Product,
+    Reallocate,
 };
 use allocation::service::notifications::NotifyFuture;
 use allocation::service::{
@@ -396,9 +397,13 @@ mod change_batch_quantity {
         uow.commit().await.unwrap();
         uow.collect_new_events();
 
-        handlers::change_batch_quantity(&ChangeBatchQuantity::new("batch1", 25).unwrap(), &mut uow)
-            .await
-            .unwrap();
+        handlers::change_batch_quantity(
+            None,
+            &ChangeBatchQuantity::new("batch1", 25).unwrap(),
+            &mut uow,
+        )
+        .await
+        .unwrap();
 
         let events: Vec<Event> = uow
             .collect_new_events()
@@ -432,6 +437,59 @@ mod change_batch_quantity {
 
 mod message_bus {
     use super::*;
+
+    #[tokio::test]
+    async fn allocations_and_reallocations_of_one_sku_arriving_together_are_applied_in_one_unit_of_work(
+    ) {
+        let fx = bootstrap_with(
+            InMemoryStore::new(),
+            EventWiring::outbox(),
+            FakeNotifications::default(),
+        );
+        fx.add_batch("b1", "TWIN-LAMP", 5, None).await;
+        let groups_before = fx.bus.stats().allocation_groups.load(Ordering::Relaxed);
+        let (first, second) = (
+            allocate("o1", "TWIN-LAMP", 4),
+            allocate("o3", "TWIN-LAMP", 10),
+        );
+        let reallocate = Reallocate::new("o2", "TWIN-LAMP", 10).unwrap();
+        // Submitted together, as an SQS batch or concurrent requests are: one entry for both kinds.
+        let (allocated, reallocated, refused) = tokio::join!(
+            fx.bus.handle(&first, None),
+            fx.bus.handle(&reallocate, None),
+            fx.bus.handle(&second, None),
+        );
+        assert_eq!(allocated.as_deref(), Ok("b1"));
+        assert_eq!(reallocated, Ok(()), "no stock: the reallocated line waits");
+        assert_eq!(
+            refused,
+            Err(ServiceError::OutOfStock("TWIN-LAMP".into())),
+            "no stock: the requested line is turned away"
+        );
+        let groups = fx.bus.stats().allocation_groups.load(Ordering::Relaxed) - groups_before;
+        assert_eq!(groups, 1, "one group, one unit of work");
+        // One commit: its events carry the one version it wrote (event ids are sku:version:n).
+        let ids: Vec<String> = fx
+            .store
+            .outbox("TWIN-LAMP")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|envelope| envelope.id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["TWIN-LAMP:3:0", "TWIN-LAMP:3:1"],
+            "Allocated, OutOfStock"
+        );
+        let mut uow = fx.bus.uows().begin(None);
+        let product = uow.get("TWIN-LAMP", &["o2", "o3"]).await.unwrap().unwrap();
+        assert!(matches!(
+            product.line_status("o2"),
+            Some((LineStatus::Waiting { .. }, 10))
+        ));
+        assert_eq!(product.line_status("o3"), None);
+    }
 
     #[tokio::test]
     async fn a_failing_event_handler_is_logged_and_does_not_stop_the_others() {

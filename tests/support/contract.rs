@@ -635,7 +635,7 @@ pub async fn allocations_queued_on_one_product_are_applied_together<S: Store>(st
             let (bus, sku) = (bus.clone(), sku.clone());
             tokio::spawn(async move {
                 let cmd = Allocate::new(format!("q-{n:02}"), sku, 1).unwrap();
-                bus.allocate(&cmd, Some(&format!("req-{n}"))).await
+                bus.handle(&cmd, Some(&format!("req-{n}"))).await
             })
         })
         .collect();
@@ -803,7 +803,7 @@ pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
     assert_eq!(required.len(), 2);
     for _ in 0..2 {
         for envelope in &required {
-            bus.handle_delivered_event(envelope).await.unwrap();
+            bus.handle(envelope, None).await.unwrap();
         }
     }
     let outbox = store.outbox(&sku).await.unwrap();
@@ -838,8 +838,8 @@ pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
             qty: 6,
         })]
     );
-    bus.handle_delivered_event(&offered[0]).await.unwrap();
-    bus.handle_delivered_event(&offered[0]).await.unwrap();
+    bus.handle(&offered[0], None).await.unwrap();
+    bus.handle(&offered[0], None).await.unwrap();
     let views = store.allocations_for_order(&o1).await.unwrap();
     assert_eq!(views[0].batchref.as_deref(), Some(b2.as_str()));
     assert!(waiting(&o2).await);
@@ -849,7 +849,7 @@ pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
         .await
         .unwrap();
     let last = store.outbox(&sku).await.unwrap().pop().unwrap();
-    bus.handle_delivered_event(&last).await.unwrap();
+    bus.handle(&last, None).await.unwrap();
     let views = store.allocations_for_order(&o2).await.unwrap();
     assert_eq!(views[0].batchref.as_deref(), Some(b2.as_str()));
     let mut uow = uows(&store).begin(None);
@@ -875,7 +875,7 @@ pub async fn redelivering_and_replaying_every_event_changes_nothing_twice<S: Sto
     bus.handle(&shrink, None).await.unwrap();
     // Each event delivered once, as the queues would.
     for envelope in store.outbox(&sku).await.unwrap() {
-        bus.handle_delivered_event(&envelope).await.unwrap();
+        bus.handle(&envelope, None).await.unwrap();
     }
     let history = store.outbox(&sku).await.unwrap();
     let types: Vec<_> = history.iter().map(|e| e.event.type_name()).collect();
@@ -905,7 +905,7 @@ pub async fn redelivering_and_replaying_every_event_changes_nothing_twice<S: Sto
     let before = state(Arc::clone(&store)).await;
     // Redelivered at once, then replayed in reverse order.
     for envelope in history.iter().chain(history.iter().rev()) {
-        bus.handle_delivered_event(envelope).await.unwrap();
+        bus.handle(envelope, None).await.unwrap();
     }
     assert_eq!(state(Arc::clone(&store)).await, before);
     assert_eq!(store.outbox(&sku).await.unwrap(), history, "no new event");

@@ -92,19 +92,19 @@ async fn dispatch<S: Store>(bus: &Bus<S>, route: Route, request: &HttpRequest<'_
         match route {
             Route::AddBatch => {
                 let cmd = input::create_batch(request)?;
-                bus.add_batch(&cmd, correlation_id).await?;
+                bus.handle(&cmd, correlation_id).await?;
                 Ok(HttpResponse::message(201, "OK"))
             }
             Route::Allocate => {
                 let cmd = input::allocate(request)?;
-                // Every command goes through its product's queue: concurrent allocations of one
-                // SKU are applied together instead of racing (see `service::product_queue`).
-                let batchref = bus.allocate(&cmd, correlation_id).await?;
+                // Through its product's queue: concurrent allocations of one SKU are applied
+                // together instead of racing (see `service::product_queue`).
+                let batchref = bus.handle(&cmd, correlation_id).await?;
                 Ok(HttpResponse::json(201, &json!({ "batchref": batchref })))
             }
             Route::ChangeBatchQuantity => {
                 let cmd = input::change_batch_quantity(request)?;
-                bus.change_batch_quantity(&cmd, correlation_id).await?;
+                bus.handle(&cmd, correlation_id).await?;
                 Ok(HttpResponse::message(200, "OK"))
             }
             Route::Allocations { orderid } => {

@@ -22,16 +22,23 @@ use crate::entrypoints::logging::{self, LogFormat};
 use crate::service::{Bus, Store};
 
 /// The whole `main` of an HTTP function: JSON logs, the bus over `TABLE_NAME` built once at cold
-/// start, then every request through [`handle`]. The four HTTP binaries are this one program (the
-/// route each is deployed for is the template's); they differ in name only.
+/// start, then every request through [`handle`], several at once where the execution environment
+/// takes several (Lambda Managed Instances set `AWS_LAMBDA_MAX_CONCURRENCY`; one at a time
+/// otherwise): requests for one SKU then meet in its product's queue and share a load and a commit.
+/// The four HTTP binaries are this one program (the route each is deployed for is the template's);
+/// they differ in name only.
 pub async fn run() -> Result<(), lambda_http::Error> {
     logging::init(LogFormat::Json);
     let bus = init::bus_from_env().await?;
-    let bus = &bus;
-    lambda_http::run(lambda_http::service_fn(move |request| handle(bus, request))).await
+    lambda_http::run_concurrent(lambda_http::service_fn(move |request| {
+        let bus = bus.clone();
+        async move { handle(&bus, request).await }
+    }))
+    .await
 }
 
-/// Answers one API Gateway request: the function every HTTP binary runs under `lambda_http::run`.
+/// Answers one API Gateway request: the function every HTTP binary runs under
+/// `lambda_http::run_concurrent`.
 pub async fn handle<S: Store>(
     bus: &Bus<S>,
     request: Request,

@@ -146,3 +146,26 @@ pub async fn republisher_from_env() -> Result<Republisher<SnsPublisher, DynamoDb
 fn log_init_error(error: &InitError) {
     error!(%error, "the function cannot start");
 }
+
+/// Set by Lambda Managed Instances: how many invocations one execution environment runs at once
+/// (`lambda_runtime::run_concurrent` starts that many pollers). Unset on standard Lambda.
+pub const MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
+
+/// The async runtime of a function: one thread where an environment serves one invocation at a time
+/// (standard Lambda: a second thread would only cost start-up time), a worker per vCPU where it
+/// serves several (Managed Instances), so concurrent requests use every core of the instance.
+pub fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let concurrent = std::env::var(MAX_CONCURRENCY)
+        .ok()
+        .and_then(|value| value.trim().parse::<u32>().ok())
+        .is_some_and(|limit| limit > 1);
+    if concurrent {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+}

@@ -1,22 +1,22 @@
 //! SQS (the reallocation queue, raw SNS delivery) → the bus, with partial batch responses.
 //!
-//! Each record's body is an [`EventEnvelope`] JSON; reallocations are applied together per SKU (see
-//! [`handle`]), other events by `bus.handle_delivered_event`. A record
+//! Each record's body is an [`EventEnvelope`] JSON, handed to the bus (`MessageBus::handle`); the
+//! reallocations of one SKU are applied together (see [`handle`]). A record
 //! that fails (bad JSON, unknown SKU, store down...) is reported in `batchItemFailures` and only it is
 //! retried (`ReportBatchItemFailures`): the others of the batch are deleted from the queue. A record
 //! that can never succeed (bad JSON) is retried too, until the queue's `maxReceiveCount` moves it to
 //! the dead-letter queue, where the alarm and an operator see it: nothing is dropped silently.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures_util::future::join_all;
 use lambda_runtime::{Context, Error, LambdaEvent};
 use tracing::{error, field, info, info_span, Instrument, Span};
 
 use super::metrics::{BusCounts, InvocationMetrics};
 use crate::domain::EventEnvelope;
-use crate::service::{handlers, Bus, QueuedAllocation, ServiceError, Store};
+use crate::service::{Bus, ServiceError, Store};
 
 /// Why a record failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,84 +47,45 @@ fn time_left_for<S: Store>(bus: &Bus<S>, context: &Context) -> bool {
         .is_ok_and(|left| left >= needed)
 }
 
-/// Handles a batch: the function the `reallocate` binary runs under `lambda_runtime::run`.
+/// Handles a batch: the function the `reallocate` binary runs under `lambda_runtime::run_concurrent`.
 ///
-/// The `AllocationRequired` events of the batch are grouped by SKU, and each group is applied in one
-/// unit of work (one load, one commit: `MessageBus::allocate_together`); any other event is handled
-/// alone. Failures are reported per message: a group that cannot commit fails each of its messages.
-/// Work that could not end before the invocation's deadline is not started: its records are reported
-/// as failures and the queue redelivers them, so a slow batch never times out as a whole.
+/// Every record's envelope goes to the bus at once (`MessageBus::handle`), so the reallocations of one
+/// SKU meet in its product's queue and are applied together (one load, one commit). Failures are
+/// reported per message: a group that cannot commit fails each of its messages. A batch that could
+/// not end before the invocation's deadline is not started: its records are reported as failures and
+/// the queue redelivers them, so a slow batch never times out as a whole.
 pub async fn handle<S: Store>(
     bus: &Bus<S>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let (event, context) = event.into_parts();
     let before = BusCounts::of(bus);
-    let mut outcomes: Vec<Option<Result<(), MessageError>>> =
-        event.records.iter().map(|_| None).collect();
-    let mut groups: BTreeMap<String, Vec<(usize, QueuedAllocation)>> = BTreeMap::new();
-    for (index, record) in event.records.iter().enumerate() {
+    let started = time_left_for(bus, &context);
+    let handled = event.records.iter().map(|record| {
         let span = record_span(&context, record);
-        match parse_record(record, &span) {
-            Err(failure) => outcomes[index] = Some(Err(failure)),
-            Ok(envelope) => match handlers::reallocation(&envelope.event) {
-                Some(Err(invalid)) => outcomes[index] = Some(Err(MessageError::Handler(invalid))),
-                Some(Ok(cmd)) => groups.entry(cmd.sku.to_string()).or_default().push((
-                    index,
-                    QueuedAllocation {
-                        cmd,
-                        correlation_id: envelope.correlation_id.clone(),
-                        reallocation: true,
-                    },
-                )),
-                None if !time_left_for(bus, &context) => {
-                    outcomes[index] = Some(Err(MessageError::NoTimeLeft));
-                }
-                None => {
-                    // Boxed: the bus's future is deep enough to overflow rustc's layout query depth.
-                    let outcome = Box::pin(bus.handle_delivered_event(&envelope))
-                        .instrument(span)
-                        .await
-                        .map_err(MessageError::Handler);
-                    outcomes[index] = Some(outcome);
-                }
-            },
-        }
-    }
-    for (sku, group) in groups {
-        let (indices, allocations): (Vec<usize>, Vec<QueuedAllocation>) = group.into_iter().unzip();
-        if !time_left_for(bus, &context) {
-            for index in indices {
-                outcomes[index] = Some(Err(MessageError::NoTimeLeft));
+        async move {
+            if !started {
+                return Err(MessageError::NoTimeLeft);
             }
-            continue;
+            let envelope = parse_record(record, &span)?;
+            bus.handle(&envelope, None)
+                .instrument(span)
+                .await
+                .map_err(MessageError::Handler)
         }
-        let span = info_span!("reallocation_group", request_id = %context.request_id, %sku,
-            messages = allocations.len());
-        let answers = Box::pin(bus.allocate_together(&sku, &allocations))
-            .instrument(span)
-            .await;
-        for (index, answer) in indices.into_iter().zip(answers) {
-            outcomes[index] = Some(match answer {
-                Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
-                Err(error) => Err(MessageError::Handler(error)),
-            });
-        }
-    }
+    });
+    // Boxed: the bus's future is deep enough to overflow rustc's layout query depth in a binary.
+    let outcomes: Vec<Result<(), MessageError>> = Box::pin(join_all(handled)).await;
     let mut response = SqsBatchResponse::default();
     for (record, outcome) in event.records.iter().zip(outcomes) {
         let span = record_span(&context, record);
         let failed = span.in_scope(|| match outcome {
-            Some(Ok(())) => {
+            Ok(()) => {
                 info!("message handled");
                 false
             }
-            Some(Err(failure)) => {
+            Err(failure) => {
                 error!(error = %failure, "message failed; the queue will redeliver it");
-                true
-            }
-            None => {
-                error!("message not handled; the queue will redeliver it");
                 true
             }
         });
@@ -171,16 +132,4 @@ fn parse_record(record: &SqsMessage, span: &Span) -> Result<EventEnvelope, Messa
         span.record("correlation_id", correlation_id.as_str());
     }
     Ok(envelope)
-}
-
-/// Parses one record's envelope and runs its handler (alone).
-pub async fn handle_record<S: Store>(
-    bus: &Bus<S>,
-    record: &SqsMessage,
-) -> Result<(), MessageError> {
-    let envelope = parse_record(record, &Span::current())?;
-    // Boxed: the bus's future is deep enough to overflow rustc's layout query depth in a binary.
-    Box::pin(bus.handle_delivered_event(&envelope))
-        .await
-        .map_err(MessageError::Handler)
 }

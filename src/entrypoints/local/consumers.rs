@@ -13,7 +13,7 @@ pub struct BusHandler<S: Store>(pub Arc<Bus<S>>);
 
 impl<S: Store> Consumer for BusHandler<S> {
     async fn consume(&self, envelope: &EventEnvelope) -> Result<(), String> {
-        let handled = self.0.handle_delivered_event(envelope).await;
+        let handled = self.0.handle(envelope, None).await;
         handled.map_err(|error| error.to_string())
     }
 }

@@ -5,8 +5,8 @@
 //!                                                         │ commit signal / start-up / tick
 //!                                                         v
 //!                                          outbox relay ─> the event type's route
-//!                          AllocationRequired ─> reallocation queue ─> bus.handle_delivered_event
-//!                          OutOfStock         ─> mailbox ─> bus.handle_delivered_event (the mailbox file)
+//!                          AllocationRequired ─> reallocation queue ─> bus.handle(envelope)
+//!                          OutOfStock         ─> mailbox ─> bus.handle(envelope) (the mailbox file)
 //!                          Allocated          ─> event log
 //! ```
 //! A consumer's worker retries a failing event with exponential backoff; after `max_attempts`
