@@ -582,7 +582,7 @@ class Answer:
 
     status: int  # the function's statusCode; 500 for a function error, 504 timed out, 0 no process
     body: str
-    wait_s: float = 0.0  # from the request to its hand-over on /next (waiting for a free slot)
+    wait_s: float = 0.0  # from the request to its hand-over on /next: for a slot, then in the queue
     function_s: float = 0.0  # from the hand-over to the function's response
     environment: int = -1
 
@@ -838,11 +838,12 @@ class Fleet:
                                    f"log {environment.log_path}:\n{environment.log_tail()}")
 
     async def invoke(self, event: dict) -> Answer:
+        requested = time.monotonic()  # the wait for a slot counts as the request's
         slot = await self.slots.get()
         environment = self.environments[slot]
         invocation = Invocation(
             request_id=str(uuid.uuid4()), event=json.dumps(event).encode(), trace_id=trace_id(),
-            answer=asyncio.get_running_loop().create_future(), created=time.monotonic())
+            answer=asyncio.get_running_loop().create_future(), created=requested)
         environment.queue.put_nowait(invocation)
         try:
             # The function's own timeout, counted from the request (Lambda counts from the hand-over;
@@ -1236,8 +1237,9 @@ def render_report(context: RunContext, results: list[dict], checks: dict, condit
     args = context.args
     out = []
     w = out.append
-    w(f"Run {context.run_id} on {conditions['date']} (commit {conditions['commit']}): `allocate` and `add_batch` "
-      f"from `{args.bin_dir}` (profile **{args.profile}**; allocate {conditions['allocate']}), "
+    binaries = args.label or f"from `{args.bin_dir_original}`"
+    w(f"Run {context.run_id} on {conditions['date']} (working tree at commit {conditions['commit']}): `allocate` and "
+      f"`add_batch` {binaries} (profile **{args.profile}**; allocate {conditions['allocate']}), "
       f"{args.clients} clients, {args.warmup:.0f} s warm-up then {args.duration:.0f} s measured per scenario, "
       f"DynamoDB Local {args.dynamodb_version or '(version unknown)'}"
       f"{'' if context.proxy_port else ', **no counting proxy** (no DynamoDB figures)'}.")
@@ -1257,10 +1259,11 @@ def render_report(context: RunContext, results: list[dict], checks: dict, condit
           f"| {statuses.get(503, 0) / max(1, r['answered']):.1%} | {others} "
           f"| {max(r['peak_in_flight'])} (of {r['shape']['concurrency']}) | {max(r['peak_polls'])} |")
     w("")
-    w("Latency is the client's: from its request to the function's answer, waiting for a free slot included. "
-      "Where it went, and how busy the processes were:")
+    w("Latency is the client's: from its request to the function's answer, the wait before the hand-over "
+      "included (for a free slot, then in the process's queue until one of its pollers takes it). Where it "
+      "went, and how busy the processes were:")
     w("")
-    w("| scenario | waiting for a slot p50 ms | in the function p50 ms | in the function p99 ms "
+    w("| scenario | before the hand-over p50 ms | in the function p50 ms | in the function p99 ms "
       "| mean invocations in flight per process |")
     w("|---|---:|---:|---:|---:|")
     for r in results:
@@ -1296,15 +1299,15 @@ def render_report(context: RunContext, results: list[dict], checks: dict, condit
         w("Time per DynamoDB request in the window (mean): DynamoDB Local's answer, and what the proxy added "
           "(reading, forwarding, writing back):")
         w("")
-        w("| scenario | GetItem | BatchGetItem | TransactWriteItems | proxy per request |")
-        w("|---|---:|---:|---:|---:|")
+        w("| scenario | DynamoDB requests/s | GetItem | BatchGetItem | TransactWriteItems | proxy per request |")
+        w("|---|---:|---:|---:|---:|---:|")
         for r in results:
             d = r["dynamodb"]
-            cells = []
+            total = sum(v for k, v in d.items() if k.startswith("requests."))
+            cells = [f"{total / r['seconds']:.0f}"]
             for op in ("GetItem", "BatchGetItem", "TransactWriteItems"):
                 count = d.get(f"requests.{op}", 0)
                 cells.append(f"{d.get(f'upstream_s.{op}', 0) / count * 1000:.2f} ms" if count else "–")
-            total = sum(v for k, v in d.items() if k.startswith("requests."))
             added = sum(v for k, v in d.items() if k.startswith("proxy_s."))
             cells.append(f"{added / total * 1000:.2f} ms" if total else "–")
             w(f"| {r['scenario']} | " + " | ".join(cells) + " |")
@@ -1337,6 +1340,10 @@ def render_report(context: RunContext, results: list[dict], checks: dict, condit
     goals = goal_lines(results, checks)
     if goals:
         w("")
+        if any(r["shape"]["concurrency"] > 1 and max(r["peak_in_flight"]) <= 1 for r in results):
+            w("The goals are about processes that run invocations at once; with this sequential binary, shape b "
+              "is 2 processes at concurrency 1, so the figures below do not test them.")
+            w("")
         w("| goal | figure | met |")
         w("|---|---|---|")
         out.extend(goals)
@@ -1517,6 +1524,7 @@ def main() -> None:
     run = commands.add_parser("run", help="the measurement")
     run.add_argument("--bin-dir", required=True, help="where the allocate and add_batch binaries are")
     run.add_argument("--profile", default="release", help="the binaries' cargo profile, for the report")
+    run.add_argument("--label", help="what the binaries are, for the report (default: their directory)")
     run.add_argument("--dynamodb-endpoint", required=True, help="DynamoDB Local, e.g. http://127.0.0.1:8000")
     run.add_argument("--dynamodb-pid", type=int, help="DynamoDB Local's process id (for its CPU time)")
     run.add_argument("--dynamodb-version", help="DynamoDB Local's version, for the report")
