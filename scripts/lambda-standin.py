@@ -13,7 +13,7 @@ way Lambda runs the real function binaries:
   several invocations at once: at most C (its concurrency; `AWS_LAMBDA_MAX_CONCURRENCY=C` is set
   when C > 1). A process whose runtime polls once at a time has one invocation in flight however
   large C is; the stand-in records how many each process really had in flight, and how many
-  `/next` polls it had open, so a sequential binary shows as one.
+  `/next` polls it holds open when idle (its pollers), so a sequential binary shows as one.
 - **Load driver.** N clients, each sending API Gateway HTTP API (payload 2.0) events for
   `POST /allocate` (`events/allocate.json` with a new body `{"orderid","sku","qty": 1}`) to
   whichever process has a free slot, waiting for the function's answer, recording status and
@@ -607,7 +607,7 @@ class ExecutionEnvironment:
         self.in_flight: dict[str, Invocation] = {}  # handed on /next, not answered
         self.polls_open = 0  # /next requests waiting for an invocation
         self.peak_in_flight = 0
-        self.peak_polls = 0
+        self.pollers_at_rest = 0  # /next polls open once started and idle: the runtime's pollers
         self.first_poll = asyncio.Event()
         self.init_error: str | None = None
         self.process: asyncio.subprocess.Process | None = None
@@ -702,7 +702,6 @@ class ExecutionEnvironment:
         """The long poll: waits for an invocation routed to this process and hands it over."""
         self.first_poll.set()
         self.polls_open += 1
-        self.peak_polls = max(self.peak_polls, self.polls_open)
         try:
             invocation = await self.queue.get()
         finally:
@@ -836,6 +835,22 @@ class Fleet:
                 await self.stop()
                 raise RuntimeError(f"{self.name} process {environment.index} did not start ({reason}); "
                                    f"log {environment.log_path}:\n{environment.log_tail()}")
+        await self.count_pollers()
+
+    async def count_pollers(self) -> None:
+        """How many /next polls each idle process holds open: 1 for a sequential runtime, C for one
+        that polls C at once. A concurrent runtime opens its pollers one after another, so this waits
+        until the count has stopped moving (at most 3 s)."""
+        deadline = time.monotonic() + 3.0
+        counts = None
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            now = [e.polls_open for e in self.environments]
+            if now == counts:
+                break
+            counts = now
+        for environment in self.environments:
+            environment.pollers_at_rest = environment.polls_open
 
     async def invoke(self, event: dict) -> Answer:
         requested = time.monotonic()  # the wait for a slot counts as the request's
@@ -858,11 +873,14 @@ class Fleet:
     def reset_peaks(self) -> None:
         for environment in self.environments:
             environment.peak_in_flight = len(environment.in_flight)
-            environment.peak_polls = environment.polls_open
 
-    def peaks(self) -> tuple[list[int], list[int]]:
-        """Per process: the most invocations it had in flight at once, the most /next polls open."""
-        return ([e.peak_in_flight for e in self.environments], [e.peak_polls for e in self.environments])
+    def peaks(self) -> list[int]:
+        """Per process: the most invocations it had in flight at once since `reset_peaks`."""
+        return [e.peak_in_flight for e in self.environments]
+
+    def pollers(self) -> list[int]:
+        """Per process: the /next polls it held open when idle, before the load."""
+        return [e.pollers_at_rest for e in self.environments]
 
     def pids(self) -> list[int]:
         return [e.process.pid for e in self.environments if e.process and e.process.returncode is None]
@@ -1062,7 +1080,7 @@ async def drive(context: RunContext, scenario: Scenario, fleet: Fleet) -> dict:
                           "t": time.monotonic()}
         await asyncio.sleep(max(0.0, window_end - time.monotonic()))
         marks["end"] = {"dynamodb": await proxy_counters(context), "cpu": CpuClock.sample(context, fleet),
-                        "t": time.monotonic(), "peaks": fleet.peaks()}
+                        "t": time.monotonic(), "peaks": fleet.peaks(), "pollers": fleet.pollers()}
 
     async def report_progress() -> None:
         while True:
@@ -1105,7 +1123,7 @@ def summarize(scenario: Scenario, requests: list[Request], marks: dict) -> dict:
     wait_ms = [r.answer.wait_s * 1000 for r in window]
     dynamodb = subtract(end["dynamodb"], start["dynamodb"])
     cpu = {k: end["cpu"][k] - start["cpu"][k] for k in end["cpu"]}
-    in_flight, polls = end["peaks"]
+    in_flight, pollers = end["peaks"], end["pollers"]
     return {
         "scenario": scenario.name,
         "shape": dataclasses.asdict(scenario.shape),
@@ -1120,7 +1138,7 @@ def summarize(scenario: Scenario, requests: list[Request], marks: dict) -> dict:
         "function_p99_ms": percentile(function_ms, 99),
         "wait_p50_ms": percentile(wait_ms, 50),
         "peak_in_flight": in_flight,
-        "peak_polls": polls,
+        "pollers": pollers,
         "mean_in_flight": sum(function_ms) / 1000 / seconds / scenario.shape.processes,
         "dynamodb": dynamodb,
         "cpu_s": cpu,
@@ -1249,7 +1267,7 @@ def render_report(context: RunContext, results: list[dict], checks: dict, condit
       f"Local, the proxy, the stand-in and its clients) shares these cores.")
     w("")
     w("| scenario | processes × C | SKUs | allocations/s | p50 ms | p99 ms | answers in window | 503 | other non-201 "
-      "| max in flight per process | max /next polls open per process |")
+      "| max in flight per process | pollers per process |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in results:
         statuses = {int(k): v for k, v in r["statuses"].items()}
@@ -1257,7 +1275,10 @@ def render_report(context: RunContext, results: list[dict], checks: dict, condit
         w(f"| {r['scenario']} | {r['shape']['processes']} × {r['shape']['concurrency']} | {r['skus']} "
           f"| {r['allocations_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['answered']} "
           f"| {statuses.get(503, 0) / max(1, r['answered']):.1%} | {others} "
-          f"| {max(r['peak_in_flight'])} (of {r['shape']['concurrency']}) | {max(r['peak_polls'])} |")
+          f"| {max(r['peak_in_flight'])} (of {r['shape']['concurrency']}) | {pollers(r)} |")
+    w("")
+    w("Pollers: the `/next` polls each process held open when idle, before the load (1: its runtime takes one "
+      "invocation at a time, whatever its C).")
     w("")
     w("Latency is the client's: from its request to the function's answer, the wait before the hand-over "
       "included (for a free slot, then in the process's queue until one of its pollers takes it). Where it "
@@ -1350,22 +1371,27 @@ def render_report(context: RunContext, results: list[dict], checks: dict, condit
     return "\n".join(out) + "\n"
 
 
+def pollers(result: dict) -> str:
+    low, high = min(result["pollers"]), max(result["pollers"])
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def concurrency_verdict(results: list[dict]) -> str:
     """Says whether the processes given C > 1 really ran invocations at once."""
     wide = [r for r in results if r["shape"]["concurrency"] > 1]
     if not wide:
         return "No scenario gave a process more than one slot."
     peaks = sorted({max(r["peak_in_flight"]) for r in wide})
-    polls = sorted({max(r["peak_polls"]) for r in wide})
+    polls = sorted({max(r["pollers"]) for r in wide})
     warned = any(r["sequential_warning"] for r in wide)
     if max(peaks) <= 1:
         return (f"**Sequential binary**: given up to {wide[0]['shape']['concurrency']} invocations at once, no process "
-                f"ever had more than {max(peaks)} in flight nor more than {max(polls)} `/next` poll open"
+                f"ever had more than {max(peaks)} in flight, and each held {max(polls)} `/next` poll open when idle"
                 + (" (and the runtime logged that AWS_LAMBDA_MAX_CONCURRENCY is set but it runs sequentially)"
                    if warned else "")
                 + ": the C > 1 shape ran as that many processes at concurrency 1.")
-    return (f"Concurrent binary: processes given C > 1 had up to {max(peaks)} invocations in flight and "
-            f"{max(polls)} `/next` polls open at once.")
+    return (f"Concurrent binary: processes given C > 1 had up to {max(peaks)} invocations in flight at once, and "
+            f"held up to {max(polls)} `/next` polls open when idle (their pollers).")
 
 
 def goal_lines(results: list[dict], checks: dict) -> list[str]:
@@ -1380,9 +1406,12 @@ def goal_lines(results: list[dict], checks: dict) -> list[str]:
         share = b_hot["allocations_per_s"] / b_spread["allocations_per_s"] if b_spread["allocations_per_s"] else 0
         lines.append(f"| b hot ≥ 80 % of b spread | {b_hot['allocations_per_s']:.0f} vs "
                      f"{b_spread['allocations_per_s']:.0f} (**{share:.0%}**) | {'yes' if share >= 0.8 else 'no'} |")
-    if results:
-        count_503 = sum(r["statuses"].get("503", 0) for r in results)
-        lines.append(f"| no 503 | {count_503} in the windows | {'yes' if count_503 == 0 else 'no'} |")
+    wide = [r for r in results if r["shape"]["label"] == "b"]
+    if wide:
+        count_503 = sum(r["statuses"].get("503", 0) for r in wide)
+        narrow = sum(r["statuses"].get("503", 0) for r in results if r["shape"]["label"] != "b")
+        lines.append(f"| no 503 in shape b | {count_503} in its windows (shape a: {narrow}) "
+                     f"| {'yes' if count_503 == 0 else 'no'} |")
     if checks:
         ok = all(c["ok"] for c in checks.values())
         lines.append(f"| no oversell | {sum(c['answered_201'] for c in checks.values())} allocations checked "
