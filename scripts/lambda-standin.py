@@ -767,13 +767,13 @@ class Fleet:
     answer; the slot frees when the function answers (or the invocation times out)."""
 
     def __init__(self, name: str, binary: Path, processes: int, concurrency: int,
-                 settings: FunctionSettings, context: "RunContext") -> None:
+                 settings: FunctionSettings, context: "RunContext", log_dir: Path) -> None:
         self.name = name
         self.binary = binary
         self.concurrency = concurrency
         self.settings = settings
         self.context = context
-        self.log_dir = context.log_dir
+        self.log_dir = log_dir
         self.function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
         self.environments = [ExecutionEnvironment(self, i) for i in range(processes)]
         self.slots: asyncio.Queue[int] = asyncio.Queue()
@@ -942,10 +942,6 @@ class Scenario:
     skus: list[str]
     batch_refs: list[str]
 
-    @property
-    def hot(self) -> bool:
-        return len(self.skus) == 1
-
 
 @dataclasses.dataclass
 class Request:
@@ -1015,7 +1011,8 @@ async def proxy_counters(context: RunContext) -> dict:
 async def add_batches(context: RunContext, scenarios: list[Scenario]) -> None:
     """Every scenario's batches, one per SKU, through the real add_batch binary (two processes)."""
     args = context.args
-    fleet = Fleet("add_batch", Path(args.bin_dir) / "add_batch", 2, 1, context.settings, context)
+    fleet = Fleet("add_batch", Path(args.bin_dir) / "add_batch", 2, 1, context.settings, context,
+                  context.log_dir)
     await fleet.start()
     work = [(ref, sku) for s in scenarios for ref, sku in zip(s.batch_refs, s.skus)]
     failures = []
@@ -1038,10 +1035,10 @@ async def add_batches(context: RunContext, scenarios: list[Scenario]) -> None:
 async def run_scenario(context: RunContext, scenario: Scenario) -> dict:
     """Starts the scenario's processes, drives the load, and returns what was measured."""
     args = context.args
+    log_dir = context.log_dir / scenario.name
+    log_dir.mkdir(parents=True, exist_ok=True)
     fleet = Fleet("allocate", Path(args.bin_dir) / "allocate", scenario.shape.processes,
-                  scenario.shape.concurrency, context.settings, context)
-    fleet.log_dir = context.log_dir / scenario.name
-    fleet.log_dir.mkdir(parents=True, exist_ok=True)
+                  scenario.shape.concurrency, context.settings, context, log_dir)
     progress(f"[{scenario.name}] starting {scenario.shape.describe()} allocate processes")
     await fleet.start()
     try:
@@ -1087,7 +1084,8 @@ async def drive(context: RunContext, scenario: Scenario, fleet: Fleet) -> dict:
             await asyncio.sleep(args.progress_every)
             now = time.monotonic()
             phase = (f"warm-up {now - begin:.0f}/{args.warmup:.0f} s" if now < window_start
-                     else f"measuring {min(now, window_end) - window_start:.0f}/{args.duration:.0f} s")
+                     else f"measuring {now - window_start:.0f}/{args.duration:.0f} s" if now < window_end
+                     else "window over, waiting for the answers still due")
             recent = [r for r in requests if r.ended > now - args.progress_every]
             non_201 = sum(1 for r in requests if r.answer.status != 201)
             in_flight = max(len(e.in_flight) for e in fleet.environments)
@@ -1150,7 +1148,7 @@ def summarize(scenario: Scenario, requests: list[Request], marks: dict) -> dict:
 # ----------------------------------------------------------------------------- the oversell check
 
 
-def check_no_oversell(client, table_name: str, scenario: Scenario, answers: list, batch_qty: int) -> dict:
+def check_no_oversell(client, table_name: str, scenario: Scenario, answers: list) -> dict:
     """Reads the scenario's SKUs back from the table (strongly consistent) and compares with the
     answers: per SKU, no batch allocated beyond its quantity; the lines (`ORDER#<orderid>`/
     `LINE#<sku>`) sum to the product's allocated totals; exactly the orders answered 201 have a line,
@@ -1526,7 +1524,7 @@ async def run_main(args: argparse.Namespace) -> None:
     conditions["load_after"] = machine_conditions()["load"]
     for scenario, result in zip(scenarios, results):
         progress(f"[{scenario.name}] checking {len(result['answers'])} answers against the table")
-        checks[scenario.name] = check_no_oversell(client, table_name, scenario, result["answers"], args.batch_qty)
+        checks[scenario.name] = check_no_oversell(client, table_name, scenario, result["answers"])
     report = render_report(context, results, checks, conditions)
     Path(args.out or work_dir / "report.md").write_text(report)
     raw = [{k: v for k, v in r.items() if k != "answers"} for r in results]
