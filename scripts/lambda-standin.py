@@ -1232,6 +1232,11 @@ def read_lines(client, table_name: str, keys: list[tuple[str, str]]) -> dict:
 # ----------------------------------------------------------------------------- the report
 
 
+def rate(per_second: float) -> str:
+    """Allocations per second: a decimal where a whole number would hide the difference."""
+    return f"{per_second:.1f}" if per_second < 10 else f"{per_second:.0f}"
+
+
 def per(value: float, allocations: float) -> str:
     return f"{value / allocations:.2f}" if allocations else "–"
 
@@ -1271,7 +1276,7 @@ def render_report(context: RunContext, results: list[dict], checks: dict, condit
         statuses = {int(k): v for k, v in r["statuses"].items()}
         others = ", ".join(f"{k}: {v}" for k, v in statuses.items() if k not in (201, 503)) or "0"
         w(f"| {r['scenario']} | {r['shape']['processes']} × {r['shape']['concurrency']} | {r['skus']} "
-          f"| {r['allocations_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['answered']} "
+          f"| {rate(r['allocations_per_s'])} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['answered']} "
           f"| {statuses.get(503, 0) / max(1, r['answered']):.1%} | {others} "
           f"| {max(r['peak_in_flight'])} (of {r['shape']['concurrency']}) | {pollers(r)} |")
     w("")
@@ -1398,12 +1403,12 @@ def goal_lines(results: list[dict], checks: dict) -> list[str]:
     a_hot, b_hot, b_spread = by_name.get("a-hot"), by_name.get("b-hot"), by_name.get("b-spread")
     if a_hot and b_hot:
         ratio = b_hot["allocations_per_s"] / a_hot["allocations_per_s"] if a_hot["allocations_per_s"] else float("inf")
-        lines.append(f"| b hot ≥ 5 × a hot (allocations/s) | {b_hot['allocations_per_s']:.0f} vs "
-                     f"{a_hot['allocations_per_s']:.0f} (**{ratio:.1f}×**) | {'yes' if ratio >= 5 else 'no'} |")
+        lines.append(f"| b hot ≥ 5 × a hot (allocations/s) | {rate(b_hot['allocations_per_s'])} vs "
+                     f"{rate(a_hot['allocations_per_s'])} (**{ratio:.1f}×**) | {'yes' if ratio >= 5 else 'no'} |")
     if b_hot and b_spread:
         share = b_hot["allocations_per_s"] / b_spread["allocations_per_s"] if b_spread["allocations_per_s"] else 0
-        lines.append(f"| b hot ≥ 80 % of b spread | {b_hot['allocations_per_s']:.0f} vs "
-                     f"{b_spread['allocations_per_s']:.0f} (**{share:.0%}**) | {'yes' if share >= 0.8 else 'no'} |")
+        lines.append(f"| b hot ≥ 80 % of b spread | {rate(b_hot['allocations_per_s'])} vs "
+                     f"{rate(b_spread['allocations_per_s'])} (**{share:.0%}**) | {'yes' if share >= 0.8 else 'no'} |")
     wide = [r for r in results if r["shape"]["label"] == "b"]
     if wide:
         count_503 = sum(r["statuses"].get("503", 0) for r in wide)
