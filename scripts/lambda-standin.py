@@ -1496,6 +1496,15 @@ async def run_main(args: argparse.Namespace) -> None:
     work_dir = Path(args.work_dir or REPO / "target" / "lambda-standin" / run_id).resolve()
     (work_dir / "logs").mkdir(parents=True, exist_ok=True)
     snapshot_binaries(args, work_dir)
+    try:
+        await measure(args, run_id, work_dir)
+    finally:
+        # The copies were only for the run (90 MB a debug pair); the report names their digest.
+        shutil.rmtree(work_dir / "bin", ignore_errors=True)
+
+
+async def measure(args: argparse.Namespace, run_id: str, work_dir: Path) -> None:
+    """The table, the proxy, the batches, each scenario, the check, the report."""
     template = load_template(Path(args.template))
     conditions = {"date": datetime.date.today().isoformat(), "load_before": machine_conditions()["load"],
                   "commit": git_commit(), "allocate": binary_fingerprint(Path(args.bin_dir) / "allocate"),
@@ -1524,8 +1533,6 @@ async def run_main(args: argparse.Namespace) -> None:
         if proxy:
             proxy.terminate()
             await proxy.wait()
-        # The copies were only for the run (90 MB a debug pair); the report names their digest.
-        shutil.rmtree(work_dir / "bin", ignore_errors=True)
     conditions["load_after"] = machine_conditions()["load"]
     for scenario, result in zip(scenarios, results):
         progress(f"[{scenario.name}] checking {len(result['answers'])} answers against the table")
