@@ -286,12 +286,11 @@ async def http_get_json(host: str, port: int, path: str) -> dict:
 
 # ----------------------------------------------------------------------------- DynamoDB sizes
 #
-# Approximate, by the rules of DynamoDB's developer guide ("Item sizes and formats", as
-# tests/aws/dynamodb_size.rs has them): an item is the sum over its attributes of the name's UTF-8
-# bytes and the value's size; S: UTF-8 bytes; N: 1 byte per 2 significant digits, rounded up, + 1
-# (+ 1 if negative); B: raw bytes; BOOL, NULL: 1; sets: the sum of their elements; L and M: 3 + per
-# element its size (and key, for M) + 1. DynamoDB's exact accounting is not public; these figures
-# agree with the repository's cost test, not with a bill.
+# Approximate, by DynamoDB's sizing rules as tests/aws/dynamodb_size.rs states them: an item is the
+# sum over its attributes of the name's UTF-8 bytes and the value's size; S: UTF-8 bytes; N: 1 byte
+# per 2 significant digits, rounded up, + 1 (+ 1 if negative); B: raw bytes; BOOL, NULL: 1; sets:
+# the sum of their elements; L and M: 3 + per element its size (and key, for M) + 1. The figures
+# agree with the repository's cost test; a bill may round differently.
 
 WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096
