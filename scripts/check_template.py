@@ -63,6 +63,17 @@ counts with both branches: a rule must hold whatever the parameters.
   relay-alarm         every function fed by a DynamoDB or Kinesis stream has an alarm with an
                       action on its IteratorAge.
   topic-encryption    every SNS topic has a KmsMasterKeyId (SSE-KMS).
+  managed-instances   every function on a capacity provider (CapacityProviderConfig, Lambda
+                      Managed Instances) has a MemorySize of at least 2048 MB, no
+                      ReservedConcurrentExecutions, at most 64 concurrent requests per vCPU,
+                      and a capacity provider of this template of its own architecture.
+
+Each compute choice (the values of the ComputeType parameter, COMPUTE_PARAMETER) is checked as a
+deployment of its own: cfn-lint lints the expansion with the parameter values of each
+(DEPLOYMENTS: cfn-lint resolves every Ref to them), and the project rules run on the expansion
+specialized to each (the conditions that only the compute parameter decides are evaluated: the
+resources of the other choice are left out, each Fn::If on them takes its branch). A finding of
+one choice only says so: `(ComputeType=ManagedInstances only)`.
 
 Exit status: 0 when there is no error; 1 when cfn-lint reports an error (E...) or one of the
 FAILING_WARNINGS below in either pass, a project rule fails, or the transform fails; 2 on bad
@@ -85,18 +96,22 @@ from typing import Callable, NamedTuple
 # Warnings that point at a wiring mistake rather than style, so they fail the check:
 #   W1001  a Ref/GetAtt to a resource that may not exist under some condition (e.g. the
 #          conditional email subscription used unconditionally): a deploy-time failure.
+#   W1030  a Ref that resolves to a value its property refuses: with the parameter values of a
+#          deployment (DEPLOYMENTS), a property wired to the wrong parameter (subnets given
+#          security groups) or a value the service would refuse at deploy time.
 #   W2001  a parameter that nothing uses: the wiring it was meant for is missing.
 #   W3005  a DependsOn that Ref/GetAtt already implies: harmless but means a wrong mental
 #          model of the graph.
 #   W3037  an IAM action that does not exist (a typo, or e.g. dynamodb:TransactWriteItems,
 #          which IAM does not know): the permission meant is silently missing.
-FAILING_WARNINGS = {"W1001", "W2001", "W3005", "W3037"}
+FAILING_WARNINGS = {"W1001", "W1030", "W2001", "W3005", "W3037"}
 
 REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 REPO = Path(__file__).resolve().parent.parent
 
 try:
     from cfnlint.api import ManualArgs, lint_file
+    from cfnlint.context.parameters import ParameterSet
     from cfnlint.decode import cfn_yaml
     from samtranslator.translator.transform import transform
     from samtranslator.model.exceptions import InvalidDocumentException
@@ -158,11 +173,20 @@ def match_resource(match) -> str | None:
     return None
 
 
-def lint(path: Path, label: str, exceptions: dict[str, set[str]]) -> tuple[int, int]:
+def lint(
+    path: Path,
+    label: str,
+    exceptions: dict[str, set[str]],
+    parameter_sets: list[dict] | None = None,
+) -> tuple[int, int]:
     """Lints one file (cfn-lint's rules and the serverless rules) and prints its findings, but
-    those that `exceptions` ({rule id: logical ids}) sets aside, which it counts per rule.
-    Returns (failures, allowed warnings)."""
-    matches = lint_file(path, ManualArgs(regions=[REGION], append_rules=[SERVERLESS_RULES]))
+    those that `exceptions` ({rule id: logical ids}) sets aside, which it counts per rule. With
+    parameter sets, cfn-lint resolves each Ref to a parameter to its value in every set (and
+    to the parameter's default when a set has none). Returns (failures, allowed warnings)."""
+    args = ManualArgs(regions=[REGION], append_rules=[SERVERLESS_RULES])
+    if parameter_sets:
+        args["parameters"] = [ParameterSet(parameters=values) for values in parameter_sets]
+    matches = lint_file(path, args)
     failures = warnings = 0
     set_aside: dict[str, set[str]] = {}
     for m in matches:
@@ -203,6 +227,23 @@ XRAY_WRITE_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecor
 #   dynamodb:ListStreams: AWS's documented policy for a DynamoDB stream trigger lists it (the
 #   relay's role); it lists stream ARNs, nothing else.
 STAR_ACTIONS = XRAY_WRITE_ACTIONS | {"dynamodb:ListStreams"}
+# And in the operator role of a capacity provider (Lambda Managed Instances) only: the EC2 reads
+# with which Lambda places its instances (AWSLambdaManagedEC2ResourceOperator lists them); they
+# take no resource in IAM either.
+OPERATOR_STAR_ACTIONS = frozenset(
+    f"ec2:{action}"
+    for action in (
+        "DescribeAvailabilityZones",
+        "DescribeCapacityReservations",
+        "DescribeInstances",
+        "DescribeInstanceStatus",
+        "DescribeInstanceTypeOfferings",
+        "DescribeInstanceTypes",
+        "DescribeSecurityGroups",
+        "DescribeSubnets",
+        "DescribeVpcEncryptionControls",
+    )
+)
 
 # DynamoDB actions that write an item (lower case). A transaction's actions are authorized as
 # PutItem, UpdateItem, DeleteItem and ConditionCheckItem, one by one.
@@ -234,6 +275,11 @@ ITEM_OWNERS: dict[str, tuple[str, ...]] = {
     "RepublishEventsFunction": ("OUTBOX#",),
     "NotifyOutOfStockFunction": ("NOTIFIED#",),
 }
+# A function of ComputeType ManagedInstances (<Name>LmiFunction) is its Standard twin on a
+# capacity provider, with the same role: it owns the same items.
+ITEM_OWNERS.update(
+    {name.replace("Function", "LmiFunction"): owned for name, owned in list(ITEM_OWNERS.items())}
+)
 LEADING_KEYS_OPERATORS = ("ForAllValues:StringLike", "ForAllValues:StringEquals")
 
 # Managed policies that a role, user or group may attach although this template does not define
@@ -469,12 +515,31 @@ def allow_statements(template: dict):
             yield name, f"{label}, statement {shown(statement.get('Sid', index))}", statement
 
 
+def operator_roles(template: dict) -> set[str]:
+    """The roles that a capacity provider of the template names as its operator role."""
+    return {
+        target(arn)
+        for _, props in resources_of(template, "AWS::Lambda::CapacityProvider")
+        for arn in alternatives((props.get("PermissionsConfig") or {}).get(
+            "CapacityProviderOperatorRoleArn", MISSING
+        ))
+    } - {None}
+
+
+def spelled(actions) -> str:
+    """ "a, b and c" of sorted actions."""
+    actions = sorted(actions)
+    return ", ".join(actions[:-1]) + " and " + actions[-1] if len(actions) > 1 else actions[0]
+
+
 def check_least_privilege(template: dict):
     resources = template.get("Resources", {})
     unscoped = unscoped_actions()
-    on_star = {a.lower() for a in STAR_ACTIONS}
-    only = ", ".join(sorted(STAR_ACTIONS)[:-1]) + " and " + sorted(STAR_ACTIONS)[-1]
+    operators = operator_roles(template)
     for name, where, statement in allow_statements(template):
+        star_actions = STAR_ACTIONS | (OPERATOR_STAR_ACTIONS if name in operators else set())
+        on_star = {a.lower() for a in star_actions}
+        only = spelled(star_actions)
         for key in ("NotAction", "NotResource"):
             if key in statement:
                 other = key[3:].lower()
@@ -732,11 +797,13 @@ INVOKERS = {
 def named_unqualified(value) -> set[str]:
     """The logical ids a value names unqualified: a Ref or GetAtt, or each ${Name} or
     ${Name.Attr} of an Fn::Sub string that no ":qualifier" follows."""
-    named = {target(value)} - {None}
-    text = value.get("Fn::Sub") if isinstance(value, dict) else None
-    text = text[0] if isinstance(text, list) and text else text
-    if isinstance(text, str):
-        named |= set(re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}(?!:)", text))
+    named: set[str] = set()
+    for alt in alternatives(value):
+        named |= {target(alt)} - {None}
+        text = alt.get("Fn::Sub") if isinstance(alt, dict) else None
+        text = text[0] if isinstance(text, list) and text else text
+        if isinstance(text, str):
+            named |= set(re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}(?!:)", text))
     return named
 
 
@@ -771,6 +838,78 @@ def check_topic_encryption(template: dict):
             yield Finding("topic-encryption", name, "SNS topic without KmsMasterKeyId (SSE-KMS)")
 
 
+# Lambda Managed Instances: the smallest function (2 GB and 1 vCPU), the most concurrent requests
+# per vCPU, and the memory per vCPU when the function does not say.
+MANAGED_INSTANCES_MIN_MEMORY = 2048
+MANAGED_INSTANCES_MAX_CONCURRENCY_PER_VCPU = 64
+MANAGED_INSTANCES_DEFAULT_GIB_PER_VCPU = 2
+DEFAULT_MEMORY_SIZE = 128
+DEFAULT_ARCHITECTURE = "x86_64"
+
+
+def check_managed_instances(template: dict):
+    resources = template.get("Resources", {})
+    for name, props in resources_of(template, "AWS::Lambda::Function"):
+        for config in alternatives(props.get("CapacityProviderConfig", MISSING)):
+            if not isinstance(config, dict):
+                continue
+            config = config.get("LambdaManagedInstancesCapacityProviderConfig") or {}
+            for memory_value in alternatives(props.get("MemorySize", MISSING)):
+                memory = number(memory_value, template, DEFAULT_MEMORY_SIZE)
+                if memory is None or memory < MANAGED_INSTANCES_MIN_MEMORY:
+                    message = (
+                        f"MemorySize {shown(memory_value) if memory is None else memory} MB on a "
+                        f"capacity provider: at least {MANAGED_INSTANCES_MIN_MEMORY} MB"
+                    )
+                    yield Finding("managed-instances", name, message)
+                    continue
+                ratio = number(
+                    config.get("ExecutionEnvironmentMemoryGiBPerVCpu", MISSING),
+                    template,
+                    MANAGED_INSTANCES_DEFAULT_GIB_PER_VCPU,
+                )
+                concurrency_value = config.get("PerExecutionEnvironmentMaxConcurrency", MISSING)
+                concurrency = number(concurrency_value, template, 1)
+                vcpus = max(1, memory // 1024 // (ratio or MANAGED_INSTANCES_DEFAULT_GIB_PER_VCPU))
+                limit = MANAGED_INSTANCES_MAX_CONCURRENCY_PER_VCPU * vcpus
+                if concurrency is None or concurrency > limit:
+                    message = (
+                        f"PerExecutionEnvironmentMaxConcurrency {shown(concurrency_value)} for "
+                        f"{vcpus} vCPU: at most {limit}"
+                    )
+                    yield Finding("managed-instances", name, message)
+            reservation = props.get("ReservedConcurrentExecutions", MISSING)
+            if any(a is not MISSING for a in alternatives(reservation)):
+                message = (
+                    "ReservedConcurrentExecutions on a capacity provider: a reservation is of "
+                    "Lambda's default compute; scale it with its execution environments instead"
+                )
+                yield Finding("managed-instances", name, message)
+            providers = [
+                n
+                for n in sorted(named_unqualified(config.get("CapacityProviderArn")))
+                if (resources.get(n) or {}).get("Type") == "AWS::Lambda::CapacityProvider"
+            ]
+            provider = providers[0] if providers else None
+            provider_props = (resources.get(provider) or {}).get("Properties") or {}
+            if provider is None:
+                message = (
+                    f"CapacityProviderArn {shown(config.get('CapacityProviderArn'))} is no "
+                    "capacity provider of this template"
+                )
+                yield Finding("managed-instances", name, message)
+                continue
+            requirements = provider_props.get("InstanceRequirements") or {}
+            provided = set(items(requirements.get("Architectures", [DEFAULT_ARCHITECTURE])))
+            for architecture in items(props.get("Architectures", [DEFAULT_ARCHITECTURE])):
+                if architecture not in provided:
+                    message = (
+                        f"architecture {architecture} on {provider}, whose instances are "
+                        f"{', '.join(sorted(map(str, provided)))}"
+                    )
+                    yield Finding("managed-instances", name, message)
+
+
 RULES = (
     check_auth,
     check_least_privilege,
@@ -779,6 +918,7 @@ RULES = (
     check_visibility_timeouts,
     check_alarms,
     check_topic_encryption,
+    check_managed_instances,
 )
 
 
@@ -914,6 +1054,117 @@ def project_findings(template: dict) -> list[Finding]:
     return [finding for rule in RULES for finding in rule(template)]
 
 
+# ---------------------------------------------------------------- compute choices
+# The parameter that chooses where the functions run. Each of its values is a deployment of its
+# own: its expansion is linted with the parameter values of DEPLOYMENTS (what `sam deploy`
+# would be given: OpsEmail has no default, the network of Lambda Managed Instances is
+# placeholders of the right form), and the project rules run on the expansion specialized to
+# it. A parameter the template requires and a deployment lacks fails cfn-lint (E2900).
+COMPUTE_PARAMETER = "ComputeType"
+DEPLOYMENTS: dict[str, dict] = {
+    "Standard": {"ComputeType": "Standard", "OpsEmail": "ops@example.com"},
+    "ManagedInstances": {
+        "ComputeType": "ManagedInstances",
+        "OpsEmail": "ops@example.com",
+        "ManagedInstancesSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
+        "ManagedInstancesSecurityGroupIds": ["sg-0aaaaaaaaaaaaaaa1"],
+    },
+}
+
+
+def compute_choices(template: dict) -> list[str]:
+    """The values of the compute parameter (its AllowedValues), none when the template has no
+    such parameter."""
+    parameter = (template.get("Parameters") or {}).get(COMPUTE_PARAMETER) or {}
+    return [str(v) for v in parameter.get("AllowedValues") or []]
+
+
+def condition_values(template: dict, parameters: dict[str, str]) -> dict[str, bool | None]:
+    """{condition: True, False, or None when the given parameters do not decide it}."""
+    conditions = template.get("Conditions") or {}
+    unknown = object()
+
+    def operand(value):
+        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in parameters:
+            return str(parameters[value["Ref"]])
+        return value if isinstance(value, (str, int, float)) else unknown
+
+    def evaluate(expression, seen: frozenset):
+        if not isinstance(expression, dict) or len(expression) != 1:
+            return None
+        (function, args), = expression.items()
+        if function == "Condition":
+            return named(args, seen)
+        if not isinstance(args, list):
+            return None
+        if function == "Fn::Equals" and len(args) == 2:
+            left, right = (operand(a) for a in args)
+            return None if unknown in (left, right) else str(left) == str(right)
+        values = [evaluate(a, seen) for a in args]
+        if function == "Fn::Not" and len(values) == 1:
+            return None if values[0] is None else not values[0]
+        if function == "Fn::And":
+            return False if False in values else (None if None in values else True)
+        if function == "Fn::Or":
+            return True if True in values else (None if None in values else False)
+        return None
+
+    def named(name, seen: frozenset):
+        if not isinstance(name, str) or name in seen or name not in conditions:
+            return None
+        return evaluate(conditions[name], seen | {name})
+
+    return {name: named(name, frozenset()) for name in conditions}
+
+
+def specialize(template: dict, parameters: dict[str, str]) -> dict:
+    """A copy of `template` as CloudFormation deploys it with these parameter values, as far as
+    they decide the conditions: a resource or output whose condition is false is left out, an
+    Fn::If on a decided condition is its branch (AWS::NoValue: the property left out). The
+    rest, decided by other parameters, stays as it is."""
+    known = {k: v for k, v in condition_values(template, parameters).items() if v is not None}
+    drop = object()
+
+    def resolve(value):
+        if isinstance(value, dict):
+            branches = value.get("Fn::If")
+            if len(value) == 1 and isinstance(branches, list) and len(branches) == 3:
+                if branches[0] in known:
+                    chosen = branches[1] if known[branches[0]] else branches[2]
+                    return drop if chosen == {"Ref": "AWS::NoValue"} else resolve(chosen)
+            resolved = {k: resolve(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not drop}
+        if isinstance(value, list):
+            return [v for v in (resolve(v) for v in value) if v is not drop]
+        return value
+
+    result = copy.deepcopy(template)
+    for section in ("Resources", "Outputs"):
+        entries = result.get(section) or {}
+        for name in list(entries):
+            if known.get((entries[name] or {}).get("Condition")) is False:
+                del entries[name]
+    for section in ("Resources", "Outputs"):
+        if section in result:
+            result[section] = resolve(result[section])
+    return result
+
+
+def findings_by_choice(expanded: dict, choices: list[str]) -> list[tuple[Finding, list[str]]]:
+    """The project rules' findings on the expansion specialized to each compute choice (the
+    expansion itself when there are none), each once with the choices it holds for."""
+    if not choices:
+        return [(finding, []) for finding in dict.fromkeys(project_findings(expanded))]
+    found: dict[Finding, list[str]] = {}
+    for choice in choices:
+        specialized = specialize(expanded, {COMPUTE_PARAMETER: choice})
+        for finding in project_findings(specialized):
+            found.setdefault(finding, [])
+            if choice not in found[finding]:
+                found[finding].append(choice)
+    return [(f, [] if len(where) == len(choices) else where) for f, where in found.items()]
+
+
 def expand(template_path: Path):
     """(the template as plain data, its SAM expansion, how many functions, errors): the
     expansion None (and the template None when it cannot be parsed) on errors."""
@@ -956,6 +1207,7 @@ def main(argv: list[str]) -> int:
     # exceptions set aside is read from it.
     template, expanded, functions, transform_errors = expand(template_path)
     exceptions = lint_exceptions(template or {}, expanded)
+    choices = compute_choices(template or {})
 
     total_fail = total_warn = 0
 
@@ -980,8 +1232,14 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory(prefix="check-template-") as tmp:
             expanded_path = Path(tmp) / f"{template_path.stem}.expanded.json"
             expanded_path.write_text(json.dumps(expanded, indent=1, sort_keys=True))
-            print("cfn-lint of the expansion")
-            f, w = lint(expanded_path, "expanded", exceptions)
+            deployments = [DEPLOYMENTS[c] for c in choices if c in DEPLOYMENTS]
+            missing = [c for c in choices if c not in DEPLOYMENTS]
+            for choice in missing:
+                print(f"  ERROR {COMPUTE_PARAMETER}={choice}: no parameter values (DEPLOYMENTS)")
+            total_fail += len(missing)
+            with_values = f" with the parameters of {COMPUTE_PARAMETER} {', '.join(choices)}"
+            print(f"cfn-lint of the expansion{with_values if deployments else ''}")
+            f, w = lint(expanded_path, "expanded", exceptions, deployments)
             total_fail += f
             total_warn += w
             if f and os.environ.get("KEEP_EXPANDED"):
@@ -989,10 +1247,12 @@ def main(argv: list[str]) -> int:
                 keep.write_text(expanded_path.read_text())
                 print(f"  expansion kept at {keep}")
 
-    print("project rules on the expansion")
-    findings = project_findings(expanded)
-    for rule, resource, message in findings:
-        print(f"  ERROR [{rule}] {resource}: {message}")
+    each = f" with {COMPUTE_PARAMETER} " + ", then ".join(choices) if choices else ""
+    print(f"project rules on the expansion{each}")
+    findings = findings_by_choice(expanded, choices)
+    for (rule, resource, message), where in findings:
+        only = f" ({', '.join(f'{COMPUTE_PARAMETER}={c}' for c in where)} only)" if where else ""
+        print(f"  ERROR [{rule}] {resource}: {message}{only}")
     total_fail += len(findings)
 
     print(

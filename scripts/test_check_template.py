@@ -361,6 +361,82 @@ def relay_alarm_without_action_when_no_ops_topic(t):
     ]
 
 
+# ---------------------------------------------------------------- Lambda Managed Instances
+# Breaks of the ComputeType ManagedInstances part only: the rules see them in the expansion of
+# that compute choice, and say so.
+ONLY_LMI = "(ComputeType=ManagedInstances only)"
+
+
+@case(
+    "ERROR [managed-instances] AllocateLmiFunction: MemorySize 1024 MB on a capacity provider: "
+    f"at least 2048 MB {ONLY_LMI}"
+)
+def lmi_function_below_two_gigabytes(t):
+    resource(t, "AllocateLmiFunction")["MemorySize"] = 1024
+
+
+@case(
+    "ERROR [managed-instances] ReallocateLmiFunction: ReservedConcurrentExecutions on a capacity "
+    f"provider: a reservation is of Lambda's default compute; scale it with its execution "
+    f"environments instead {ONLY_LMI}"
+)
+def lmi_function_with_reserved_concurrency(t):
+    resource(t, "ReallocateLmiFunction")["ReservedConcurrentExecutions"] = resource(
+        t, "ReallocateFunction"
+    )["ReservedConcurrentExecutions"]
+
+
+@case(
+    "ERROR [managed-instances] AllocationsLmiFunction: PerExecutionEnvironmentMaxConcurrency 65 "
+    f"for 1 vCPU: at most 64 {ONLY_LMI}"
+)
+def lmi_function_with_more_concurrency_than_its_vcpu_takes(t):
+    config = resource(t, "AllocationsLmiFunction")["CapacityProviderConfig"]
+    config["PerExecutionEnvironmentMaxConcurrency"] = 65
+
+
+@case(
+    *(
+        f"ERROR [managed-instances] {name}LmiFunction: architecture arm64 on CapacityProvider, "
+        f"whose instances are x86_64 {ONLY_LMI}"
+        for name in ("AddBatch", "Allocate", "ChangeBatchQuantity", "Allocations", "Reallocate")
+    )
+)
+def lmi_capacity_provider_of_another_architecture(t):
+    resource(t, "CapacityProvider")["InstanceRequirements"]["Architectures"] = ["x86_64"]
+
+
+@case(
+    "ERROR [live-alias] AllocateIntegration: invokes AllocateLmiFunction itself, not its alias "
+    f"AllocateLmiFunctionAliaslive: past the gradual deployment (name the alias: !Ref "
+    f"Function.Alias) {ONLY_LMI}"
+)
+def lmi_route_invokes_latest(t):
+    # The Standard branch still names the alias: only the expansion of ManagedInstances breaks.
+    uri = resource(t, "AllocateIntegration")["IntegrationUri"]["Fn::If"]
+    uri[1] = {"Fn::GetAtt": ["AllocateLmiFunction", "Arn"]}
+
+
+@case(
+    "ERROR [least-privilege] CapacityProviderOperatorRole: policy operate-managed-instances, "
+    "statement PlaceManagedInstances: resource '*' for ec2:DescribeAvailabilityZones"
+)
+def operator_role_star_for_more_than_the_ec2_reads(t):
+    # The operator role may read EC2 on "*", not act on it.
+    statement(t, "CapacityProviderOperatorRole", "PlaceManagedInstances")["Action"].append(
+        "ec2:TerminateInstances"
+    )
+
+
+@case(
+    "ERROR [least-privilege] AllocateRole: policy allocate, statement Tracing: "
+    "ec2:DescribeSubnets takes no resource in IAM (it applies to '*' only): drop it"
+)
+def ec2_reads_in_a_function_role(t):
+    # Only a capacity provider's operator role may read EC2.
+    statement(t, "AllocateRole", "Tracing")["Action"].append("ec2:DescribeSubnets")
+
+
 @case("ERROR [topic-encryption] EventsTopic: SNS topic without KmsMasterKeyId (SSE-KMS)")
 def events_topic_unencrypted(t):
     del resource(t, "EventsTopic")["KmsMasterKeyId"]
@@ -397,6 +473,13 @@ def run_rules(path: Path) -> tuple[int, str]:
 FULL_CHECK_CASE = "route_authorization_none"
 
 
+def lmi_subnets_given_the_security_groups(t):
+    """A break that only cfn-lint with the parameter values of the ManagedInstances deployment
+    finds: the capacity provider's subnets wired to the security group parameter."""
+    subnets = {"Ref": "ManagedInstancesSecurityGroupIds"}
+    resource(t, "CapacityProvider")["VpcConfig"]["SubnetIds"] = subnets
+
+
 def reallocation_queue_without_redrive_policy(t):
     """A break that cfn-lint-serverless finds (no project rule does): the reallocation queue
     loses its redrive policy, so its dead-letter queue is one no more and its mapping has no
@@ -422,10 +505,15 @@ class TemplateCheckRules(unittest.TestCase):
                 reallocation_queue_without_redrive_policy(serverless)
                 paths["serverless"] = Path(tmp) / "serverless.json"
                 paths["serverless"].write_text(json.dumps(serverless, indent=1))
+                subnets = copy.deepcopy(original)
+                lmi_subnets_given_the_security_groups(subnets)
+                paths["lmi lint"] = Path(tmp) / "lmi-lint.json"
+                paths["lmi lint"].write_text(json.dumps(subnets, indent=1))
                 full = {
                     "the template": pool.submit(run_full_check, REPO / "template.yaml"),
                     "full check": pool.submit(run_full_check, paths[FULL_CHECK_CASE]),
                     "serverless": pool.submit(run_full_check, paths.pop("serverless")),
+                    "lmi lint": pool.submit(run_full_check, paths.pop("lmi lint")),
                 }
                 cls.results = {name: run_rules(path) for name, path in paths.items()}
                 cls.results.update({name: future.result() for name, future in full.items()})
@@ -438,6 +526,26 @@ class TemplateCheckRules(unittest.TestCase):
         self.assertIn("check_template: template.yaml: 0 error(s)", output)
         # cfn-lint-serverless ran, and set aside only what does not apply.
         self.assertIn("set aside ES7000 expanded (OpsEmailSubscription):", output)
+        # Both compute choices: linted with their parameters, and each one's expansion checked.
+        self.assertIn(
+            "cfn-lint of the expansion with the parameters of ComputeType Standard, "
+            "ManagedInstances",
+            output,
+        )
+        self.assertIn(
+            "project rules on the expansion with ComputeType Standard, then ManagedInstances",
+            output,
+        )
+
+    def test_the_deployment_values_of_lambda_managed_instances_are_linted(self):
+        code, output = self.results["lmi lint"]
+        self.assertEqual(code, 1, output)
+        self.assertIn(
+            "WARNING->ERROR W1030 expanded (Resources/CapacityProvider/Properties/VpcConfig/"
+            "SubnetIds/Ref): 'sg-0aaaaaaaaaaaaaaa1' does not match '^subnet-[0-9a-z]*$'",
+            output,
+        )
+        self.assertIn("check_template: lmi-lint.json: 1 error(s)", output)
 
     def test_the_serverless_rules_run_and_set_aside_only_what_does_not_apply(self):
         code, output = self.results["serverless"]
@@ -491,8 +599,12 @@ class Dashboard(unittest.TestCase):
             variables["METRICS_NAMESPACE"], {"Fn::Sub": "Allocation/${AWS::StackName}"}
         )
         namespace = re.sub(r"\$\{[^}]+\}", "x", variables["METRICS_NAMESPACE"]["Fn::Sub"])
-        body = resource(template, "Dashboard")["DashboardBody"]["Fn::Sub"]
-        names = set(re.findall(r"\$\{([A-Za-z0-9:]+)(?:\.[A-Za-z]+)?\}", body))
+        # The text, and the variables that name the functions of the compute choice.
+        body, named = resource(template, "Dashboard")["DashboardBody"]["Fn::Sub"]
+        names = set(re.findall(r"\$\{([A-Za-z0-9:]+)(?:\.[A-Za-z]+)?\}", body)) - set(named)
+        for variable, value in named.items():
+            for branch in value["Fn::If"][1:]:
+                names.add(branch["Ref"])
         unknown = {n for n in names if not n.startswith("AWS::")} - set(template["Resources"])
         self.assertEqual(unknown, set(), "the dashboard names resources that do not exist")
         dashboard = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))
