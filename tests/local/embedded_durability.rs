@@ -531,6 +531,72 @@ async fn undecodable_stored_data_is_corrupt_with_its_key() {
     );
 }
 
+/// Rewrites a file of today's layout as layout 2 had it: lines keyed (sku, order id) in
+/// `allocations`, the `orders` read model beside them, schema version 2.
+fn downgrade_to_layout_2(file: &Path) {
+    use redb::{ReadableTable, TableDefinition};
+    let lines: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("lines");
+    let allocations: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("allocations");
+    let orders: TableDefinition<(&str, &str), &str> = TableDefinition::new("orders");
+    let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    let db = redb::Database::create(file).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let new = txn.open_table(lines).unwrap();
+        let mut old = txn.open_table(allocations).unwrap();
+        let mut read_model = txn.open_table(orders).unwrap();
+        for entry in new.iter().unwrap() {
+            let (key, value) = entry.unwrap();
+            let (orderid, sku) = key.value();
+            old.insert((sku, orderid), value.value()).unwrap();
+            let line: serde_json::Value = serde_json::from_slice(value.value()).unwrap();
+            let batchref = line["batchref"].as_str().unwrap_or_default();
+            read_model.insert((orderid, sku), batchref).unwrap();
+        }
+        txn.open_table(meta)
+            .unwrap()
+            .insert("schema_version", 2)
+            .unwrap();
+    }
+    txn.delete_table(lines).unwrap();
+    txn.commit().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_layout_2_is_migrated_on_open_and_keeps_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let bus = bus(&store);
+        create_batch(&bus, "b-1", "LAMP", 10).await;
+        create_batch(&bus, "b-2", "DESK", 10).await;
+        assert_eq!(allocate(&bus, "o-1", "LAMP").await, "b-1");
+        assert_eq!(allocate(&bus, "o-1", "DESK").await, "b-2");
+        assert_eq!(allocate(&bus, "o-2", "LAMP").await, "b-1");
+    }
+    downgrade_to_layout_2(&dir.path().join(DATABASE_FILE));
+
+    let store = open(dir.path());
+    let mut views = store.allocations_for_order("o-1").await.unwrap();
+    views.sort_by(|a, b| a.sku.cmp(&b.sku));
+    let views: Vec<_> = views
+        .iter()
+        .map(|v| (v.sku.as_str(), v.batchref.as_deref()))
+        .collect();
+    assert_eq!(views, [("DESK", Some("b-2")), ("LAMP", Some("b-1"))]);
+    let bus = bus(&store);
+    // The migrated line is the one a repeated allocation finds: same batch, nothing written.
+    assert_eq!(allocate(&bus, "o-2", "LAMP").await, "b-1");
+    let product = store.load("LAMP", &["o-2"]).await.unwrap().unwrap();
+    assert_eq!(product.batch("b-1").unwrap().available_quantity(), 8);
+    assert!(product.line("o-2").is_some());
+    drop(bus);
+    drop(store);
+    // Migrated once: the file opens as layout 3 from now on.
+    let store = open(dir.path());
+    assert_eq!(store.allocations_for_order("o-2").await.unwrap().len(), 1);
+}
+
 /// Commits racing in the same groups: of several new products with one SKU exactly one is written
 /// (the others are version conflicts and write nothing), of several new batches with one reference
 /// exactly one, and the unrelated commits of the same groups all land.

@@ -10,6 +10,7 @@
 //! - Reads are redb read transactions (snapshots of the last durable commit), run concurrently.
 
 mod feed;
+mod migrate;
 mod read;
 mod slot;
 pub mod tables;
@@ -236,6 +237,12 @@ fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
             None => {
                 meta.insert(META_SCHEMA, SCHEMA_VERSION).map_err(storage)?;
             }
+            Some(2) => {
+                drop(meta);
+                migrate::from_layout_2(&txn)?;
+                meta = txn.open_table(META).map_err(open)?;
+                meta.insert(META_SCHEMA, SCHEMA_VERSION).map_err(storage)?;
+            }
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
                     "embedded store: the file has layout version {other}, this build reads \
@@ -246,11 +253,10 @@ fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
         }
         txn.open_table(PRODUCTS).map_err(open)?;
         txn.open_table(BATCHES).map_err(open)?;
-        txn.open_table(ALLOCATIONS).map_err(open)?;
+        txn.open_table(LINES).map_err(open)?;
         txn.open_table(BATCH_LINES).map_err(open)?;
         txn.open_table(WAITING_LINES).map_err(open)?;
         txn.open_table(BATCH_REFS).map_err(open)?;
-        txn.open_table(ORDERS).map_err(open)?;
         txn.open_table(OUTBOX).map_err(open)?;
         txn.open_table(PENDING).map_err(open)?;
         txn.open_table(DEAD_LETTERS).map_err(open)?;

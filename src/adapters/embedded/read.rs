@@ -6,9 +6,8 @@ use std::collections::BTreeSet;
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition};
 
 use super::tables::{
-    decode, unavailable, OutboxCheck, StoredDeadLetter, ALLOCATIONS, BATCHES, BATCH_LINES,
-    BATCH_REFS, DEAD_LETTERS, META, META_NEXT_SEQ, ORDERS, OUTBOX, PENDING, PRODUCTS,
-    WAITING_LINES,
+    decode, unavailable, OutboxCheck, StoredDeadLetter, BATCHES, BATCH_LINES, BATCH_REFS,
+    DEAD_LETTERS, LINES, META, META_NEXT_SEQ, OUTBOX, PENDING, PRODUCTS, WAITING_LINES,
 };
 use crate::adapters::records::{
     restore_lines, restore_product, AllocationRecord, BatchRecord, LineCollector, LinesToFree,
@@ -72,11 +71,11 @@ fn lines(
     sku: &str,
     orderids: &[&str],
 ) -> Result<Vec<AllocationRecord>, StoreError> {
-    let allocations = table(txn, ALLOCATIONS)?;
+    let lines = table(txn, LINES)?;
     let mut found = Vec::new();
     for orderid in orderids {
-        if let Some(value) = allocations.get((sku, *orderid)).map_err(storage)? {
-            found.push(decode("allocations", (sku, orderid), value.value())?);
+        if let Some(value) = lines.get((*orderid, sku)).map_err(storage)? {
+            found.push(decode("lines", (orderid, sku), value.value())?);
         }
     }
     Ok(found)
@@ -185,19 +184,19 @@ pub(super) fn allocations_for_order(
 ) -> Result<Vec<AllocationView>, StoreError> {
     let txn = begin(db)?;
     let mut views = Vec::new();
-    for entry in table(&txn, ORDERS)?
+    for entry in table(&txn, LINES)?
         .range((orderid, "")..)
         .map_err(storage)?
     {
-        let (key, batchref) = entry.map_err(storage)?;
+        let (key, value) = entry.map_err(storage)?;
         let (order, sku) = key.value();
         if order != orderid {
             break;
         }
-        let batchref = batchref.value();
+        let line: AllocationRecord = decode("lines", (order, sku), value.value())?;
         views.push(AllocationView {
-            sku: sku.to_owned(),
-            batchref: (!batchref.is_empty()).then(|| batchref.to_owned()),
+            sku: line.sku,
+            batchref: line.batchref,
         });
     }
     Ok(views)

@@ -16,15 +16,15 @@ use crate::service::StoreError;
 pub const DATABASE_FILE: &str = "allocation.redb";
 
 /// Layout version written in [`META`]; a store refuses a file with another one.
-pub(super) const SCHEMA_VERSION: u64 = 2;
+pub(super) const SCHEMA_VERSION: u64 = 3;
 
 /// sku → `ProductRecord` (JSON).
 pub(super) const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("products");
 /// (sku, batch reference) → `BatchRecord` (JSON).
 pub(super) const BATCHES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("batches");
-/// (sku, order id) → `AllocationRecord` (JSON).
-pub(super) const ALLOCATIONS: TableDefinition<(&str, &str), &[u8]> =
-    TableDefinition::new("allocations");
+/// (order id, sku) → `AllocationRecord` (JSON): an order's lines together, as in DynamoDB (a load
+/// reads each order's line; `allocations_for_order` reads the order's range).
+pub(super) const LINES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("lines");
 /// (sku, batch reference, order id) → line quantity: a batch's lines in order id order (serves
 /// `load_lines_to_free`, greatest order id first).
 pub(super) const BATCH_LINES: TableDefinition<(&str, &str, &str), u32> =
@@ -35,9 +35,12 @@ pub(super) const WAITING_LINES: TableDefinition<(&str, u64, &str), u32> =
     TableDefinition::new("waiting_lines");
 /// batch reference → sku: makes references unique across SKUs and serves `sku_of_batch`.
 pub(super) const BATCH_REFS: TableDefinition<&str, &str> = TableDefinition::new("batch_refs");
-/// (order id, sku) → batch reference, or "" while the line waits for stock (a reference is never
-/// empty): the `allocations_for_order` read model.
-pub(super) const ORDERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("orders");
+/// Layout 2's lines, keyed (sku, order id), and its order read model ((order id, sku) → batch
+/// reference or ""): read once, by the migration to layout 3 (`migrate`), then deleted.
+pub(super) const LAYOUT2_ALLOCATIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("allocations");
+pub(super) const LAYOUT2_ORDERS: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("orders");
 /// (sku, version, slot) → (global outbox sequence number, `OutboxRecord` JSON); kept after
 /// delivery.
 pub(super) const OUTBOX: TableDefinition<(&str, u64, &str), (u64, &[u8])> =

@@ -4,8 +4,8 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::tables::{
-    decode, unavailable, Op, ALLOCATIONS, BATCHES, BATCH_LINES, BATCH_REFS, DEAD_LETTERS, META,
-    ORDERS, OUTBOX, PENDING, PRODUCTS, WAITING_LINES,
+    decode, unavailable, Op, BATCHES, BATCH_LINES, BATCH_REFS, DEAD_LETTERS, LINES, META, OUTBOX,
+    PENDING, PRODUCTS, WAITING_LINES,
 };
 use crate::adapters::records::{AllocationRecord, ProductRecord};
 use crate::service::StoreError;
@@ -18,11 +18,10 @@ pub(super) fn storage(error: redb::StorageError) -> StoreError {
 pub(super) struct Tables<'txn> {
     pub(super) products: Table<'txn, &'static str, &'static [u8]>,
     pub(super) batches: Table<'txn, (&'static str, &'static str), &'static [u8]>,
-    pub(super) allocations: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    pub(super) lines: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub(super) batch_lines: Table<'txn, (&'static str, &'static str, &'static str), u32>,
     pub(super) waiting_lines: Table<'txn, (&'static str, u64, &'static str), u32>,
     pub(super) batch_refs: Table<'txn, &'static str, &'static str>,
-    pub(super) orders: Table<'txn, (&'static str, &'static str), &'static str>,
     pub(super) outbox: Table<'txn, (&'static str, u64, &'static str), (u64, &'static [u8])>,
     pub(super) pending: Table<'txn, u64, (&'static str, u64, &'static str)>,
     pub(super) dead_letters: Table<'txn, u64, &'static [u8]>,
@@ -35,11 +34,10 @@ impl<'txn> Tables<'txn> {
         Ok(Self {
             products: txn.open_table(PRODUCTS).map_err(open)?,
             batches: txn.open_table(BATCHES).map_err(open)?,
-            allocations: txn.open_table(ALLOCATIONS).map_err(open)?,
+            lines: txn.open_table(LINES).map_err(open)?,
             batch_lines: txn.open_table(BATCH_LINES).map_err(open)?,
             waiting_lines: txn.open_table(WAITING_LINES).map_err(open)?,
             batch_refs: txn.open_table(BATCH_REFS).map_err(open)?,
-            orders: txn.open_table(ORDERS).map_err(open)?,
             outbox: txn.open_table(OUTBOX).map_err(open)?,
             pending: txn.open_table(PENDING).map_err(open)?,
             dead_letters: txn.open_table(DEAD_LETTERS).map_err(open)?,
@@ -94,7 +92,7 @@ impl<'txn> Tables<'txn> {
 
     /// Removes a line's entry in `batch_lines` or `waiting_lines`, given its stored record.
     fn forget_line(&mut self, sku: &str, orderid: &str, old: &[u8]) -> Result<(), StoreError> {
-        let old: AllocationRecord = decode("allocations", (sku, orderid), old)?;
+        let old: AllocationRecord = decode("lines", (orderid, sku), old)?;
         if let Some(batchref) = &old.batchref {
             self.batch_lines
                 .remove((sku, batchref.as_str(), orderid))
@@ -121,17 +119,23 @@ impl<'txn> Tables<'txn> {
                     sku,
                     reference,
                     value,
-                }
-                | Op::UpdateBatch {
-                    sku,
-                    reference,
-                    value,
                 } => {
                     self.batches
                         .insert((sku.as_str(), reference.as_str()), value.as_slice())
                         .map_err(storage)?;
                     self.batch_refs
                         .insert(reference.as_str(), sku.as_str())
+                        .map_err(storage)?;
+                }
+                // Its reference is already in `batch_refs`: writing it again would copy that
+                // table's pages in every allocation's commit.
+                Op::UpdateBatch {
+                    sku,
+                    reference,
+                    value,
+                } => {
+                    self.batches
+                        .insert((sku.as_str(), reference.as_str()), value.as_slice())
                         .map_err(storage)?;
                 }
                 Op::PutAllocation {
@@ -143,8 +147,8 @@ impl<'txn> Tables<'txn> {
                     value,
                 } => {
                     let old = self
-                        .allocations
-                        .insert((sku.as_str(), orderid.as_str()), value.as_slice())
+                        .lines
+                        .insert((orderid.as_str(), sku.as_str()), value.as_slice())
                         .map_err(storage)?
                         .map(|old| old.value().to_vec());
                     if let Some(old) = old {
@@ -163,25 +167,16 @@ impl<'txn> Tables<'txn> {
                         }
                         (None, None) => {}
                     }
-                    self.orders
-                        .insert(
-                            (orderid.as_str(), sku.as_str()),
-                            batchref.as_deref().unwrap_or_default(),
-                        )
-                        .map_err(storage)?;
                 }
                 Op::DeleteAllocation { sku, orderid } => {
                     let old = self
-                        .allocations
-                        .remove((sku.as_str(), orderid.as_str()))
+                        .lines
+                        .remove((orderid.as_str(), sku.as_str()))
                         .map_err(storage)?
                         .map(|old| old.value().to_vec());
                     if let Some(old) = old {
                         self.forget_line(sku, orderid, &old)?;
                     }
-                    self.orders
-                        .remove((orderid.as_str(), sku.as_str()))
-                        .map_err(storage)?;
                 }
                 Op::Outbox {
                     sku,
