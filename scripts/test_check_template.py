@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Tests of the template check's project rules (scripts/check_template.py): template.yaml passes,
 and for each rule a copy of it broken in one place fails the check with a message that names the
-resource and the rule. Plus the dashboard: valid JSON that shows every alarm and every
-application metric.
+resource and the rule, in the expansion of each compute choice (ComputeType). Plus the
+expansion of the template's AWS::LanguageExtensions (as cfn-lint's own, a broken loop breaks
+everything it generates, what the check does not expand fails), the comparison of two templates'
+expansions, and the dashboard: valid JSON that shows every alarm and every application metric.
 
 usage: .venv/bin/python scripts/test_check_template.py [-v]      (the tools venv)
 
@@ -10,8 +12,9 @@ Each broken copy is checked by the check's own entry point with --rules-only (th
 and the project rules: what a rule test needs, in a tenth of a second instead of five). The
 whole check, both cfn-lint passes included, runs as a separate process, as
 `scripts/check-template.sh` runs it, on template.yaml (which must pass), on one broken copy
-(the rules are part of the full check and fail it) and on one that only cfn-lint-serverless
-catches (its rules run, and set aside only the findings that do not apply), concurrently with the
+(the rules are part of the full check and fail it), on one that only cfn-lint-serverless
+catches (its rules run, and set aside only the findings that do not apply) and on one that only
+cfn-lint with the parameter values of Lambda Managed Instances catches, concurrently with the
 others.
 """
 
@@ -36,24 +39,30 @@ CHECK = SCRIPTS / "check_template.py"
 sys.path.insert(0, str(SCRIPTS))
 
 import check_template  # noqa: E402
-from cfnlint.decode import cfn_yaml  # noqa: E402
+from template_check.expansion import load  # noqa: E402
+from template_check.language_extensions import expand_language_extensions  # noqa: E402
 
 
 def load_template() -> dict:
-    """template.yaml as plain JSON data (short-form tags become Ref, Fn::GetAtt, ...)."""
-    return json.loads(json.dumps(cfn_yaml.load(str(REPO / "template.yaml"))))
+    """template.yaml as plain JSON data (short-form tags become Ref, Fn::GetAtt, ...), with its
+    Fn::ForEach loops expanded: every resource by its name, as the broken copies need."""
+    return expand_language_extensions(load(REPO / "template.yaml"))
 
 
 def resource(template: dict, name: str) -> dict:
     return template["Resources"][name]["Properties"]
 
 
-def statement(template: dict, role: str, sid: str) -> dict:
-    for policy in resource(template, role)["Policies"]:
-        for found in policy["PolicyDocument"]["Statement"]:
+def statement(template: dict, holder: str, sid: str) -> dict:
+    """A statement of a role's inline policies or of a managed policy."""
+    props = resource(template, holder)
+    documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+    documents += [props["PolicyDocument"]] if "PolicyDocument" in props else []
+    for document in documents:
+        for found in document["Statement"]:
             if found.get("Sid") == sid:
                 return found
-    raise KeyError(f"{role} has no statement {sid}")
+    raise KeyError(f"{holder} has no statement {sid}")
 
 
 # ---------------------------------------------------------------- the broken copies
@@ -97,37 +106,37 @@ def sam_http_api_event_without_auth(t):
 
 
 @case(
-    "ERROR [least-privilege] AllocationsRole: policy allocations, statement ReadModelByOrder: "
+    "ERROR [least-privilege] AllocationsRolePolicy: policy, statement ReadModelByOrder: "
     "resource '*' for dynamodb:Query"
 )
 def resource_star(t):
-    statement(t, "AllocationsRole", "ReadModelByOrder")["Resource"] = "*"
+    statement(t, "AllocationsRolePolicy", "ReadModelByOrder")["Resource"] = "*"
 
 
 @case(
-    "ERROR [least-privilege] AddBatchRole: policy add-batch, statement ProductUnitOfWork: "
+    "ERROR [least-privilege] AddBatchRolePolicy: policy, statement ProductUnitOfWork: "
     "resource 'arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:*'"
 )
 def resource_every_table(t):
-    statement(t, "AddBatchRole", "ProductUnitOfWork")["Resource"] = {
+    statement(t, "AddBatchRolePolicy", "ProductUnitOfWork")["Resource"] = {
         "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:*"
     }
 
 
 @case(
-    "ERROR [least-privilege] ReallocateRole: policy reallocate, statement "
+    "ERROR [least-privilege] ReallocateRolePolicy: policy, statement "
     "ConsumeReallocationQueue: wildcard action 'sqs:*'"
 )
 def service_wildcard_action(t):
-    statement(t, "ReallocateRole", "ConsumeReallocationQueue")["Action"] = "sqs:*"
+    statement(t, "ReallocateRolePolicy", "ConsumeReallocationQueue")["Action"] = "sqs:*"
 
 
 @case(
-    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement PublishEvents: "
+    "ERROR [least-privilege] PublishEventsRolePolicy: policy, statement PublishEvents: "
     "wildcard action '*'"
 )
 def action_star(t):
-    statement(t, "PublishEventsRole", "PublishEvents")["Action"] = "*"
+    statement(t, "PublishEventsRolePolicy", "PublishEvents")["Action"] = "*"
 
 
 @case(
@@ -154,64 +163,64 @@ def action_that_takes_no_resource(t):
 
 
 @case(
-    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement ListStreams: "
+    "ERROR [least-privilege] PublishEventsRolePolicy: policy, statement ListStreams: "
     "dynamodb:ListStreams takes no resource in IAM (it applies to '*' only): grant it on '*'"
 )
 def list_streams_on_the_stream(t):
     # Granted on the stream's ARN it grants nothing.
-    statement(t, "PublishEventsRole", "ListStreams")["Resource"] = {
+    statement(t, "PublishEventsRolePolicy", "ListStreams")["Resource"] = {
         "Fn::GetAtt": ["Table", "StreamArn"]
     }
 
 
 @case(
-    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement ListStreams: "
+    "ERROR [least-privilege] PublishEventsRolePolicy: policy, statement ListStreams: "
     "resource '*' for dynamodb:ListStreams, dynamodb:GetRecords (only dynamodb:ListStreams, "
     "xray:PutTelemetryRecords and xray:PutTraceSegments may use '*')"
 )
 def star_for_more_than_list_streams(t):
-    statement(t, "PublishEventsRole", "ListStreams")["Action"] = [
+    statement(t, "PublishEventsRolePolicy", "ListStreams")["Action"] = [
         "dynamodb:ListStreams",
         "dynamodb:GetRecords",
     ]
 
 
 @case(
-    "ERROR [leading-keys] NotifyOutOfStockRole: policy notify-out-of-stock, statement "
+    "ERROR [leading-keys] NotifyOutOfStockRolePolicy: policy, statement "
     "NotificationRecords: dynamodb:UpdateItem on Table without a "
     "dynamodb:LeadingKeys condition"
 )
 def notifier_update_without_leading_keys(t):
-    del statement(t, "NotifyOutOfStockRole", "NotificationRecords")["Condition"]
+    del statement(t, "NotifyOutOfStockRolePolicy", "NotificationRecords")["Condition"]
 
 
 @case(
-    "ERROR [leading-keys] NotifyOutOfStockRole: policy notify-out-of-stock, statement "
+    "ERROR [leading-keys] NotifyOutOfStockRolePolicy: policy, statement "
     "NotificationRecords: may write 'OUTBOX#*' items (its function NotifyOutOfStockFunction "
     "owns NOTIFIED#)"
 )
 def notifier_may_write_outbox_items(t):
     # It could insert an event that the relay then publishes: the forgery the topic policy bars.
-    condition = statement(t, "NotifyOutOfStockRole", "NotificationRecords")["Condition"]
+    condition = statement(t, "NotifyOutOfStockRolePolicy", "NotificationRecords")["Condition"]
     condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"].append("OUTBOX#*")
 
 
 @case(
-    "ERROR [leading-keys] PublishEventsRole: policy publish-events, statement MarkPublished: "
+    "ERROR [leading-keys] PublishEventsRolePolicy: policy, statement MarkPublished: "
     "may write 'PRODUCT#*' items (its function PublishEventsFunction owns OUTBOX#)"
 )
 def relay_may_write_product_items(t):
-    condition = statement(t, "PublishEventsRole", "MarkPublished")["Condition"]
+    condition = statement(t, "PublishEventsRolePolicy", "MarkPublished")["Condition"]
     condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] = ["OUTBOX#*", "PRODUCT#*"]
 
 
 @case(
-    "ERROR [leading-keys] AllocateRole: policy allocate, statement ProductCommit: "
+    "ERROR [leading-keys] AllocateRolePolicy: policy, statement ProductCommit: "
     "dynamodb:PutItem, dynamodb:DeleteItem on Table without a dynamodb:LeadingKeys condition"
 )
 def leading_keys_for_any_value(t):
     # ForAnyValue lets a request through when one of its keys matches.
-    commit = statement(t, "AllocateRole", "ProductCommit")
+    commit = statement(t, "AllocateRolePolicy", "ProductCommit")
     commit["Condition"] = {"ForAnyValue:StringLike": commit["Condition"]["ForAllValues:StringLike"]}
 
 
@@ -245,9 +254,9 @@ def deployments_with_the_role_sam_generates(t):
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 )
 def aws_managed_policy(t):
-    resource(t, "ChangeBatchQuantityRole")["ManagedPolicyArns"] = [
+    resource(t, "ChangeBatchQuantityRole")["ManagedPolicyArns"].append(
         "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-    ]
+    )
 
 
 @case(
@@ -255,13 +264,26 @@ def aws_managed_policy(t):
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "ERROR [least-privilege] ReallocateFunctionRole: attaches managed policy "
     "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
+    # Its twin on Lambda Managed Instances, without a role either.
+    "ERROR [least-privilege] ReallocateLmiFunctionRole: attaches managed policy "
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole: only this template's "
+    "own AWS::IAM::ManagedPolicy may be attached (AWS managed policies grant '*') "
+    "(ComputeType=ManagedInstances only)",
 )
 def function_with_the_role_sam_generates(t):
-    # Without Role, SAM generates one with AWS managed policies (Resource "*").
+    # Without Role, SAM generates one with AWS managed policies (Resource "*"), for the
+    # statements of the role and of its managed policy (both gone: a role of no function may
+    # write no item).
     props = resource(t, "ReallocateFunction")
     del props["Role"]
-    props["Policies"] = [resource(t, "ReallocateRole")["Policies"][0]["PolicyDocument"]]
-    del t["Resources"]["ReallocateRole"]  # a role of no function may write no item
+    props["Policies"] = [
+        resource(t, "ReallocateRole")["Policies"][0]["PolicyDocument"],
+        resource(t, "ReallocateRolePolicy")["PolicyDocument"],
+    ]
+    del t["Resources"]["ReallocateRole"], t["Resources"]["ReallocateRolePolicy"]
+    lmi = resource(t, "ReallocateLmiFunction")
+    del lmi["Role"]
+    lmi["Policies"] = props["Policies"]
 
 
 @case(
@@ -587,6 +609,71 @@ for _name in CASES:
 
     _test.__name__ = f"test_{_name}_fails"
     setattr(TemplateCheckRules, _test.__name__, _test)
+
+
+class LanguageExtensions(unittest.TestCase):
+    def test_the_expansion_is_cfn_lints_own(self):
+        # cfn-lint expands the transform for its pass on the template as written; the check's
+        # expansion (what the SAM transform and the rules see) generates the same resources.
+        from cfnlint.decode import cfn_yaml
+        from cfnlint.template import Template
+        from cfnlint.template.transforms._language_extensions import language_extension
+
+        written = cfn_yaml.load(str(REPO / "template.yaml"))
+        matches, theirs = language_extension(Template("template.yaml", written, ["us-east-1"]))
+        self.assertEqual(matches, [])
+        theirs = json.loads(json.dumps(theirs))["Resources"]
+        ours = load_template()["Resources"]
+        self.assertEqual(sorted(ours), sorted(theirs))
+        for name in ours:
+            self.assertEqual(ours[name], theirs[name], name)
+
+    def test_a_broken_loop_breaks_what_it_generates(self):
+        # The dead-letter queues' alarms are written once: without actions, all four fail.
+        template = load(REPO / "template.yaml")
+        loop = template["Resources"]["Fn::ForEach::DeadLetterQueues"][2]
+        del loop["${Name}Alarm"]["Properties"]["AlarmActions"]
+        with tempfile.TemporaryDirectory(prefix="template-check-test-") as tmp:
+            path = Path(tmp) / "loop.json"
+            path.write_text(json.dumps(template))
+            code, output = run_rules(path)
+        self.assertEqual(code, 1, output)
+        for queue in ("ReallocationDeadLetter", "PublishEventsFailure", "OutOfStockDeadLetter",
+                      "SubscriptionDeadLetter"):
+            self.assertIn(f"ERROR [dead-letter-alarm] {queue}Queue: ", output)
+        self.assertIn("4 error(s)", output)
+
+    def test_what_the_check_does_not_expand_fails_it(self):
+        from template_check.language_extensions import LanguageExtensionsError
+
+        template = {
+            "Transform": ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"],
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic",
+                                    "Properties": {"DisplayName": {"Fn::Length": [1, 2]}}}},
+        }
+        with self.assertRaises(LanguageExtensionsError):
+            expand_language_extensions(template)
+        template["Resources"] = {"Fn::ForEach::Topics": ["Name", {"Ref": "Names"}, {}]}
+        with self.assertRaises(LanguageExtensionsError):
+            expand_language_extensions(template)
+
+
+class Comparison(unittest.TestCase):
+    def test_a_changed_property_is_the_one_difference(self):
+        from template_check import compare
+
+        template = load(REPO / "template.yaml")
+        template["Resources"]["ReallocationQueue"]["Properties"]["VisibilityTimeout"] = 90
+        with tempfile.TemporaryDirectory(prefix="template-check-test-") as tmp:
+            changed = Path(tmp) / "changed.json"
+            changed.write_text(json.dumps(template))
+            output = io.StringIO()
+            with contextlib.redirect_stdout(output):
+                same = compare.compare(REPO / "template.yaml", REPO / "template.yaml",
+                                       {"ComputeType": "Standard"})
+                differ = compare.compare(REPO / "template.yaml", changed, {"ComputeType": "Standard"})
+        self.assertEqual((same, differ), (0, 1), output.getvalue())
+        self.assertIn("    /Properties/VisibilityTimeout: 60 -> 90", output.getvalue())
 
 
 class Dashboard(unittest.TestCase):
