@@ -25,8 +25,8 @@ expansions, resource by resource).
 
 Both cfn-lint passes run cfn-lint's own rules and the serverless rules of cfn-lint-serverless
 (AWS's serverless-rules: ES... ids fail the check, WS... warn). A few of those do not apply to
-this template; each is set aside for exactly the resources that LINT_EXCEPTIONS (template_check/lint.py)
-names, with the reason, and each pass prints a `set aside` line for it.
+this template; each is set aside for exactly the resources that LINT_EXCEPTIONS
+(template_check/lint.py) names, with the reason, and each pass prints a `set aside` line for it.
 
 Then the project's own rules run on the expansion (what CloudFormation deploys); each finding
 names its rule and the resource, e.g. `ERROR [auth] AllocateRoute: ...`. A value under Fn::If
@@ -82,8 +82,8 @@ resources of the other choice are left out, each Fn::If on them takes its branch
 one choice only says so: `(ComputeType=ManagedInstances only)`.
 
 Exit status: 0 when there is no error; 1 when cfn-lint reports an error (E...) or one of the
-FAILING_WARNINGS (template_check/lint.py) in either pass, a project rule fails, or the transform fails; 2 on bad
-usage. Other warnings are printed and allowed.
+FAILING_WARNINGS (template_check/lint.py) in either pass, a project rule fails, or the transform
+fails; 2 on bad usage. Other warnings are printed and allowed.
 """
 
 from __future__ import annotations
