@@ -51,6 +51,25 @@ pub struct MessageBus<F: UnitOfWorkFactory> {
     inner: Arc<Inner<F>>,
 }
 
+/// A bus that does not keep it alive (a product queue's drain task holds one).
+pub(crate) struct WeakBus<F: UnitOfWorkFactory> {
+    inner: std::sync::Weak<Inner<F>>,
+}
+
+impl<F: UnitOfWorkFactory> Clone for WeakBus<F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<F: UnitOfWorkFactory> WeakBus<F> {
+    pub(crate) fn upgrade(&self) -> Option<MessageBus<F>> {
+        self.inner.upgrade().map(|inner| MessageBus { inner })
+    }
+}
+
 impl<F: UnitOfWorkFactory> Clone for MessageBus<F> {
     fn clone(&self) -> Self {
         Self {
@@ -71,6 +90,12 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
                 stats: BusStats::default(),
                 queues: ProductQueues::default(),
             }),
+        }
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakBus<F> {
+        WeakBus {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 
@@ -133,6 +158,8 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         let run: Exclusive = Box::new(move || {
             Box::pin(async move {
                 let result = bus.run(&handler, correlation_id.as_deref()).await;
+                // Released before the answer: see `product_queue::drain`.
+                drop(bus);
                 // The caller may have stopped waiting; the command stands all the same.
                 let _ = answer.send(result);
             })

@@ -16,6 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 use super::handlers::QueuedAllocation;
+use super::message_bus::WeakBus;
 use super::{MessageBus, ServiceError, StoreError, UnitOfWorkFactory};
 
 /// A command run alone by the drain task (it answers its caller itself).
@@ -89,7 +90,7 @@ impl ProductQueues {
             }
         };
         if start_drain {
-            tokio::spawn(drain(bus.clone(), sku));
+            tokio::spawn(drain(bus.downgrade(), sku));
         }
     }
 
@@ -141,33 +142,44 @@ enum Work {
 
 /// Removes the SKU's entry if the drain task ends early (a panic), so later commands start anew.
 struct DrainGuard<F: UnitOfWorkFactory> {
-    bus: MessageBus<F>,
+    bus: WeakBus<F>,
     sku: String,
     finished: bool,
 }
 
 impl<F: UnitOfWorkFactory> Drop for DrainGuard<F> {
     fn drop(&mut self) {
-        if !self.finished {
-            self.bus.queues().abandon(&self.sku);
+        if let (false, Some(bus)) = (self.finished, self.bus.upgrade()) {
+            bus.queues().abandon(&self.sku);
         }
     }
 }
 
 /// Applies the SKU's waiting commands, in order, until none wait.
-async fn drain<F: UnitOfWorkFactory>(bus: MessageBus<F>, sku: String) {
+///
+/// The task holds the bus only while it takes and applies work, never while it answers: a caller
+/// that has its answer and drops its bus knows the bus (and its store) is gone, so a store can be
+/// reopened at once. Every waiting caller holds the bus, so the bus outlives any work queued.
+async fn drain<F: UnitOfWorkFactory>(bus: WeakBus<F>, sku: String) {
     let mut guard = DrainGuard {
         bus: bus.clone(),
         sku: sku.clone(),
         finished: false,
     };
-    let max = bus.max_group();
-    while let Some(work) = bus.queues().next(&sku, max) {
+    loop {
+        let Some(strong) = bus.upgrade() else { break };
+        let Some(work) = strong.queues().next(&sku, strong.max_group()) else {
+            break;
+        };
         match work {
-            Work::Exclusive(run) => run().await,
+            Work::Exclusive(run) => {
+                drop(strong);
+                run().await;
+            }
             Work::Allocations(group) => {
                 let (allocations, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-                let results = bus.allocate_group(&sku, &allocations).await;
+                let results = strong.allocate_group(&sku, &allocations).await;
+                drop(strong);
                 for (answer, result) in answers.into_iter().zip(results) {
                     // A caller that stopped waiting still had its allocation applied.
                     let _ = answer.send(result);
