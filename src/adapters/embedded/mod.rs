@@ -10,6 +10,7 @@
 //! - Reads are redb read transactions (snapshots of the last durable commit), run concurrently.
 
 mod feed;
+mod journal;
 mod migrate;
 mod read;
 mod slot;
@@ -26,6 +27,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
+pub use journal::JOURNAL_FILE;
 pub use tables::OutboxCheck;
 pub use tables::DATABASE_FILE;
 
@@ -116,7 +118,9 @@ impl EmbeddedStore {
             .map_err(|e| unavailable(&format!("cannot create directory {}", dir.display()), e))?;
         let path = dir.join(DATABASE_FILE);
         let slot = Arc::new(DbSlot::open(&path, options.cache_size)?);
-        let (next_seq, next_dead_letter) = initialize(&*slot.current()?)?;
+        initialize(&*slot.current()?)?;
+        // Every group answered before the last stop or crash is in the database from here on.
+        let (journal, next_seq, next_dead_letter) = writer::recover(&*slot.current()?, dir, true)?;
         let (outbox_head, _) = watch::channel(next_seq - 1);
         let shared = Arc::new(Shared {
             counters: Counters::default(),
@@ -132,6 +136,10 @@ impl EmbeddedStore {
             last_answered: 0,
             commit_time: std::time::Duration::ZERO,
             failing: None,
+            journal,
+            dir: dir.to_owned(),
+            replay_pending: false,
+            database_file: std::fs::File::open(&path).ok(),
         };
         let writer = std::thread::Builder::new()
             .name("embedded-store-writer".into())

@@ -59,7 +59,11 @@ impl DbSlot {
     /// Closes the database once no read holds it (waiting at most [`READS_TIMEOUT`]) and opens it
     /// again. On failure the slot stays closed (or keeps the old handle, if reads held it) and the
     /// caller tries again later.
-    pub(super) fn reopen(&self) -> Result<(), StoreError> {
+    /// `prepare` runs on the new handle before anything else can read it.
+    pub(super) fn reopen(
+        &self,
+        prepare: impl FnOnce(&Database) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let taken = self
             .db
             .write()
@@ -87,6 +91,7 @@ impl DbSlot {
             }
         }
         let db = open_database(&self.path, self.cache_size)?;
+        prepare(&db)?;
         *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
         Ok(())
     }

@@ -56,6 +56,8 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(super) const META_SCHEMA: &str = "schema_version";
 pub(super) const META_NEXT_SEQ: &str = "next_outbox_seq";
 pub(super) const META_NEXT_DEAD_LETTER: &str = "next_dead_letter_id";
+/// The last journal record the database holds (written by each group's transaction: `journal.rs`).
+pub(super) const META_JOURNAL_APPLIED: &str = "journal_applied";
 
 /// A backend failure (I/O, redb) as the service layer sees it.
 pub(super) fn unavailable(context: &str, error: impl Display) -> StoreError {
@@ -78,7 +80,7 @@ pub(super) fn decode<T: DeserializeOwned>(
 
 /// One [`RecordWrite`] with its keys split out and its value already encoded, so the writer thread
 /// only checks and inserts (encoding runs on the callers' tasks, in parallel).
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Op {
     Product {
         sku: String,

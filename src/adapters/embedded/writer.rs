@@ -4,25 +4,31 @@
 //! all others that are waiting (up to [`MAX_GROUP`]), under load waits briefly for the callers it just
 //! answered (`Writer::gather`), and applies them in ONE redb write transaction:
 //! each commit's conditions are checked against the state including the earlier requests of the group,
-//! and only a commit whose checks all pass writes anything. Then the transaction is committed once
-//! (one fsync, `Durability::Immediate`) and every request is answered. Nothing is answered before its
+//! and only a commit whose checks all pass writes anything. Then the group's applied writes are
+//! appended to the commit journal with one fsync (`journal.rs`), the transaction is committed to redb
+//! without one (`Durability::None`), and every request is answered. Nothing is answered before its
 //! group is on disk; if the group's transaction fails, every request of the group gets `Unavailable`.
+//! Now and then a checkpoint makes the database itself durable and empties the journal.
 //!
 //! A failed group means the storage failed (a full disk, an I/O error): redb then refuses everything
 //! until the file is reopened, so the writer reopens it at once (reads go on) and answers writes
 //! `Unavailable` without trying them for a backoff (100 ms, doubling to 5 s); then one group is tried
 //! again. The first group that commits ends the failure: no restart is needed.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::Durability;
+use redb::{Database, Durability};
 use tokio::sync::{oneshot, watch};
 
+use super::journal::{Entry, EntryRef, Journal};
 use super::slot::DbSlot;
-use super::tables::{unavailable, Op, META_NEXT_DEAD_LETTER, META_NEXT_SEQ};
+use super::tables::{
+    unavailable, Op, META, META_JOURNAL_APPLIED, META_NEXT_DEAD_LETTER, META_NEXT_SEQ,
+};
 use super::writes::{storage, Tables};
 use crate::service::{exponential_backoff, StoreError};
 
@@ -68,6 +74,16 @@ pub(super) enum Request {
 }
 
 impl Request {
+    /// A request rebuilt from the journal (nobody waits for its answer).
+    fn replayed(entry: Entry) -> Self {
+        let reply = oneshot::channel().0;
+        match entry {
+            Entry::Commit(ops) => Request::Commit { ops, reply },
+            Entry::MarkDelivered(seqs) => Request::MarkDelivered { seqs, reply },
+            Entry::DeadLetter(value) => Request::DeadLetter { value, reply },
+        }
+    }
+
     fn into_reply(self) -> Reply {
         match self {
             Request::Commit { reply, .. }
@@ -112,6 +128,14 @@ pub(super) struct Writer {
     pub commit_time: Duration,
     /// Set while the storage is failing.
     pub failing: Option<Failing>,
+    /// Where each group is made durable before it is answered.
+    pub journal: Journal,
+    /// The store's directory (the journal is reopened from it after a storage failure).
+    pub dir: PathBuf,
+    /// The database was reopened but the journal could not be replayed into it: writes wait.
+    pub replay_pending: bool,
+    /// The database file, opened a second time to start its writeback (`start_writeback`).
+    pub database_file: Option<std::fs::File>,
 }
 
 /// What one group's transaction did, once it is durable.
@@ -167,7 +191,10 @@ impl Writer {
                     Some(request) => (request, false),
                     None => return,
                 },
-                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.checkpoint();
+                    return;
+                }
             };
             let mut group = Group::new(first);
             group.drain(&self.requests);
@@ -178,9 +205,44 @@ impl Writer {
             }
             let stop = group.stop;
             self.commit_group(group.requests);
+            self.start_writeback();
             if stop {
+                self.checkpoint();
                 return;
             }
+            if self.journal.is_due() {
+                self.checkpoint();
+            }
+        }
+    }
+
+    /// Asks the kernel to start writing the database's dirty pages now, without waiting: the group
+    /// just committed wrote its pages without syncing them, and a checkpoint that found them all
+    /// still in memory would hold the writer (and every caller) for the whole flush.
+    fn start_writeback(&self) {
+        use std::os::fd::AsRawFd;
+        if let Some(file) = &self.database_file {
+            // SAFETY: a plain system call on a file descriptor this struct owns; it only hints
+            // the kernel (an error changes nothing: the checkpoint's fsync still writes it all).
+            unsafe {
+                libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
+    }
+
+    /// Makes the database durable up to the journal's last record, then empties the journal. A
+    /// failure is a storage failure (the journal keeps every answered group meanwhile).
+    fn checkpoint(&mut self) {
+        if self.journal.is_empty() || self.failing.is_some() {
+            return;
+        }
+        let done = self
+            .slot
+            .current()
+            .and_then(|db| checkpoint(&db, self.journal.last()));
+        match done {
+            Ok(()) => self.journal.checkpointed(),
+            Err(error) => self.recover(error),
         }
     }
 
@@ -216,8 +278,20 @@ impl Writer {
     /// again after each backoff, so reads come back even when no write arrives.
     fn next_request(&mut self) -> Option<Request> {
         loop {
-            if self.slot.is_open() {
+            if self.slot.is_open() && (self.journal.is_empty() || self.failing.is_some()) {
                 return self.requests.recv().ok();
+            }
+            if self.slot.is_open() {
+                // Idle with records in the journal: checkpoint once they are due.
+                match self.requests.recv_timeout(self.journal.due_in()) {
+                    Ok(request) => return Some(request),
+                    Err(RecvTimeoutError::Timeout) => self.checkpoint(),
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.checkpoint();
+                        return None;
+                    }
+                }
+                continue;
             }
             let wait = self
                 .failing
@@ -231,13 +305,45 @@ impl Writer {
         }
     }
 
-    /// Reopens the database (which repairs it); logs the outcome.
-    fn reopen(&self) {
-        match self.slot.reopen() {
-            Ok(()) => {
-                tracing::warn!("embedded store: reopened the database after a storage failure")
+    /// Reopens the database (which repairs it) and, before anything reads it, replays the journal into it: redb lost
+    /// the groups it had not checkpointed, which were answered.
+    ///
+    /// If the replay itself fails (the disk is still full: replaying needs room), the database is
+    /// served to reads all the same, without the groups of the journal's last moments (at most
+    /// one checkpoint interval), and writes stay refused until a later reopen replays them.
+    fn reopen(&mut self) {
+        let dir = self.dir.clone();
+        let (mut recovered, mut replay_failed) = (None, None);
+        let reopened = self.slot.reopen(|db| match recover(db, &dir, false) {
+            Ok(done) => {
+                recovered = Some(done);
+                Ok(())
             }
             Err(error) => {
+                replay_failed = Some(error.clone());
+                Err(error)
+            }
+        });
+        match (reopened, recovered) {
+            (Ok(()), Some((journal, next_seq, next_dead_letter))) => {
+                self.journal = journal;
+                self.next_seq = next_seq;
+                self.next_dead_letter = next_dead_letter;
+                self.replay_pending = false;
+                tracing::warn!("embedded store: reopened the database after a storage failure");
+            }
+            (Ok(()), None) => {}
+            (Err(error), _) if replay_failed.is_some() => {
+                // The file opened but the replay failed, which left that handle refusing
+                // everything: open it once more, without the replay, for reads.
+                self.replay_pending = true;
+                tracing::error!(%error, "embedded store: the journal's last groups cannot be \
+                    replayed yet; reads go on without them, writes wait");
+                if let Err(error) = self.slot.reopen(|_| Ok(())) {
+                    tracing::error!(%error, "embedded store: cannot reopen the database yet");
+                }
+            }
+            (Err(error), _) => {
                 tracing::error!(%error, "embedded store: cannot reopen the database yet")
             }
         }
@@ -263,13 +369,27 @@ impl Writer {
     /// Answers the group without trying it while the storage is failing and its backoff runs (or
     /// the database is closed); `false` if the group should be tried.
     fn refuse_while_failing(&mut self, group: &mut Vec<Request>) -> bool {
+        if self.failing.is_none() {
+            return false;
+        }
+        let retry_now = self
+            .failing
+            .as_ref()
+            .is_some_and(|failing| Instant::now() >= failing.retry_at);
+        if !self.slot.is_open() || (retry_now && self.replay_pending) {
+            self.reopen();
+            if retry_now && self.replay_pending {
+                // Still no room to replay: wait a longer backoff before the next try.
+                if let Some(failing) = &mut self.failing {
+                    failing.failures += 1;
+                    failing.retry_at = Instant::now() + failing.backoff();
+                }
+            }
+        }
         let Some(failing) = &self.failing else {
             return false;
         };
-        if !self.slot.is_open() {
-            self.reopen();
-        }
-        if Instant::now() >= failing.retry_at && self.slot.is_open() {
+        if retry_now && self.slot.is_open() && !self.replay_pending {
             return false;
         }
         let error = StoreError::Unavailable(format!(
@@ -295,7 +415,8 @@ impl Writer {
         if self.refuse_while_failing(&mut group) {
             return;
         }
-        let counters = &self.shared.counters;
+        let shared = Arc::clone(&self.shared);
+        let counters = &shared.counters;
         match self.apply(&group) {
             Ok(applied) => {
                 if self.failing.take().is_some() {
@@ -340,65 +461,197 @@ impl Writer {
         }
     }
 
-    /// Applies the group in one write transaction and commits it durably. An `Err` means nothing of
-    /// the group is written (the transaction is aborted when dropped).
-    fn apply(&self, group: &[Request]) -> Result<Applied, StoreError> {
+    /// Applies the group in one write transaction, journals what it wrote and commits it. An `Err`
+    /// means nothing of the group is written (the transaction is aborted when dropped).
+    fn apply(&mut self, group: &[Request]) -> Result<Applied, StoreError> {
         let db = self.slot.current()?;
-        let mut txn = db
-            .begin_write()
-            .map_err(|e| unavailable("begin write", e))?;
-        txn.set_durability(Durability::Immediate);
-        let mut next_seq = self.next_seq;
-        let mut next_dead_letter = self.next_dead_letter;
-        let outcomes = {
-            let mut tables = Tables::open(&txn)?;
-            let mut outcomes = Vec::with_capacity(group.len());
-            for request in group {
-                outcomes.push(match request {
-                    Request::Commit { ops, .. } => match tables.check(ops) {
-                        Ok(()) => {
-                            tables.write(ops, &mut next_seq)?;
-                            Ok(0)
-                        }
-                        Err(StoreError::Unavailable(detail)) => {
-                            return Err(StoreError::Unavailable(detail))
-                        }
-                        Err(rejected) => Err(rejected),
-                    },
-                    Request::MarkDelivered { seqs, .. } => Ok(tables.mark_delivered(seqs)?),
-                    Request::DeadLetter { value, .. } => {
-                        let id = next_dead_letter;
-                        tables
-                            .dead_letters
-                            .insert(id, value.as_slice())
-                            .map_err(storage)?;
-                        next_dead_letter += 1;
-                        Ok(id)
+        apply(
+            &db,
+            group,
+            self.next_seq,
+            self.next_dead_letter,
+            Journaling::Append(&mut self.journal),
+        )
+    }
+}
+
+/// How a group meets the journal.
+enum Journaling<'a> {
+    /// A new group: its applied writes are appended (the durable part) before the commit.
+    Append(&'a mut Journal),
+    /// The journal's record of this number, applied again.
+    Replay(u64),
+}
+
+/// Applies `group` to `db` in one transaction committed without an fsync. The transaction also
+/// records in `meta` the number of the journal record that holds the group, so the database always
+/// says which records it has, whatever of it redb made durable (a checkpoint, a clean close).
+fn apply(
+    db: &Database,
+    group: &[Request],
+    next_seq: u64,
+    next_dead_letter: u64,
+    journaling: Journaling<'_>,
+) -> Result<Applied, StoreError> {
+    let mut txn = db
+        .begin_write()
+        .map_err(|e| unavailable("begin write", e))?;
+    txn.set_durability(Durability::None);
+    let (first_seq, first_dead_letter) = (next_seq, next_dead_letter);
+    let mut durable = Duration::ZERO;
+    let (mut next_seq, mut next_dead_letter) = (next_seq, next_dead_letter);
+    let outcomes = {
+        let mut tables = Tables::open(&txn)?;
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group {
+            outcomes.push(match request {
+                Request::Commit { ops, .. } => match tables.check(ops) {
+                    Ok(()) => {
+                        tables.write(ops, &mut next_seq)?;
+                        Ok(0)
                     }
-                    Request::Shutdown { .. } => Ok(0),
-                });
-            }
-            if next_seq != self.next_seq {
-                tables
-                    .meta
-                    .insert(META_NEXT_SEQ, next_seq)
-                    .map_err(storage)?;
-            }
-            if next_dead_letter != self.next_dead_letter {
-                tables
-                    .meta
-                    .insert(META_NEXT_DEAD_LETTER, next_dead_letter)
-                    .map_err(storage)?;
-            }
-            outcomes
+                    Err(StoreError::Unavailable(detail)) => {
+                        return Err(StoreError::Unavailable(detail))
+                    }
+                    Err(rejected) => Err(rejected),
+                },
+                Request::MarkDelivered { seqs, .. } => Ok(tables.mark_delivered(seqs)?),
+                Request::DeadLetter { value, .. } => {
+                    let id = next_dead_letter;
+                    tables
+                        .dead_letters
+                        .insert(id, value.as_slice())
+                        .map_err(storage)?;
+                    next_dead_letter += 1;
+                    Ok(id)
+                }
+                Request::Shutdown { .. } => Ok(0),
+            });
+        }
+        if next_seq != first_seq {
+            tables
+                .meta
+                .insert(META_NEXT_SEQ, next_seq)
+                .map_err(storage)?;
+        }
+        if next_dead_letter != first_dead_letter {
+            tables
+                .meta
+                .insert(META_NEXT_DEAD_LETTER, next_dead_letter)
+                .map_err(storage)?;
+        }
+        let entries: Vec<EntryRef<'_>> = group
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_ok())
+            .filter_map(|(request, _)| match request {
+                Request::Commit { ops, .. } => Some(EntryRef::Commit(ops)),
+                Request::MarkDelivered { seqs, .. } => Some(EntryRef::MarkDelivered(seqs)),
+                Request::DeadLetter { value, .. } => Some(EntryRef::DeadLetter(value)),
+                Request::Shutdown { .. } => None,
+            })
+            .collect();
+        let record = match &journaling {
+            Journaling::Append(journal) => (!entries.is_empty()).then(|| journal.last() + 1),
+            Journaling::Replay(record) => Some(*record),
         };
-        let started = Instant::now();
-        txn.commit().map_err(|e| unavailable("commit", e))?;
-        Ok(Applied {
-            commit_time: started.elapsed(),
-            outcomes,
+        if let Some(record) = record {
+            tables
+                .meta
+                .insert(META_JOURNAL_APPLIED, record)
+                .map_err(storage)?;
+        }
+        if let (Journaling::Append(journal), false) = (journaling, entries.is_empty()) {
+            let started = Instant::now();
+            journal.append(&entries)?;
+            durable = started.elapsed();
+        }
+        outcomes
+    };
+    let started = Instant::now();
+    txn.commit().map_err(|e| unavailable("commit", e))?;
+    Ok(Applied {
+        commit_time: durable + started.elapsed(),
+        outcomes,
+        next_seq,
+        next_dead_letter,
+    })
+}
+
+/// Commits durably (one fsync of every page written since the last checkpoint): the database now
+/// holds the journal up to record `last` by itself.
+fn checkpoint(db: &Database, last: u64) -> Result<(), StoreError> {
+    let mut txn = db
+        .begin_write()
+        .map_err(|e| unavailable("begin checkpoint", e))?;
+    txn.set_durability(Durability::Immediate);
+    {
+        let mut meta = txn
+            .open_table(META)
+            .map_err(|e| unavailable("open table", e))?;
+        meta.insert(META_JOURNAL_APPLIED, last).map_err(storage)?;
+    }
+    txn.commit().map_err(|e| unavailable("checkpoint", e))
+}
+
+/// Opens the journal of the store in `dir` and replays into `db` the records it holds beyond what
+/// the database has. When the store opens (`durable`), then checkpoints and empties it; when it is
+/// reopened after a storage failure, the replay is not synced (the disk may still be full: reads
+/// must go on) and the records stay in the journal until the next checkpoint. Returns the journal
+/// and the counters (next outbox sequence number, next dead-letter id) as the database now has them.
+pub(super) fn recover(
+    db: &Database,
+    dir: &Path,
+    durable: bool,
+) -> Result<(Journal, u64, u64), StoreError> {
+    let read_meta = |key: &str, default: u64| -> Result<u64, StoreError> {
+        let txn = db.begin_read().map_err(|e| unavailable("begin read", e))?;
+        let meta = txn
+            .open_table(META)
+            .map_err(|e| unavailable("open table", e))?;
+        Ok(meta
+            .get(key)
+            .map_err(storage)?
+            .map_or(default, |v| v.value()))
+    };
+    let applied = read_meta(META_JOURNAL_APPLIED, 0)?;
+    let (mut journal, records) = Journal::open(dir, applied)?;
+    let mut next_seq = read_meta(META_NEXT_SEQ, 1)?;
+    let mut next_dead_letter = read_meta(META_NEXT_DEAD_LETTER, 1)?;
+    let replayed: Vec<_> = records
+        .into_iter()
+        .filter(|(seq, _)| *seq > applied)
+        .collect();
+    let replaying = !replayed.is_empty();
+    if !replayed.is_empty() {
+        tracing::warn!(
+            records = replayed.len(),
+            "embedded store: replaying the journal's groups the database had not made durable"
+        );
+    }
+    for (seq, entries) in replayed {
+        let group: Vec<Request> = entries.into_iter().map(Request::replayed).collect();
+        let replayed = apply(
+            db,
+            &group,
             next_seq,
             next_dead_letter,
-        })
+            Journaling::Replay(seq),
+        )?;
+        if replayed.outcomes.iter().any(Result::is_err) {
+            return Err(StoreError::Corrupt(format!(
+                "embedded store: journal record {seq} does not apply to the database"
+            )));
+        }
+        next_seq = replayed.next_seq;
+        next_dead_letter = replayed.next_dead_letter;
     }
+    if !replaying {
+        // Whatever the file holds, the database holds durably: start the journal again.
+        journal.checkpointed();
+    } else if durable {
+        checkpoint(db, journal.last())?;
+        journal.checkpointed();
+    }
+    Ok((journal, next_seq, next_dead_letter))
 }
