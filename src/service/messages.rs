@@ -76,10 +76,7 @@ impl Message for Reallocate {
         correlation_id: Option<&str>,
     ) -> Result<(), ServiceError> {
         let allocation = QueuedAllocation::new(self.clone(), correlation_id);
-        match bus.queue_allocation(allocation).await {
-            Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
-            Err(error) => Err(error),
-        }
+        reallocated(bus.queue_allocation(allocation).await)
     }
 }
 
@@ -175,10 +172,8 @@ impl Handler for HandleEvent<'_> {
                 let correlation_id = self.envelope.correlation_id.as_deref();
                 let sku = cmd.sku.to_string();
                 let group = [QueuedAllocation::new(cmd, correlation_id)];
-                match handlers::allocate(&sku, &group, uow).await?.pop() {
-                    Some(Err(error)) if !matches!(error, ServiceError::OutOfStock(_)) => Err(error),
-                    _ => Ok(()),
-                }
+                let answer = handlers::allocate(&sku, &group, uow).await?.pop();
+                answer.map_or(Ok(()), reallocated)
             }
             Event::OutOfStock(_) => {
                 handlers::send_out_of_stock_notification(self.envelope, self.notifications).await
@@ -186,5 +181,13 @@ impl Handler for HandleEvent<'_> {
             // Published for other systems; nothing in this service reacts to it.
             Event::Allocated(_) => Ok(()),
         }
+    }
+}
+
+/// A reallocation's outcome: allocated, or kept waiting for stock (out of stock), are both done.
+fn reallocated(answer: Result<String, ServiceError>) -> Result<(), ServiceError> {
+    match answer {
+        Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
+        Err(error) => Err(error),
     }
 }

@@ -9,8 +9,10 @@
 //! - Group commit: one writer thread applies all waiting commits in one transaction with one fsync.
 //! - Reads are redb read transactions (snapshots of the last durable commit), run concurrently.
 
+mod apply;
 mod feed;
 mod journal;
+mod journal_record;
 mod migrate;
 mod read;
 mod slot;
@@ -120,7 +122,7 @@ impl EmbeddedStore {
         let slot = Arc::new(DbSlot::open(&path, options.cache_size)?);
         initialize(&*slot.current()?)?;
         // Every group answered before the last stop or crash is in the database from here on.
-        let (journal, next_seq, next_dead_letter) = writer::recover(&*slot.current()?, dir, true)?;
+        let (journal, next_seq, next_dead_letter) = apply::recover(&*slot.current()?, dir, true)?;
         let (outbox_head, _) = watch::channel(next_seq - 1);
         let shared = Arc::new(Shared {
             counters: Counters::default(),
@@ -222,14 +224,14 @@ impl EmbeddedStore {
     }
 }
 
-/// Creates the tables of a new file, checks the schema version of an existing one, and returns the
-/// next outbox sequence number and dead-letter id.
-fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
+/// Creates the tables of a new file, and checks the schema version and the counters of an existing
+/// one (migrating a layout-2 file). The counters are read by `apply::recover`, after the replay.
+fn initialize(db: &Database) -> Result<(), StoreError> {
     use tables::*;
     let txn = db
         .begin_write()
         .map_err(|e| unavailable("begin write", e))?;
-    let counters = {
+    {
         let open = |e: redb::TableError| unavailable("open table", e);
         // The layout version first: an older file's tables may not even open with today's types.
         let mut meta = txn.open_table(META).map_err(open)?;
@@ -273,10 +275,8 @@ fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
                 "embedded store: meta counters are zero".into(),
             ));
         }
-        (next_seq, next_dead_letter)
-    };
-    txn.commit().map_err(|e| unavailable("commit", e))?;
-    Ok(counters)
+    }
+    txn.commit().map_err(|e| unavailable("commit", e))
 }
 
 impl Drop for EmbeddedStore {
