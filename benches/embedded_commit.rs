@@ -15,14 +15,12 @@ use std::time::{Duration, Instant};
 
 use allocation::adapters::embedded::{EmbeddedOptions, EmbeddedStore, ReadMode};
 use allocation::domain::{Allocate, CreateBatch, OrderLine};
-use allocation::service::{
-    Bootstrap, RetryPolicy, ServiceError, Store, UnitOfWork, UnitOfWorkFactory,
-};
+use allocation::service::{Bootstrap, ProductRepository, RetryPolicy, ServiceError};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 
-type Bus = allocation::service::Bus<EmbeddedStore>;
+type Bus = allocation::service::MessageBus<EmbeddedStore>;
 
 const SKUS: usize = 1_000;
 const MANY_PER_ITER: u64 = 1_000;
@@ -321,7 +319,7 @@ fn embedded_load(c: &mut Criterion) {
             runtime.block_on(async {
                 create_sku(&bus, &sku).await;
                 // All the lines in one commit: quick to set up, the same records as one by one.
-                let mut uow = bus.uows().begin(None);
+                let mut uow = bus.unit_of_work(None);
                 let ids: Vec<String> = (0..lines).map(|n| format!("{sku}-order-{n}")).collect();
                 let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let product = uow.get(&sku, &refs).await.expect("load").expect("product");

@@ -133,9 +133,9 @@ async fn serve(cli: &Cli) -> Result<(), String> {
     let store = Arc::new(store);
     let mailbox = (cli.mailbox.clone()).unwrap_or_else(|| cli.data_dir.join("mailbox.txt"));
     // Out-of-stock emails go to the mailbox file when the flow delivers an `OutOfStock` to the bus.
-    let bus = Bootstrap::new(Arc::clone(&store))
+    let app = Bootstrap::new(Arc::clone(&store))
         .notifications(Arc::new(Mailbox::new(&mailbox)))
-        .build();
+        .app();
     let flow = FlowConfig {
         delivery: DeliveryPolicy {
             max_attempts: cli.max_attempts,
@@ -151,7 +151,7 @@ async fn serve(cli: &Cli) -> Result<(), String> {
     tracing::info!(data_dir = %cli.data_dir.display(), mailbox = %mailbox.display(),
         "store opened");
     println!("listening on {}", local::url(addr));
-    local::serve(Arc::new(bus), listener, &flow, local::shutdown_signal())
+    local::serve(app, listener, &flow, local::shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
     let stats = store.stats();

@@ -12,7 +12,7 @@ use lambda_runtime::{service_fn, Error};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init(LogFormat::Json);
-    let bus = init::notifier_bus_from_env().await?;
-    let bus = &bus;
-    lambda_runtime::run(service_fn(move |event| sqs::handle(bus, event))).await
+    let app = init::notifier_app_from_env().await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event| sqs::handle(app, event))).await
 }

@@ -11,12 +11,12 @@ use lambda_runtime::{service_fn, Error};
 fn main() -> Result<(), Error> {
     init::tokio_runtime()?.block_on(async {
         logging::init(LogFormat::Json);
-        let bus = init::bus_from_env().await?;
+        let app = init::app_from_env().await?;
         // Concurrent batches where the environment takes several at once (Managed Instances):
         // their reallocations of one SKU then meet in the product's queue.
         lambda_runtime::run_concurrent(service_fn(move |event| {
-            let bus = bus.clone();
-            async move { sqs::handle(&bus, event).await }
+            let app = app.clone();
+            async move { sqs::handle(&app, event).await }
         }))
         .await
     })

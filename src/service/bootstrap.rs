@@ -5,22 +5,35 @@
 use std::sync::Arc;
 
 use super::{
-    EventWiring, MessageBus, NoNotifications, Notifications, RetryPolicy, Store,
-    StoreUnitOfWorkFactory,
+    EventWiring, MessageBus, NoNotifications, Notifications, ProductRepository, RetryPolicy,
 };
 
-/// The bus over a store, as every entrypoint uses it.
-pub type Bus<S> = MessageBus<StoreUnitOfWorkFactory<S>>;
+/// What an entrypoint is handed: the bus, for every command and delivered event, and the store,
+/// for what is not a message (the allocations view, the records-read counter; locally the outbox
+/// feed and its dead letters). Entrypoints use these two, never the bus's insides.
+pub struct App<S: ProductRepository> {
+    pub bus: MessageBus<S>,
+    pub store: Arc<S>,
+}
+
+impl<S: ProductRepository> Clone for App<S> {
+    fn clone(&self) -> Self {
+        Self {
+            bus: self.bus.clone(),
+            store: Arc::clone(&self.store),
+        }
+    }
+}
 
 /// A bus under construction. [`Bootstrap::new`] is the deployed wiring; the setters change one part.
-pub struct Bootstrap<S: Store> {
+pub struct Bootstrap<S: ProductRepository> {
     store: Arc<S>,
     wiring: EventWiring,
     notifications: Arc<dyn Notifications>,
     retry: RetryPolicy,
 }
 
-impl<S: Store> Bootstrap<S> {
+impl<S: ProductRepository> Bootstrap<S> {
     /// As deployed (the Lambda functions and the local server): every event leaves through the
     /// outbox, no notification is sent in process, the default retry policy.
     pub fn new(store: Arc<S>) -> Self {
@@ -49,16 +62,22 @@ impl<S: Store> Bootstrap<S> {
         self
     }
 
-    pub fn build(self) -> Bus<S> {
-        MessageBus::new(
-            StoreUnitOfWorkFactory::new(self.store, self.wiring),
-            self.notifications,
-            self.retry,
-        )
+    /// The bus alone (the book's tests, the benches).
+    pub fn build(self) -> MessageBus<S> {
+        MessageBus::new(self.store, self.wiring, self.notifications, self.retry)
+    }
+
+    /// The bus with its store: what an entrypoint is handed.
+    pub fn app(self) -> App<S> {
+        let store = Arc::clone(&self.store);
+        App {
+            bus: self.build(),
+            store,
+        }
     }
 }
 
-/// A bus as deployed over this store: `Bootstrap::new(store).build()`.
-pub fn outbox_bus<S: Store>(store: Arc<S>) -> Bus<S> {
-    Bootstrap::new(store).build()
+/// The app as deployed over this store: `Bootstrap::new(store).app()`.
+pub fn deployed_app<S: ProductRepository>(store: Arc<S>) -> App<S> {
+    Bootstrap::new(store).app()
 }

@@ -5,7 +5,7 @@ use crate::domain::{
     Product, Reallocate, Sku,
 };
 
-use super::{Notifications, ServiceError, StoreError, UnitOfWork};
+use super::{Notifications, ProductRepository, ServiceError, StoreError, UnitOfWork};
 
 /// The most waiting lines one arrival of stock offers (each gets an `AllocationRequired` in the same
 /// commit); the others wait for the next arrival.
@@ -13,7 +13,10 @@ pub const MAX_LINES_OFFERED: usize = 256;
 
 /// `CreateBatch`: adds the batch, creating the product on its first batch, and offers the new stock
 /// to the product's waiting lines.
-pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<(), ServiceError> {
+pub async fn add_batch<R: ProductRepository>(
+    cmd: &CreateBatch,
+    uow: &mut UnitOfWork<R>,
+) -> Result<(), ServiceError> {
     let batch = Batch::new(&cmd.reference, &cmd.sku, cmd.qty.get(), cmd.eta)?;
     // The same batch again (a retry whose answer was lost) is answered as the first time; another
     // batch under its reference is a conflict naming what differs.
@@ -50,7 +53,10 @@ pub async fn add_batch<U: UnitOfWork>(cmd: &CreateBatch, uow: &mut U) -> Result<
 /// After stock arrived (a new batch, a raised quantity) in the tracked product of `sku`: loads its
 /// oldest waiting lines the stock may take and records an `AllocationRequired` for each, so each is
 /// allocated in its own transaction, oldest first.
-async fn offer_waiting_lines<U: UnitOfWork>(sku: &str, uow: &mut U) -> Result<(), ServiceError> {
+async fn offer_waiting_lines<R: ProductRepository>(
+    sku: &str,
+    uow: &mut UnitOfWork<R>,
+) -> Result<(), ServiceError> {
     let limit = uow
         .max_lines_per_commit()
         .unwrap_or(MAX_LINES_OFFERED)
@@ -120,10 +126,10 @@ impl QueuedAllocation {
 /// a stock-out episode, nothing at all during one; a `Reallocate` keeps its line waiting), or a
 /// domain error that concerns it alone. An `Err` of the whole is a load or commit failure that
 /// concerns them all (the bus retries a version conflict).
-pub async fn allocate<U: UnitOfWork>(
+pub async fn allocate<R: ProductRepository>(
     sku: &str,
     allocations: &[QueuedAllocation],
-    uow: &mut U,
+    uow: &mut UnitOfWork<R>,
 ) -> Result<Vec<Result<String, ServiceError>>, ServiceError> {
     let lines: Vec<Result<OrderLine, ServiceError>> = allocations
         .iter()
@@ -175,10 +181,10 @@ pub async fn allocate<U: UnitOfWork>(
 /// limits the size of a commit, lines are deallocated in chunks, each its own consistent commit that
 /// also lowers the quantity as far as it can (so the room it frees is never taken again before the
 /// change completes).
-pub async fn change_batch_quantity<U: UnitOfWork>(
+pub async fn change_batch_quantity<R: ProductRepository>(
     sku: Option<&str>,
     cmd: &ChangeBatchQuantity,
-    uow: &mut U,
+    uow: &mut UnitOfWork<R>,
 ) -> Result<(), ServiceError> {
     let limit = uow.max_lines_per_commit().unwrap_or(usize::MAX);
     loop {

@@ -11,14 +11,14 @@ use tracing::{debug, error, warn};
 
 use super::handlers::QueuedAllocation;
 use super::messages::{AllocateGroup, HandleEvent, Handler, Message};
-use super::product_queue::{Exclusive, ProductQueues};
-use super::{Delivery, Notifications, RetryPolicy, ServiceError};
-use super::{UnitOfWork, UnitOfWorkFactory};
+use super::product_queue::{ProductQueues, RunAlone};
+use super::UnitOfWork;
+use super::{Delivery, EventWiring, Notifications, ProductRepository, RetryPolicy, ServiceError};
 use crate::domain::EventEnvelope;
 
-/// The most allocations one group holds when the store does not limit commits (bounds a group's
-/// latency and its commit).
-const MAX_GROUP: usize = 256;
+/// The most allocations one group holds (bounds a group's latency and its commit); fewer where the
+/// store limits the size of a commit (`MessageBus::max_group`).
+const MAX_ALLOCATIONS_PER_GROUP: usize = 256;
 
 /// Counters of the bus's work: the functions' metrics (`lambda::metrics`), logs and tests.
 #[derive(Debug, Default)]
@@ -37,8 +37,9 @@ pub struct BusStats {
     pub out_of_stock: AtomicU64,
 }
 
-struct Inner<F: UnitOfWorkFactory> {
-    uows: F,
+struct Inner<R: ProductRepository> {
+    products: Arc<R>,
+    wiring: EventWiring,
     notifications: Arc<dyn Notifications>,
     retry: RetryPolicy,
     stats: BusStats,
@@ -47,16 +48,16 @@ struct Inner<F: UnitOfWorkFactory> {
 
 /// Dispatches commands and events to their handlers, each in a fresh unit of work. Cheap to clone
 /// (clones share everything).
-pub struct MessageBus<F: UnitOfWorkFactory> {
-    inner: Arc<Inner<F>>,
+pub struct MessageBus<R: ProductRepository> {
+    inner: Arc<Inner<R>>,
 }
 
 /// A bus that does not keep it alive (a product queue's drain task holds one).
-pub(crate) struct WeakBus<F: UnitOfWorkFactory> {
-    inner: std::sync::Weak<Inner<F>>,
+pub(crate) struct WeakBus<R: ProductRepository> {
+    inner: std::sync::Weak<Inner<R>>,
 }
 
-impl<F: UnitOfWorkFactory> Clone for WeakBus<F> {
+impl<R: ProductRepository> Clone for WeakBus<R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -64,13 +65,13 @@ impl<F: UnitOfWorkFactory> Clone for WeakBus<F> {
     }
 }
 
-impl<F: UnitOfWorkFactory> WeakBus<F> {
-    pub(crate) fn upgrade(&self) -> Option<MessageBus<F>> {
+impl<R: ProductRepository> WeakBus<R> {
+    pub(crate) fn upgrade(&self) -> Option<MessageBus<R>> {
         self.inner.upgrade().map(|inner| MessageBus { inner })
     }
 }
 
-impl<F: UnitOfWorkFactory> Clone for MessageBus<F> {
+impl<R: ProductRepository> Clone for MessageBus<R> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -78,13 +79,19 @@ impl<F: UnitOfWorkFactory> Clone for MessageBus<F> {
     }
 }
 
-impl<F: UnitOfWorkFactory> MessageBus<F> {
-    /// A bus over these units of work, handling in process the events their wiring keeps in process
-    /// (build one with `service::Bootstrap`).
-    pub(crate) fn new(uows: F, notifications: Arc<dyn Notifications>, retry: RetryPolicy) -> Self {
+impl<R: ProductRepository> MessageBus<R> {
+    /// A bus over these products, handling in process the events the wiring keeps in process and
+    /// writing the others to the outbox (build one with `service::Bootstrap`).
+    pub(crate) fn new(
+        products: Arc<R>,
+        wiring: EventWiring,
+        notifications: Arc<dyn Notifications>,
+        retry: RetryPolicy,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                uows,
+                products,
+                wiring,
                 notifications,
                 retry,
                 stats: BusStats::default(),
@@ -93,14 +100,20 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         }
     }
 
-    pub(crate) fn downgrade(&self) -> WeakBus<F> {
+    pub(crate) fn downgrade(&self) -> WeakBus<R> {
         WeakBus {
             inner: Arc::downgrade(&self.inner),
         }
     }
 
-    pub fn uows(&self) -> &F {
-        &self.inner.uows
+    /// A fresh unit of work over the bus's products, as each handler gets (the book's tests read
+    /// state through one).
+    pub fn unit_of_work(&self, correlation_id: Option<&str>) -> UnitOfWork<R> {
+        UnitOfWork::new(
+            Arc::clone(&self.inner.products),
+            self.inner.wiring,
+            correlation_id,
+        )
     }
 
     pub fn stats(&self) -> &BusStats {
@@ -155,7 +168,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         let (answer, answered) = oneshot::channel();
         let bus = self.clone();
         let correlation_id = correlation_id.map(str::to_owned);
-        let run: Exclusive = Box::new(move || {
+        let run: RunAlone = Box::new(move || {
             Box::pin(async move {
                 let result = bus.run(&handler, correlation_id.as_deref()).await;
                 // Released before the answer: see `product_queue::drain`.
@@ -164,7 +177,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
                 let _ = answer.send(result);
             })
         });
-        self.queues().exclusive(self, sku, run, answered).await
+        self.queues().run_alone(self, sku, run, answered).await
     }
 
     /// Queues an allocation in its product's queue and waits for its answer (the batch's reference).
@@ -180,7 +193,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         &self,
         reference: &str,
     ) -> Result<Option<String>, ServiceError> {
-        Ok(self.inner.uows.begin(None).sku_of_batch(reference).await?)
+        Ok(self.unit_of_work(None).sku_of_batch(reference).await?)
     }
 
     /// Applies allocations of one SKU together (the product's queue calls it with each group),
@@ -214,13 +227,13 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
     }
 
     /// The most allocations one group may hold. Each moves one line and may change one batch, so
-    /// half of what the store allows in one commit (see `Store::max_lines_per_commit`).
+    /// half of what the store allows in one commit (see `ProductRepository::max_lines_per_commit`).
     pub(crate) fn max_group(&self) -> usize {
         self.inner
-            .uows
+            .products
             .max_lines_per_commit()
-            .map_or(MAX_GROUP, |lines| lines / 2)
-            .clamp(1, MAX_GROUP)
+            .map_or(MAX_ALLOCATIONS_PER_GROUP, |lines| lines / 2)
+            .clamp(1, MAX_ALLOCATIONS_PER_GROUP)
     }
 
     pub(super) fn event_handler<'a>(&'a self, envelope: &'a EventEnvelope) -> HandleEvent<'a> {
@@ -234,7 +247,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
     async fn handle_events(&self, events: Vec<EventEnvelope>) {
         let mut queue: VecDeque<EventEnvelope> = events.into();
         while let Some(envelope) = queue.pop_front() {
-            if self.inner.uows.wiring().delivery(&envelope.event) == Delivery::Outbox {
+            if self.inner.wiring.delivery(&envelope.event) == Delivery::Outbox {
                 continue;
             }
             debug!(event_id = %envelope.id, event_type = envelope.event.type_name(), "handling event");
@@ -272,7 +285,7 @@ impl<F: UnitOfWorkFactory> MessageBus<F> {
         let mut attempt = 1;
         loop {
             let attempt_started = Instant::now();
-            let mut uow = self.inner.uows.begin(correlation_id);
+            let mut uow = self.unit_of_work(correlation_id);
             let result = handler.handle(&mut uow).await;
             committed.extend(uow.collect_new_events());
             slowest = slowest.max(attempt_started.elapsed());

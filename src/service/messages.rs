@@ -10,7 +10,7 @@
 use std::future::Future;
 
 use super::handlers::{self, QueuedAllocation};
-use super::{MessageBus, Notifications, ServiceError, UnitOfWork, UnitOfWorkFactory};
+use super::{MessageBus, Notifications, ProductRepository, ServiceError, UnitOfWork};
 use crate::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, Reallocate};
 
 /// A message the bus accepts: `dispatch` says how it reaches its handler.
@@ -18,9 +18,9 @@ pub trait Message: Send + Sync {
     type Output: Send;
 
     /// Runs the message on `bus` (what `MessageBus::handle` does with it).
-    fn dispatch<F: UnitOfWorkFactory>(
+    fn dispatch<R: ProductRepository>(
         &self,
-        bus: &MessageBus<F>,
+        bus: &MessageBus<R>,
         correlation_id: Option<&str>,
     ) -> impl Future<Output = Result<Self::Output, ServiceError>> + Send;
 }
@@ -29,17 +29,17 @@ pub trait Message: Send + Sync {
 pub(super) trait Handler: Send + Sync {
     type Output: Send;
 
-    fn handle<U: UnitOfWork>(
+    fn handle<R: ProductRepository>(
         &self,
-        uow: &mut U,
+        uow: &mut UnitOfWork<R>,
     ) -> impl Future<Output = Result<Self::Output, ServiceError>> + Send;
 }
 
 impl Message for CreateBatch {
     type Output = ();
-    async fn dispatch<F: UnitOfWorkFactory>(
+    async fn dispatch<R: ProductRepository>(
         &self,
-        bus: &MessageBus<F>,
+        bus: &MessageBus<R>,
         correlation_id: Option<&str>,
     ) -> Result<(), ServiceError> {
         bus.run_in_turn(self.sku.to_string(), self.clone(), correlation_id)
@@ -49,7 +49,10 @@ impl Message for CreateBatch {
 
 impl Handler for CreateBatch {
     type Output = ();
-    async fn handle<U: UnitOfWork>(&self, uow: &mut U) -> Result<(), ServiceError> {
+    async fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> Result<(), ServiceError> {
         handlers::add_batch(self, uow).await
     }
 }
@@ -57,9 +60,9 @@ impl Handler for CreateBatch {
 impl Message for Allocate {
     /// The reference of the batch the line is allocated to.
     type Output = String;
-    async fn dispatch<F: UnitOfWorkFactory>(
+    async fn dispatch<R: ProductRepository>(
         &self,
-        bus: &MessageBus<F>,
+        bus: &MessageBus<R>,
         correlation_id: Option<&str>,
     ) -> Result<String, ServiceError> {
         let allocation = QueuedAllocation::new(self.clone(), correlation_id);
@@ -70,9 +73,9 @@ impl Message for Allocate {
 impl Message for Reallocate {
     /// Allocated, or kept waiting for stock: both are done (out of stock is not a failure here).
     type Output = ();
-    async fn dispatch<F: UnitOfWorkFactory>(
+    async fn dispatch<R: ProductRepository>(
         &self,
-        bus: &MessageBus<F>,
+        bus: &MessageBus<R>,
         correlation_id: Option<&str>,
     ) -> Result<(), ServiceError> {
         let allocation = QueuedAllocation::new(self.clone(), correlation_id);
@@ -82,9 +85,9 @@ impl Message for Reallocate {
 
 impl Message for ChangeBatchQuantity {
     type Output = ();
-    async fn dispatch<F: UnitOfWorkFactory>(
+    async fn dispatch<R: ProductRepository>(
         &self,
-        bus: &MessageBus<F>,
+        bus: &MessageBus<R>,
         correlation_id: Option<&str>,
     ) -> Result<(), ServiceError> {
         match bus.sku_of_batch(&self.reference).await? {
@@ -103,7 +106,10 @@ impl Message for ChangeBatchQuantity {
 
 impl Handler for ChangeBatchQuantity {
     type Output = ();
-    async fn handle<U: UnitOfWork>(&self, uow: &mut U) -> Result<(), ServiceError> {
+    async fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> Result<(), ServiceError> {
         handlers::change_batch_quantity(None, self, uow).await
     }
 }
@@ -116,7 +122,10 @@ pub(super) struct ChangeBatchQuantityOf {
 
 impl Handler for ChangeBatchQuantityOf {
     type Output = ();
-    async fn handle<U: UnitOfWork>(&self, uow: &mut U) -> Result<(), ServiceError> {
+    async fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> Result<(), ServiceError> {
         handlers::change_batch_quantity(Some(&self.sku), &self.cmd, uow).await
     }
 }
@@ -126,9 +135,9 @@ impl Handler for ChangeBatchQuantityOf {
 /// delivery can be retried.
 impl Message for EventEnvelope {
     type Output = ();
-    async fn dispatch<F: UnitOfWorkFactory>(
+    async fn dispatch<R: ProductRepository>(
         &self,
-        bus: &MessageBus<F>,
+        bus: &MessageBus<R>,
         _correlation_id: Option<&str>,
     ) -> Result<(), ServiceError> {
         let correlation_id = self.correlation_id.as_deref();
@@ -150,7 +159,10 @@ pub(super) struct AllocateGroup<'a> {
 
 impl Handler for AllocateGroup<'_> {
     type Output = Vec<Result<String, ServiceError>>;
-    async fn handle<U: UnitOfWork>(&self, uow: &mut U) -> Result<Self::Output, ServiceError> {
+    async fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> Result<Self::Output, ServiceError> {
         handlers::allocate(self.sku, self.allocations, uow).await
     }
 }
@@ -163,7 +175,10 @@ pub(super) struct HandleEvent<'a> {
 
 impl Handler for HandleEvent<'_> {
     type Output = ();
-    async fn handle<U: UnitOfWork>(&self, uow: &mut U) -> Result<(), ServiceError> {
+    async fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> Result<(), ServiceError> {
         match &self.envelope.event {
             // Handled here, not through the product's queue: the event may have been raised by the
             // very group that holds the product's turn.

@@ -1,4 +1,4 @@
-//! The outbox feed port: what an in-process relay needs from a store besides `Store` (the local
+//! The outbox feed port: what an in-process relay needs from a store besides its repository (the local
 //! server's event flow): pending events in commit order, delivery marks, a commit signal, and the
 //! dead letters of its consumers. The embedded store implements it.
 

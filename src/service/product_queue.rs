@@ -17,10 +17,11 @@ use tokio::sync::oneshot;
 
 use super::handlers::QueuedAllocation;
 use super::message_bus::WeakBus;
-use super::{MessageBus, ServiceError, StoreError, UnitOfWorkFactory};
+use super::{MessageBus, ProductRepository, ServiceError, StoreError};
 
-/// A command run alone by the drain task (it answers its caller itself).
-pub(crate) type Exclusive = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+/// A command that takes its turn alone (`CreateBatch`, `ChangeBatchQuantity`): the drain task runs
+/// it, and it answers its caller itself.
+pub(crate) type RunAlone = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// One waiting command.
 enum Queued {
@@ -28,7 +29,7 @@ enum Queued {
         QueuedAllocation,
         oneshot::Sender<Result<String, ServiceError>>,
     ),
-    Exclusive(Exclusive),
+    Alone(RunAlone),
 }
 
 /// The commands waiting, by SKU. A SKU has an entry exactly while its drain task runs.
@@ -51,9 +52,9 @@ impl ProductQueues {
     }
 
     /// Queues an allocation and waits for its answer.
-    pub(crate) async fn allocate<F: UnitOfWorkFactory>(
+    pub(crate) async fn allocate<R: ProductRepository>(
         &self,
-        bus: &MessageBus<F>,
+        bus: &MessageBus<R>,
         allocation: QueuedAllocation,
     ) -> Result<String, ServiceError> {
         let sku = allocation.sku().to_string();
@@ -63,19 +64,19 @@ impl ProductQueues {
     }
 
     /// Queues a command that runs alone (`run` answers through the channel it captured) and waits.
-    pub(crate) async fn exclusive<F: UnitOfWorkFactory, T>(
+    pub(crate) async fn run_alone<R: ProductRepository, T>(
         &self,
-        bus: &MessageBus<F>,
+        bus: &MessageBus<R>,
         sku: String,
-        run: Exclusive,
+        run: RunAlone,
         answered: oneshot::Receiver<Result<T, ServiceError>>,
     ) -> Result<T, ServiceError> {
-        self.push(bus, sku, Queued::Exclusive(run));
+        self.push(bus, sku, Queued::Alone(run));
         answered.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Adds the command to its SKU's queue and starts the SKU's drain task if none runs.
-    fn push<F: UnitOfWorkFactory>(&self, bus: &MessageBus<F>, sku: String, queued: Queued) {
+    fn push<R: ProductRepository>(&self, bus: &MessageBus<R>, sku: String, queued: Queued) {
         let start_drain = {
             let mut waiting = self.lock();
             match waiting.get_mut(&sku) {
@@ -94,9 +95,9 @@ impl ProductQueues {
         }
     }
 
-    /// The next work of the SKU: a run of consecutive allocations (at most `max`), or one other
+    /// The SKU's next turn: a run of consecutive allocations (at most `max`), or one other
     /// command. When nothing waits, removes the SKU's entry (the drain task then ends).
-    fn next(&self, sku: &str, max: usize) -> Option<Work> {
+    fn next(&self, sku: &str, max: usize) -> Option<Turn> {
         let mut waiting = self.lock();
         let queue = waiting.get_mut(sku)?;
         match queue.pop_front() {
@@ -104,7 +105,7 @@ impl ProductQueues {
                 waiting.remove(sku);
                 None
             }
-            Some(Queued::Exclusive(run)) => Some(Work::Exclusive(run)),
+            Some(Queued::Alone(run)) => Some(Turn::Alone(run)),
             Some(Queued::Allocate(first, answer)) => {
                 let mut group = vec![(first, answer)];
                 while group.len() < max {
@@ -119,7 +120,7 @@ impl ProductQueues {
                         None => break,
                     }
                 }
-                Some(Work::Allocations(group))
+                Some(Turn::Allocations(group))
             }
         }
     }
@@ -130,24 +131,25 @@ impl ProductQueues {
     }
 }
 
-enum Work {
+/// What the drain task does next: a group of allocations, or one command alone.
+enum Turn {
     Allocations(
         Vec<(
             QueuedAllocation,
             oneshot::Sender<Result<String, ServiceError>>,
         )>,
     ),
-    Exclusive(Exclusive),
+    Alone(RunAlone),
 }
 
 /// Removes the SKU's entry if the drain task ends early (a panic), so later commands start anew.
-struct DrainGuard<F: UnitOfWorkFactory> {
-    bus: WeakBus<F>,
+struct DrainGuard<R: ProductRepository> {
+    bus: WeakBus<R>,
     sku: String,
     finished: bool,
 }
 
-impl<F: UnitOfWorkFactory> Drop for DrainGuard<F> {
+impl<R: ProductRepository> Drop for DrainGuard<R> {
     fn drop(&mut self) {
         if let (false, Some(bus)) = (self.finished, self.bus.upgrade()) {
             bus.queues().abandon(&self.sku);
@@ -157,10 +159,10 @@ impl<F: UnitOfWorkFactory> Drop for DrainGuard<F> {
 
 /// Applies the SKU's waiting commands, in order, until none wait.
 ///
-/// The task holds the bus only while it takes and applies work, never while it answers: a caller
+/// The task holds the bus only while it takes and applies a turn, never while it answers: a caller
 /// that has its answer and drops its bus knows the bus (and its store) is gone, so a store can be
 /// reopened at once. Every waiting caller holds the bus, so the bus outlives any work queued.
-async fn drain<F: UnitOfWorkFactory>(bus: WeakBus<F>, sku: String) {
+async fn drain<R: ProductRepository>(bus: WeakBus<R>, sku: String) {
     let mut guard = DrainGuard {
         bus: bus.clone(),
         sku: sku.clone(),
@@ -168,15 +170,15 @@ async fn drain<F: UnitOfWorkFactory>(bus: WeakBus<F>, sku: String) {
     };
     loop {
         let Some(strong) = bus.upgrade() else { break };
-        let Some(work) = strong.queues().next(&sku, strong.max_group()) else {
+        let Some(turn) = strong.queues().next(&sku, strong.max_group()) else {
             break;
         };
-        match work {
-            Work::Exclusive(run) => {
+        match turn {
+            Turn::Alone(run) => {
                 drop(strong);
                 run().await;
             }
-            Work::Allocations(group) => {
+            Turn::Allocations(group) => {
                 let (allocations, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
                 let results = strong.allocate_group(&sku, &allocations).await;
                 drop(strong);

@@ -1,105 +1,30 @@
-//! The store port: what a persistence adapter (embedded, DynamoDB; the tests' in-memory one) must provide.
+//! A store as an adapter provides it: the repository, the allocations view, and the two small ports
+//! that watch it (the records its loads read, for the metrics; the outbox it wrote, for the contract
+//! suite's audit). Each user asks only for the port it uses; `Store` names the whole, which every
+//! adapter implements and `tests/support/contract.rs` checks.
 
 use std::future::Future;
 
-use serde::{Deserialize, Serialize};
+use super::{AllocationsView, ProductRepository, StoreError};
+use crate::domain::EventEnvelope;
 
-use super::StoreError;
-use crate::domain::{Changes, EventEnvelope, Product};
-
-/// One product's part of a commit.
-#[derive(Debug)]
-pub struct ProductWrite<'a> {
-    /// The product's current state (its `version_number` is the new version).
-    pub product: &'a Product,
-    /// The version it was loaded at, or `None` for a product that is new to the store.
-    pub expected_version: Option<u64>,
-    /// What changed since it was loaded.
-    pub changes: &'a Changes,
-    /// Events that leave the process through the outbox, in order.
-    pub outbox: &'a [EventEnvelope],
+/// How many product, batch and allocation records the loads have read since the store was made:
+/// what a load costs, counted rather than timed (the `RecordsRead` metric, and the cost tests).
+pub trait RecordsRead {
+    fn records_read(&self) -> u64;
 }
 
-/// One row of the `GET /allocations/{orderid}` read model: the batch holding the order's line of
-/// this SKU, or `None` while the line waits for stock.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct AllocationView {
-    pub sku: String,
-    pub batchref: Option<String>,
-}
-
-/// Persistence of products and their outbox. Every adapter passes the contract suite in `tests/support/contract.rs`.
-///
-/// A product is never read whole: a load reads its head (the product and batch records, with each
-/// batch's allocated total) and only the order lines the command names, so its cost does not grow
-/// with the SKU's history. All reads are strongly consistent.
-pub trait Store: Send + Sync + 'static {
-    /// The product of this SKU with the lines of these orders (each: its line, or known to have
-    /// none), or `None`.
-    fn load(
-        &self,
-        sku: &str,
-        orderids: &[&str],
-    ) -> impl Future<Output = Result<Option<Product>, StoreError>> + Send;
-
-    /// Adds to a loaded product the lines of these orders (each: its line, or known to have none).
-    fn load_lines(
-        &self,
-        product: &mut Product,
-        orderids: &[&str],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Adds to a loaded product the lines batch `reference` gives up first (greatest order id first),
-    /// enough to free `excess` units, at most `max_lines`: reading about as many lines as it returns.
-    fn load_lines_to_free(
-        &self,
-        product: &mut Product,
-        reference: &str,
-        excess: u64,
-        max_lines: usize,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Adds to a loaded product its oldest waiting lines (back-orders), oldest first: those the
-    /// stock available now may take, and the first one it cannot, at most `max_lines`
-    /// (`records::WaitingLines`), reading about as many lines as it returns.
-    fn load_waiting_lines(
-        &self,
-        product: &mut Product,
-        max_lines: usize,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The SKU of the batch with this reference, or `None`.
-    fn sku_of_batch(
-        &self,
-        reference: &str,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-
-    /// Writes all products atomically, each only if its stored version is still `expected_version`
-    /// (else `VersionConflict`), together with their outbox events. All or nothing.
-    fn commit(
-        &self,
-        writes: &[ProductWrite<'_>],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The read model: which batch holds each of this order's lines (may be eventually consistent).
-    fn allocations_for_order(
-        &self,
-        orderid: &str,
-    ) -> impl Future<Output = Result<Vec<AllocationView>, StoreError>> + Send;
-
-    /// Every outbox event recorded for this SKU, in commit order: the audit of what a SKU's commits
-    /// announced, which the store contract checks against the state written with it.
+/// The audit of what a SKU's commits announced.
+pub trait OutboxAudit {
+    /// Every outbox event recorded for this SKU, in commit order (the store contract checks it
+    /// against the state written with it).
     fn outbox(
         &self,
         sku: &str,
     ) -> impl Future<Output = Result<Vec<EventEnvelope>, StoreError>> + Send;
-
-    /// How many product, batch and allocation records the loads have read since the store was made:
-    /// what a load costs, counted rather than timed (the `RecordsRead` metric, and the cost tests).
-    fn records_read(&self) -> u64;
-
-    /// The most order lines one commit may move, if the store limits the size of a commit.
-    fn max_lines_per_commit(&self) -> Option<usize> {
-        None
-    }
 }
+
+/// Every port a store adapter implements (embedded, DynamoDB; the tests' in-memory one).
+pub trait Store: ProductRepository + AllocationsView + RecordsRead + OutboxAudit {}
+
+impl<S: ProductRepository + AllocationsView + RecordsRead + OutboxAudit> Store for S {}

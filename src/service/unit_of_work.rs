@@ -1,88 +1,15 @@
 //! The unit of work: tracks the products a handler loads and commits them atomically, or not at all.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::{EventWiring, ProductWrite, Store, StoreError};
+use super::{EventWiring, ProductRepository, ProductWrite, StoreError};
 use crate::domain::{Event, EventEnvelope, Product};
 
-/// What handlers talk to. Work is rolled back (simply not written) unless `commit` is called.
-pub trait UnitOfWork: Send {
-    /// The product of this SKU with the lines of these orders (each: its line, or known to have
-    /// none). Loaded once per unit of work and tracked; lines it does not know yet are loaded.
-    fn get(
-        &mut self,
-        sku: &str,
-        orderids: &[&str],
-    ) -> impl Future<Output = Result<Option<&mut Product>, StoreError>> + Send;
-
-    /// The SKU of the batch with this reference (a tracked product's, or the store's answer).
-    fn sku_of_batch(
-        &mut self,
-        reference: &str,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-
-    /// The product holding the batch with this reference (without lines).
-    fn get_by_batchref(
-        &mut self,
-        reference: &str,
-    ) -> impl Future<Output = Result<Option<&mut Product>, StoreError>> + Send;
-
-    /// Loads into the tracked product of `sku` the lines batch `reference` gives up first, enough to
-    /// free `excess` units, at most `max_lines` (see `Store::load_lines_to_free`).
-    fn load_lines_to_free(
-        &mut self,
-        sku: &str,
-        reference: &str,
-        excess: u64,
-        max_lines: usize,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Loads into the tracked product of `sku` its oldest waiting lines that the stock available now
-    /// may take, at most `max_lines` (see `Store::load_waiting_lines`).
-    fn load_waiting_lines(
-        &mut self,
-        sku: &str,
-        max_lines: usize,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Tracks a product that is new to the store.
-    fn add(&mut self, product: Product) -> &mut Product;
-
-    /// The correlation id of the events recorded from now on (a unit of work may serve several
-    /// messages, each with its own).
-    fn set_correlation_id(&mut self, correlation_id: Option<&str>);
-
-    /// Atomically writes every changed product (with a version check) and its outbox events. The
-    /// unit of work stays usable: later changes are committed by a later call.
-    fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Events committed so far that are not yet collected, in order.
-    fn collect_new_events(&mut self) -> Vec<EventEnvelope>;
-
-    /// The most order lines one commit may move (see `Store::max_lines_per_commit`).
-    fn max_lines_per_commit(&self) -> Option<usize>;
-}
-
-/// Starts units of work; the message bus takes a fresh one per message and per retry.
-pub trait UnitOfWorkFactory: Send + Sync + 'static {
-    type Uow: UnitOfWork;
-
-    /// A new unit of work; its events carry `correlation_id`.
-    fn begin(&self, correlation_id: Option<&str>) -> Self::Uow;
-
-    /// The most order lines one commit may move (see `Store::max_lines_per_commit`).
-    fn max_lines_per_commit(&self) -> Option<usize>;
-
-    /// Where each event type is handled: the units of work write the outbound ones to the outbox,
-    /// and the bus handles the others in process (one wiring for both, so they cannot disagree).
-    fn wiring(&self) -> EventWiring;
-}
-
-struct Seen {
+/// A product the unit of work loaded or added, with what committing it needs.
+struct Tracked {
     product: Product,
     /// The stored version when loaded (`None`: not in the store yet).
     expected_version: Option<u64>,
@@ -90,7 +17,7 @@ struct Seen {
     events: Vec<(Event, Option<Arc<str>>)>,
 }
 
-impl Seen {
+impl Tracked {
     fn tag_events(&mut self, correlation_id: &Option<Arc<str>>) {
         for event in self.product.take_events() {
             self.events.push((event, correlation_id.clone()));
@@ -98,52 +25,58 @@ impl Seen {
     }
 }
 
-/// The unit of work over any [`Store`]: the one implementation every adapter shares.
-pub struct StoreUnitOfWork<S: Store> {
-    store: Arc<S>,
+/// What handlers talk to: the products they load, tracked until `commit` writes every changed one
+/// atomically (with a version check) with its outbox events. Work is rolled back (simply not
+/// written) unless `commit` is called. One per message and per retry (`MessageBus`).
+pub struct UnitOfWork<R: ProductRepository> {
+    products: Arc<R>,
     wiring: EventWiring,
     correlation_id: Option<Arc<str>>,
-    seen: HashMap<String, Seen>,
+    tracked: HashMap<String, Tracked>,
     committed_events: Vec<EventEnvelope>,
 }
 
-impl<S: Store> StoreUnitOfWork<S> {
-    pub fn new(store: Arc<S>, wiring: EventWiring, correlation_id: Option<&str>) -> Self {
+impl<R: ProductRepository> UnitOfWork<R> {
+    /// A unit of work over these products; its events carry `correlation_id`, and those the wiring
+    /// sends out are written to the outbox.
+    pub fn new(products: Arc<R>, wiring: EventWiring, correlation_id: Option<&str>) -> Self {
         Self {
-            store,
+            products,
             wiring,
             correlation_id: correlation_id.map(Arc::from),
-            seen: HashMap::new(),
+            tracked: HashMap::new(),
             committed_events: Vec::new(),
         }
     }
-}
 
-impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
-    async fn get(
+    /// The product of this SKU with the lines of these orders (each: its line, or known to have
+    /// none). Loaded once per unit of work and tracked; lines it does not know yet are loaded.
+    pub async fn get(
         &mut self,
         sku: &str,
         orderids: &[&str],
     ) -> Result<Option<&mut Product>, StoreError> {
-        match self.seen.get_mut(sku) {
-            Some(seen) => {
+        match self.tracked.get_mut(sku) {
+            Some(tracked) => {
                 let missing: Vec<&str> = orderids
                     .iter()
                     .copied()
-                    .filter(|orderid| !seen.product.knows_line(orderid))
+                    .filter(|orderid| !tracked.product.knows_line(orderid))
                     .collect();
                 if !missing.is_empty() {
-                    self.store.load_lines(&mut seen.product, &missing).await?;
+                    self.products
+                        .load_lines(&mut tracked.product, &missing)
+                        .await?;
                 }
             }
             None => {
-                let Some(product) = self.store.load(sku, orderids).await? else {
+                let Some(product) = self.products.load(sku, orderids).await? else {
                     return Ok(None);
                 };
                 let expected_version = Some(product.version_number());
-                self.seen.insert(
+                self.tracked.insert(
                     sku.to_owned(),
-                    Seen {
+                    Tracked {
                         product,
                         expected_version,
                         events: Vec::new(),
@@ -151,22 +84,27 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
                 );
             }
         }
-        Ok(self.seen.get_mut(sku).map(|seen| &mut seen.product))
+        Ok(self
+            .tracked
+            .get_mut(sku)
+            .map(|tracked| &mut tracked.product))
     }
 
-    async fn sku_of_batch(&mut self, reference: &str) -> Result<Option<String>, StoreError> {
+    /// The SKU of the batch with this reference (a tracked product's, or the store's answer).
+    pub async fn sku_of_batch(&mut self, reference: &str) -> Result<Option<String>, StoreError> {
         let tracked = self
-            .seen
+            .tracked
             .values()
-            .find(|seen| seen.product.batch(reference).is_some())
-            .map(|seen| seen.product.sku().to_owned());
+            .find(|tracked| tracked.product.batch(reference).is_some())
+            .map(|tracked| tracked.product.sku().to_owned());
         match tracked {
             Some(sku) => Ok(Some(sku)),
-            None => self.store.sku_of_batch(reference).await,
+            None => self.products.sku_of_batch(reference).await,
         }
     }
 
-    async fn get_by_batchref(
+    /// The product holding the batch with this reference (without lines).
+    pub async fn get_by_batchref(
         &mut self,
         reference: &str,
     ) -> Result<Option<&mut Product>, StoreError> {
@@ -179,61 +117,74 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
             .filter(|product| product.batch(reference).is_some()))
     }
 
-    async fn load_lines_to_free(
+    /// Loads into the tracked product of `sku` the lines batch `reference` gives up first, enough to
+    /// free `excess` units, at most `max_lines` (see `ProductRepository::load_lines_to_free`).
+    pub async fn load_lines_to_free(
         &mut self,
         sku: &str,
         reference: &str,
         excess: u64,
         max_lines: usize,
     ) -> Result<(), StoreError> {
-        let Some(seen) = self.seen.get_mut(sku) else {
+        let Some(tracked) = self.tracked.get_mut(sku) else {
             return Ok(());
         };
-        self.store
-            .load_lines_to_free(&mut seen.product, reference, excess, max_lines)
+        self.products
+            .load_lines_to_free(&mut tracked.product, reference, excess, max_lines)
             .await
     }
 
-    async fn load_waiting_lines(&mut self, sku: &str, max_lines: usize) -> Result<(), StoreError> {
-        let Some(seen) = self.seen.get_mut(sku) else {
+    /// Loads into the tracked product of `sku` its oldest waiting lines that the stock available now
+    /// may take, at most `max_lines` (see `ProductRepository::load_waiting_lines`).
+    pub async fn load_waiting_lines(
+        &mut self,
+        sku: &str,
+        max_lines: usize,
+    ) -> Result<(), StoreError> {
+        let Some(tracked) = self.tracked.get_mut(sku) else {
             return Ok(());
         };
-        self.store
-            .load_waiting_lines(&mut seen.product, max_lines)
+        self.products
+            .load_waiting_lines(&mut tracked.product, max_lines)
             .await
     }
 
-    fn add(&mut self, product: Product) -> &mut Product {
+    /// Tracks a product that is new to the store.
+    pub fn add(&mut self, product: Product) -> &mut Product {
         let sku = product.sku().to_owned();
-        let seen = self.seen.entry(sku).or_insert(Seen {
+        let tracked = self.tracked.entry(sku).or_insert(Tracked {
             product,
             expected_version: None,
             events: Vec::new(),
         });
-        &mut seen.product
+        &mut tracked.product
     }
 
-    fn set_correlation_id(&mut self, correlation_id: Option<&str>) {
-        for seen in self.seen.values_mut() {
-            seen.tag_events(&self.correlation_id);
+    /// The correlation id of the events recorded from now on (a unit of work may serve several
+    /// messages, each with its own).
+    pub fn set_correlation_id(&mut self, correlation_id: Option<&str>) {
+        for tracked in self.tracked.values_mut() {
+            tracked.tag_events(&self.correlation_id);
         }
         self.correlation_id = correlation_id.map(Arc::from);
     }
 
-    async fn commit(&mut self) -> Result<(), StoreError> {
-        let mut pending: Vec<(&mut Seen, Vec<EventEnvelope>)> = Vec::new();
+    /// Atomically writes every changed product (with a version check) and its outbox events. The
+    /// unit of work stays usable: later changes are committed by a later call.
+    pub async fn commit(&mut self) -> Result<(), StoreError> {
+        let mut pending: Vec<(&mut Tracked, Vec<EventEnvelope>)> = Vec::new();
         let occurred_at = Utc::now();
-        for seen in self.seen.values_mut() {
-            seen.tag_events(&self.correlation_id);
-            let version = seen.product.version_number();
+        for tracked in self.tracked.values_mut() {
+            tracked.tag_events(&self.correlation_id);
+            let version = tracked.product.version_number();
             // The domain records events only with a change, so a product without a new version has
             // none (an event recorded without one could not have a unique id).
-            if seen.expected_version == Some(version) {
-                debug_assert!(seen.events.is_empty(), "events without a new version");
+            if tracked.expected_version == Some(version) {
+                debug_assert!(tracked.events.is_empty(), "events without a new version");
                 continue;
             }
-            let sku = seen.product.sku().to_owned();
-            let envelopes = std::mem::take(&mut seen.events)
+            let sku = tracked.product.sku().to_owned();
+            let envelopes = std::mem::take(&mut tracked.events)
                 .into_iter()
                 .enumerate()
                 .map(|(index, (event, correlation_id))| EventEnvelope {
@@ -243,7 +194,7 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
                     event,
                 })
                 .collect();
-            pending.push((seen, envelopes));
+            pending.push((tracked, envelopes));
         }
         if pending.is_empty() {
             return Ok(());
@@ -261,59 +212,29 @@ impl<S: Store> UnitOfWork for StoreUnitOfWork<S> {
         let writes: Vec<ProductWrite<'_>> = pending
             .iter()
             .zip(&outboxes)
-            .map(|((seen, _), outbox)| ProductWrite {
-                product: &seen.product,
-                expected_version: seen.expected_version,
-                changes: seen.product.changes(),
+            .map(|((tracked, _), outbox)| ProductWrite {
+                product: &tracked.product,
+                expected_version: tracked.expected_version,
+                changes: tracked.product.changes(),
                 outbox,
             })
             .collect();
-        self.store.commit(&writes).await?;
-        for (seen, envelopes) in pending {
-            seen.expected_version = Some(seen.product.version_number());
-            seen.product.clear_changes();
+        self.products.commit(&writes).await?;
+        for (tracked, envelopes) in pending {
+            tracked.expected_version = Some(tracked.product.version_number());
+            tracked.product.clear_changes();
             self.committed_events.extend(envelopes);
         }
         Ok(())
     }
 
-    fn collect_new_events(&mut self) -> Vec<EventEnvelope> {
+    /// Events committed so far that are not yet collected, in order.
+    pub fn collect_new_events(&mut self) -> Vec<EventEnvelope> {
         std::mem::take(&mut self.committed_events)
     }
 
-    fn max_lines_per_commit(&self) -> Option<usize> {
-        self.store.max_lines_per_commit()
-    }
-}
-
-/// Builds [`StoreUnitOfWork`]s over one shared store.
-pub struct StoreUnitOfWorkFactory<S: Store> {
-    store: Arc<S>,
-    wiring: EventWiring,
-}
-
-impl<S: Store> StoreUnitOfWorkFactory<S> {
-    pub fn new(store: Arc<S>, wiring: EventWiring) -> Self {
-        Self { store, wiring }
-    }
-
-    pub fn store(&self) -> &Arc<S> {
-        &self.store
-    }
-}
-
-impl<S: Store> UnitOfWorkFactory for StoreUnitOfWorkFactory<S> {
-    type Uow = StoreUnitOfWork<S>;
-
-    fn begin(&self, correlation_id: Option<&str>) -> Self::Uow {
-        StoreUnitOfWork::new(Arc::clone(&self.store), self.wiring, correlation_id)
-    }
-
-    fn max_lines_per_commit(&self) -> Option<usize> {
-        self.store.max_lines_per_commit()
-    }
-
-    fn wiring(&self) -> EventWiring {
-        self.wiring
+    /// The most order lines one commit may move (see `ProductRepository::max_lines_per_commit`).
+    pub fn max_lines_per_commit(&self) -> Option<usize> {
+        self.products.max_lines_per_commit()
     }
 }

@@ -11,7 +11,7 @@ use allocation::adapters::sns::SnsPublisher;
 use allocation::domain::EventEnvelope;
 use allocation::entrypoints::lambda::republish::{RepublishReport, Republisher};
 use allocation::entrypoints::lambda::{http, init, republish, sqs, streams};
-use allocation::service::Bus;
+use allocation::service::App;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
@@ -32,7 +32,7 @@ pub(crate) const QUEUE_BATCH_SIZE: i32 = 10;
 pub(crate) struct Cloud {
     pub(crate) moto: &'static Moto,
     pub(crate) table: String,
-    pub(crate) bus: Bus<DynamoDbStore>,
+    pub(crate) app: App<DynamoDbStore>,
     pub(crate) publisher: SnsPublisher,
     pub(crate) outbox: DynamoDbOutbox,
     /// template.yaml's ReallocationQueue: raw delivery, filter `AllocationRequired`.
@@ -40,7 +40,7 @@ pub(crate) struct Cloud {
     /// template.yaml's OutOfStockQueue: raw delivery, filter `OutOfStock`.
     pub(crate) notifier_queue: Queue,
     /// `notify_out_of_stock`'s bus: it sends each delivered `OutOfStock` once to the email topic.
-    pub(crate) notifier: Bus<DynamoDbStore>,
+    pub(crate) notifier: App<DynamoDbStore>,
     pub(crate) email_topic_arn: String,
     /// A stand-in for the email subscription of the email topic: raw delivery off, no filter.
     pub(crate) email_queue: Queue,
@@ -68,9 +68,9 @@ impl Cloud {
         let stream = StreamReader::open(moto, &table).await;
         Self {
             moto,
-            bus: init::bus_over(moto.sdk_config(), table.clone()),
+            app: init::app_over(moto.sdk_config(), table.clone()),
             outbox: DynamoDbOutbox::new(moto.dynamodb(), &table),
-            notifier: init::notifier_bus_over(moto.sdk_config(), table.clone(), &email_topic_arn),
+            notifier: init::notifier_app_over(moto.sdk_config(), table.clone(), &email_topic_arn),
             notifier_queue,
             email_topic_arn,
             publisher: SnsPublisher::new(sns, topic_arn),
@@ -82,14 +82,14 @@ impl Cloud {
     }
 
     pub(crate) fn store(&self) -> &DynamoDbStore {
-        self.bus.uows().store()
+        &self.app.store
     }
 
     /// An HTTP API request to the HTTP functions (they share one handler: the route decides).
     pub(crate) async fn http(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let event = api_event(method, path, body);
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-        let response = http::handle(&self.bus, request).await.unwrap();
+        let response = http::handle(&self.app, request).await.unwrap();
         let Body::Text(text) = response.body() else {
             panic!("not a text body: {:?}", response.body());
         };
@@ -162,7 +162,7 @@ impl Cloud {
     /// Lambda's queue poller: receives messages, hands them to `reallocate` as an SQS event, deletes
     /// those that did not fail. Answers (handled, failed).
     pub(crate) async fn run_reallocate(&self) -> (usize, usize) {
-        self.run_queue(&self.reallocation_queue, &self.bus).await
+        self.run_queue(&self.reallocation_queue, &self.app).await
     }
 
     /// The same for `notify_out_of_stock` and its queue.
@@ -173,7 +173,7 @@ impl Cloud {
     pub(crate) async fn run_queue(
         &self,
         queue: &Queue,
-        bus: &Bus<DynamoDbStore>,
+        app: &App<DynamoDbStore>,
     ) -> (usize, usize) {
         let sqs_client = aws_sdk_sqs::Client::new(self.moto.sdk_config());
         let messages = receive(self.moto, &queue.url, QUEUE_BATCH_SIZE).await;
@@ -186,7 +186,7 @@ impl Cloud {
             .collect();
         let event: SqsEvent =
             serde_json::from_value(json!({ "Records": records })).expect("a Lambda SQS event");
-        let response = sqs::handle(bus, invocation(event)).await.unwrap();
+        let response = sqs::handle(app, invocation(event)).await.unwrap();
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()

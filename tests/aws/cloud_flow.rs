@@ -13,7 +13,7 @@ use crate::support::queues::observer_queue;
 use allocation::adapters::sns::SnsPublisher;
 use allocation::domain::{Event, EventEnvelope};
 use allocation::entrypoints::lambda::sqs;
-use allocation::service::{out_of_stock_message, Store};
+use allocation::service::{out_of_stock_message, OutboxAudit, ProductRepository};
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{json, Value};
 
@@ -120,7 +120,7 @@ async fn a_shrunk_batch_sends_its_line_through_the_outbox_stream_topic_and_queue
         "body": serde_json::to_string(required).unwrap(), "eventSource": "aws:sqs",
     });
     let event: SqsEvent = serde_json::from_value(json!({ "Records": [record] })).unwrap();
-    let response = sqs::handle(&cloud.bus, invocation(event)).await.unwrap();
+    let response = sqs::handle(&cloud.app, invocation(event)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     let again = cloud
         .store()

@@ -21,7 +21,7 @@ use allocation::adapters::dynamodb::keys::{self, CREATED_AT, LINES_PK, PENDING_S
 use allocation::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore};
 use allocation::adapters::records::{AllocationRecord, BatchRecord, ProductRecord};
 use allocation::domain::{Allocate, Batch, CreateBatch, EventEnvelope, OrderLine, Product};
-use allocation::service::{outbox_bus, ProductWrite, Store};
+use allocation::service::{deployed_app, AllocationsView, App, ProductWrite, RecordsRead};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
@@ -137,7 +137,7 @@ fn transaction_puts(call: &Call) -> Vec<Item> {
 /// (written in bulk) and the batch's total in the product item.
 async fn sku_with_history(client: &Client, table: &str, n: &Names, earlier: u32) {
     let store = Arc::new(DynamoDbStore::new(client.clone(), table));
-    let bus = outbox_bus(Arc::clone(&store));
+    let bus = deployed_app(Arc::clone(&store)).bus;
     let purchased = earlier + 1_000;
     let batch = CreateBatch::new(n.batch.clone(), n.sku.clone(), purchased, None).unwrap();
     bus.handle(&batch, None).await.unwrap();
@@ -194,7 +194,7 @@ async fn measure(local: &DynamoDbLocal, table: &str, n: &Names) -> (Cost, Vec<Ca
     let stored_product = stored_item(&client, table, items::product_key(&n.sku)).await;
     let interposer = Interposer::new();
     let store = Arc::new(DynamoDbStore::new(local.client_through(&interposer), table));
-    let bus = outbox_bus(Arc::clone(&store));
+    let bus = deployed_app(Arc::clone(&store)).bus;
     let allocate = Allocate::new(n.order.clone(), n.sku.clone(), 3).unwrap();
     assert_eq!(
         bus.handle(&allocate, Some(CORRELATION)).await.unwrap(),
@@ -423,7 +423,7 @@ async fn the_other_operations_send_the_requests_the_storage_doc_lists() {
     let local = bulk_dynamodb_local().await;
     let table = local.create_table("cost-ops").await;
     let interposer = Interposer::new();
-    let bus = outbox_bus(Arc::new(DynamoDbStore::new(
+    let App { bus, store } = deployed_app(Arc::new(DynamoDbStore::new(
         local.client_through(&interposer),
         &table,
     )));
@@ -470,10 +470,6 @@ async fn the_other_operations_send_the_requests_the_storage_doc_lists() {
         ["GetItem", "GetItem", "Query", "TransactWriteItems"],
         "batch reference, product, the batch's lines (one page), commit"
     );
-    bus.uows()
-        .store()
-        .allocations_for_order("o-1")
-        .await
-        .unwrap();
+    store.allocations_for_order("o-1").await.unwrap();
     assert_eq!(measured("GET /allocations/{orderid}"), ["Query"]);
 }

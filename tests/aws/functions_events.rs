@@ -15,7 +15,7 @@ use allocation::adapters::sns::SnsPublisher;
 use allocation::domain::{Event, EventEnvelope, Product};
 use allocation::entrypoints::lambda::republish::Republisher;
 use allocation::entrypoints::lambda::{http, init, republish, sqs, streams};
-use allocation::service::{out_of_stock_message, Bus, Store};
+use allocation::service::{out_of_stock_message, App, OutboxAudit, ProductRepository};
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_http::Body;
@@ -100,12 +100,12 @@ enum Answer {
 
 /// The functions, wired to moto as their binaries wire them to AWS.
 struct Functions {
-    bus: Bus<DynamoDbStore>,
+    app: App<DynamoDbStore>,
     publisher: SnsPublisher,
     outbox: DynamoDbOutbox,
     republisher: Republisher<SnsPublisher, DynamoDbOutbox>,
     /// `notify_out_of_stock`'s bus and the email topic it sends to.
-    notifier: Bus<DynamoDbStore>,
+    notifier: App<DynamoDbStore>,
     email_topic_arn: String,
     /// A raw-delivery queue subscribed to the topic, filtered to `OutOfStock`.
     out_of_stock_queue: String,
@@ -123,9 +123,9 @@ impl Functions {
         let publisher = SnsPublisher::new(sns, topic_arn);
         let outbox = DynamoDbOutbox::new(moto.dynamodb(), &table);
         Self {
-            notifier: init::notifier_bus_over(moto.sdk_config(), table.clone(), &email_topic_arn),
+            notifier: init::notifier_app_over(moto.sdk_config(), table.clone(), &email_topic_arn),
             email_topic_arn,
-            bus: init::bus_over(moto.sdk_config(), table),
+            app: init::app_over(moto.sdk_config(), table),
             republisher: Republisher {
                 publisher: publisher.clone(),
                 outbox: outbox.clone(),
@@ -138,7 +138,7 @@ impl Functions {
     }
 
     fn store(&self) -> &DynamoDbStore {
-        self.bus.uows().store()
+        &self.app.store
     }
 
     /// Feeds the event to its function's handler.
@@ -148,7 +148,7 @@ impl Functions {
         match function {
             "add_batch" | "allocate" | "change_batch_quantity" | "allocations" => {
                 let request = lambda_http::request::from_str(event).expect("an API Gateway event");
-                let response = http::handle(&self.bus, request).await.unwrap();
+                let response = http::handle(&self.app, request).await.unwrap();
                 assert_eq!(response.headers()["content-type"], "application/json");
                 let body = match response.body() {
                     Body::Text(text) => serde_json::from_str(text).expect("a JSON body"),
@@ -161,7 +161,7 @@ impl Functions {
             }
             "reallocate" | "notify_out_of_stock" => {
                 let bus = match function {
-                    "reallocate" => &self.bus,
+                    "reallocate" => &self.app,
                     _ => &self.notifier,
                 };
                 let event: SqsEvent = serde_json::from_str(event).expect("an SQS event");

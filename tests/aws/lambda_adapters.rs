@@ -9,7 +9,8 @@ use crate::support::memory_store::InMemoryStore;
 use allocation::domain::{Event, EventEnvelope};
 use allocation::entrypoints::lambda::{http, sqs, streams};
 use allocation::service::{
-    outbox_bus, Bus, EventPublisher, PublishError, PublishedMarks, Store, StoreError,
+    deployed_app, AllocationsView, App, EventPublisher, OutboxAudit, ProductRepository,
+    PublishError, PublishedMarks, RecordsRead, Store, StoreError,
 };
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -24,9 +25,9 @@ pub(crate) fn sample(file: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-pub(crate) fn bus() -> (Arc<InMemoryStore>, Bus<InMemoryStore>) {
+pub(crate) fn app() -> (Arc<InMemoryStore>, App<InMemoryStore>) {
     let store = Arc::new(InMemoryStore::new());
-    (Arc::clone(&store), outbox_bus(store))
+    (Arc::clone(&store), deployed_app(store))
 }
 
 pub(crate) fn context(request_id: &str) -> Context {
@@ -52,13 +53,13 @@ pub(crate) struct Answer {
     pub(crate) body: Value,
 }
 
-pub(crate) async fn call_http<S: Store>(bus: &Bus<S>, event: &Value) -> Answer {
+pub(crate) async fn call_http<S: Store>(app: &App<S>, event: &Value) -> Answer {
     let request = lambda_http::request::from_str(&event.to_string()).expect("an API Gateway event");
-    answer(bus, request).await
+    answer(app, request).await
 }
 
-async fn answer<S: Store>(bus: &Bus<S>, request: lambda_http::Request) -> Answer {
-    let response = http::handle(bus, request).await.unwrap();
+async fn answer<S: Store>(app: &App<S>, request: lambda_http::Request) -> Answer {
+    let response = http::handle(app, request).await.unwrap();
     let body = match response.body() {
         Body::Text(text) => serde_json::from_str(text).expect("a JSON body"),
         other => panic!("expected a text body, got {other:?}"),
@@ -88,14 +89,14 @@ pub(crate) fn allocate(orderid: &str, sku: &str, qty: u32) -> Value {
 
 #[tokio::test]
 async fn http_requests_go_through_the_contract_and_answer_json() {
-    let (_, bus) = bus();
-    let created = call_http(&bus, &sample("add_batch.json")).await;
+    let (_, app) = app();
+    let created = call_http(&app, &sample("add_batch.json")).await;
     assert_eq!(created.status, 201);
     assert_eq!(created.headers["content-type"], "application/json");
-    let allocated = call_http(&bus, &sample("allocate.json")).await;
+    let allocated = call_http(&app, &sample("allocate.json")).await;
     assert_eq!(allocated.status, 201);
     assert_eq!(allocated.body, json!({"batchref": "batch-001"}));
-    let listed = call_http(&bus, &sample("allocations.json")).await;
+    let listed = call_http(&app, &sample("allocations.json")).await;
     assert_eq!(listed.status, 200);
     assert_eq!(
         listed.body,
@@ -105,35 +106,35 @@ async fn http_requests_go_through_the_contract_and_answer_json() {
 
 #[tokio::test]
 async fn a_base64_body_is_decoded() {
-    let (_, bus) = bus();
+    let (_, app) = app();
     let mut event = add_batch("b1", "LAMP", 10);
     event["body"] = json!(BASE64.encode(event["body"].as_str().unwrap().as_bytes()));
     event["isBase64Encoded"] = json!(true);
-    assert_eq!(call_http(&bus, &event).await.status, 201);
-    let allocated = call_http(&bus, &allocate("o1", "LAMP", 1)).await;
+    assert_eq!(call_http(&app, &event).await.status, 201);
+    let allocated = call_http(&app, &allocate("o1", "LAMP", 1)).await;
     assert_eq!(allocated.body, json!({"batchref": "b1"}));
 }
 
 #[tokio::test]
 async fn a_named_stage_in_the_raw_path_is_not_part_of_the_route() {
-    let (_, bus) = bus();
+    let (_, app) = app();
     let mut event = add_batch("b1", "LAMP", 10);
     event["rawPath"] = json!("/prod/add_batch");
     event["requestContext"]["stage"] = json!("prod");
-    assert_eq!(call_http(&bus, &event).await.status, 201);
+    assert_eq!(call_http(&app, &event).await.status, 201);
 }
 
 #[tokio::test]
 async fn errors_of_the_contract_pass_through_with_their_headers() {
-    let (_, bus) = bus();
-    let wrong_method = call_http(&bus, &http_event("GET", "/add_batch", None)).await;
+    let (_, app) = app();
+    let wrong_method = call_http(&app, &http_event("GET", "/add_batch", None)).await;
     assert_eq!(wrong_method.status, 405);
     assert_eq!(wrong_method.headers["allow"], "POST");
     assert_eq!(wrong_method.headers["content-type"], "application/json");
     assert!(wrong_method.body["message"].is_string());
-    let unknown = call_http(&bus, &http_event("POST", "/nowhere", Some("{}"))).await;
+    let unknown = call_http(&app, &http_event("POST", "/nowhere", Some("{}"))).await;
     assert_eq!(unknown.status, 404);
-    let bad = call_http(&bus, &sample("add_batch_bad_input.json")).await;
+    let bad = call_http(&app, &sample("add_batch_bad_input.json")).await;
     assert_eq!(bad.status, 400);
     assert!(bad.body["message"].as_str().unwrap().contains("qty"));
     let mut no_content_type = add_batch("b1", "LAMP", 10);
@@ -141,19 +142,19 @@ async fn errors_of_the_contract_pass_through_with_their_headers() {
         .as_object_mut()
         .unwrap()
         .remove("content-type");
-    assert_eq!(call_http(&bus, &no_content_type).await.status, 400);
+    assert_eq!(call_http(&app, &no_content_type).await.status, 400);
 }
 
 #[tokio::test]
 async fn the_api_gateway_request_id_becomes_the_events_correlation_id() {
-    let (store, bus) = bus();
+    let (store, app) = app();
     assert_eq!(
-        call_http(&bus, &add_batch("b1", "LAMP", 1)).await.status,
+        call_http(&app, &add_batch("b1", "LAMP", 1)).await.status,
         201
     );
     let mut event = allocate("o1", "LAMP", 5);
     event["requestContext"]["requestId"] = json!("api-request-7");
-    assert_eq!(call_http(&bus, &event).await.status, 409);
+    assert_eq!(call_http(&app, &event).await.status, 409);
     let outbox = store.outbox("LAMP").await.unwrap();
     let out_of_stock = outbox
         .iter()
@@ -167,9 +168,9 @@ async fn the_api_gateway_request_id_becomes_the_events_correlation_id() {
 
 #[tokio::test]
 async fn without_an_api_gateway_request_id_the_lambda_request_id_correlates() {
-    let (store, bus) = bus();
+    let (store, app) = app();
     assert_eq!(
-        call_http(&bus, &add_batch("b1", "LAMP", 1)).await.status,
+        call_http(&app, &add_batch("b1", "LAMP", 1)).await.status,
         201
     );
     let mut event = allocate("o1", "LAMP", 5);
@@ -180,7 +181,7 @@ async fn without_an_api_gateway_request_id_the_lambda_request_id_correlates() {
     let request = lambda_http::request::from_str(&event.to_string())
         .unwrap()
         .with_lambda_context(context("lambda-request-9"));
-    assert_eq!(answer(&bus, request).await.status, 409);
+    assert_eq!(answer(&app, request).await.status, 409);
     let outbox = store.outbox("LAMP").await.unwrap();
     assert_eq!(
         outbox.last().unwrap().correlation_id.as_deref(),
@@ -231,9 +232,9 @@ fn failures(response: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn one_failing_message_does_not_fail_the_others() {
-    let (store, bus) = bus();
+    let (store, app) = app();
     assert_eq!(
-        call_http(&bus, &add_batch("b1", "LAMP", 10)).await.status,
+        call_http(&app, &add_batch("b1", "LAMP", 10)).await.status,
         201
     );
     let good = allocation_required("LAMP:9:0", "o1", "LAMP", 2);
@@ -245,7 +246,7 @@ async fn one_failing_message_does_not_fail_the_others() {
         None,
         Some(r#"{"type":"Unheard","id":"x"}"#),
     ]);
-    let response = serde_json::to_value(sqs::handle(&bus, event).await.unwrap()).unwrap();
+    let response = serde_json::to_value(sqs::handle(&app, event).await.unwrap()).unwrap();
     assert_eq!(failures(&response), ["m1", "m2", "m3", "m4"]);
     let views = store.allocations_for_order("o1").await.unwrap();
     assert_eq!(views.len(), 1);
@@ -254,14 +255,14 @@ async fn one_failing_message_does_not_fail_the_others() {
 
 #[tokio::test]
 async fn a_redelivered_message_changes_nothing() {
-    let (store, bus) = bus();
+    let (store, app) = app();
     assert_eq!(
-        call_http(&bus, &add_batch("b1", "LAMP", 10)).await.status,
+        call_http(&app, &add_batch("b1", "LAMP", 10)).await.status,
         201
     );
     let message = allocation_required("LAMP:9:0", "o1", "LAMP", 4);
     for _ in 0..2 {
-        let response = sqs::handle(&bus, sqs_event(&[Some(&message)]))
+        let response = sqs::handle(&app, sqs_event(&[Some(&message)]))
             .await
             .unwrap();
         assert!(response.batch_item_failures.is_empty());
@@ -272,10 +273,10 @@ async fn a_redelivered_message_changes_nothing() {
 
 #[tokio::test]
 async fn the_reallocations_of_a_batch_are_applied_together_one_commit_per_sku() {
-    let (store, bus) = bus();
+    let (store, app) = app();
     for (reference, sku) in [("b1", "LAMP"), ("b2", "DESK")] {
         assert_eq!(
-            call_http(&bus, &add_batch(reference, sku, 50)).await.status,
+            call_http(&app, &add_batch(reference, sku, 50)).await.status,
             201
         );
     }
@@ -288,12 +289,13 @@ async fn the_reallocations_of_a_batch_are_applied_together_one_commit_per_sku() 
     ];
     let bodies: Vec<Option<&str>> = messages.iter().map(|m| Some(m.as_str())).collect();
     let read_before = store.records_read();
-    let response = sqs::handle(&bus, sqs_event(&bodies)).await.unwrap();
+    let response = sqs::handle(&app, sqs_event(&bodies)).await.unwrap();
     assert!(
         response.batch_item_failures.is_empty(),
         "out of stock (o4) is not a failure; the redelivered o1 changes nothing"
     );
-    let groups = bus
+    let groups = app
+        .bus
         .stats()
         .allocation_groups
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -316,9 +318,9 @@ async fn the_reallocations_of_a_batch_are_applied_together_one_commit_per_sku() 
 
 #[tokio::test]
 async fn no_record_is_started_that_could_not_end_before_the_invocation_s_deadline() {
-    let (store, bus) = bus();
+    let (store, app) = app();
     assert_eq!(
-        call_http(&bus, &add_batch("b1", "LAMP", 10)).await.status,
+        call_http(&app, &add_batch("b1", "LAMP", 10)).await.status,
         201
     );
     let now_ms = |offset: Duration| {
@@ -340,7 +342,7 @@ async fn no_record_is_started_that_could_not_end_before_the_invocation_s_deadlin
     // One second left: less than the bus's retry budget (3 s) and the margin.
     let mut event = sqs_event(&bodies);
     event.context.deadline = now_ms(Duration::from_secs(1));
-    let response = serde_json::to_value(sqs::handle(&bus, event).await.unwrap()).unwrap();
+    let response = serde_json::to_value(sqs::handle(&app, event).await.unwrap()).unwrap();
     assert_eq!(
         failures(&response),
         ["m0", "m1"],
@@ -354,16 +356,16 @@ async fn no_record_is_started_that_could_not_end_before_the_invocation_s_deadlin
     // Ten seconds left: everything runs.
     let mut event = sqs_event(&bodies);
     event.context.deadline = now_ms(Duration::from_secs(10));
-    let response = serde_json::to_value(sqs::handle(&bus, event).await.unwrap()).unwrap();
+    let response = serde_json::to_value(sqs::handle(&app, event).await.unwrap()).unwrap();
     assert!(failures(&response).is_empty());
     assert_eq!(store.allocations_for_order("o1").await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn the_sample_sqs_event_fails_both_records_on_an_empty_store() {
-    let (_, bus) = bus();
+    let (_, app) = app();
     let event: SqsEvent = serde_json::from_value(sample("reallocate.json")).unwrap();
-    let response = sqs::handle(&bus, LambdaEvent::new(event, context("r")))
+    let response = sqs::handle(&app, LambdaEvent::new(event, context("r")))
         .await
         .unwrap();
     assert_eq!(

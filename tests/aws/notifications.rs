@@ -46,8 +46,8 @@ async fn two_deliveries_of_one_out_of_stock_at_once_send_one_email() {
     let table = moto.create_table("notify").await;
     let topic = moto.create_topic("emails").await;
     // Two execution environments of notify_out_of_stock, each with its own clients.
-    let first = Arc::new(init::notifier_bus_over(moto.sdk_config(), &table, &topic));
-    let second = Arc::new(init::notifier_bus_over(moto.sdk_config(), &table, &topic));
+    let first = Arc::new(init::notifier_app_over(moto.sdk_config(), &table, &topic));
+    let second = Arc::new(init::notifier_app_over(moto.sdk_config(), &table, &topic));
     let runs = 5;
     let mut retried = 0;
     for run in 0..runs {
@@ -62,8 +62,8 @@ async fn two_deliveries_of_one_out_of_stock_at_once_send_one_email() {
             }),
         };
         let (a, b) = tokio::join!(
-            first.handle(&envelope, None),
-            second.handle(&envelope, None)
+            first.bus.handle(&envelope, None),
+            second.bus.handle(&envelope, None)
         );
         for outcome in [a, b] {
             match outcome {
@@ -71,7 +71,7 @@ async fn two_deliveries_of_one_out_of_stock_at_once_send_one_email() {
                 // The live claim of the other: SQS offers this delivery again later.
                 Err(ServiceError::Notification(e)) if e.0.contains("another delivery") => {
                     retried += 1;
-                    first.handle(&envelope, None).await.unwrap();
+                    first.bus.handle(&envelope, None).await.unwrap();
                 }
                 Err(other) => panic!("run {run}: {other}"),
             }

@@ -15,7 +15,9 @@ use crate::support::interposer::{item_json, Interposer};
 use allocation::adapters::dynamodb::keys::{batch_lines_pk, LINES_INDEX, LINES_PK, SK};
 use allocation::adapters::dynamodb::DynamoDbStore;
 use allocation::domain::{Allocate, ChangeBatchQuantity, CreateBatch, LineStatus};
-use allocation::service::{outbox_bus, AllocationView, ServiceError, Store};
+use allocation::service::{
+    deployed_app, AllocationView, AllocationsView, OutboxAudit, ProductRepository, ServiceError,
+};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
@@ -44,7 +46,8 @@ async fn table() -> Table {
 async fn add_batch(store: &Arc<DynamoDbStore>, reference: &str, sku: &str, qty: u32, late: bool) {
     let eta = late.then(|| chrono::NaiveDate::from_ymd_opt(2027, 1, 15).unwrap());
     let command = CreateBatch::new(reference, sku, qty, eta).unwrap();
-    outbox_bus(Arc::clone(store))
+    deployed_app(Arc::clone(store))
+        .bus
         .handle(&command, None)
         .await
         .unwrap();
@@ -68,7 +71,7 @@ async fn a_commit_decided_on_a_line_read_before_a_concurrent_commit_is_refused_a
 
     // A loads: its line read goes through (no line yet), its product read is held.
     t.interposer.hold_product_reads();
-    let torn = outbox_bus(Arc::clone(&t.torn));
+    let torn = deployed_app(Arc::clone(&t.torn)).bus;
     let command = Allocate::new(order.clone(), sku.clone(), 5).unwrap();
     let a = tokio::spawn(async move { torn.handle(&command, None).await });
     let line_sk = format!("LINE#{sku}");
@@ -89,7 +92,8 @@ async fn a_commit_decided_on_a_line_read_before_a_concurrent_commit_is_refused_a
     .expect("A read its line and waits for its product");
 
     // B allocates the same order meanwhile; then A reads the product as B left it: a torn load.
-    let b = outbox_bus(Arc::clone(&t.plain))
+    let b = deployed_app(Arc::clone(&t.plain))
+        .bus
         .handle(&Allocate::new(order.clone(), sku.clone(), 5).unwrap(), None)
         .await
         .unwrap();
@@ -131,7 +135,9 @@ async fn sixty_four_concurrent_allocations_on_torn_loads_never_oversell() {
     // twice at once.
     t.interposer
         .delay_product_reads(Some(Duration::from_millis(30)));
-    let buses: Vec<_> = (0..8).map(|_| outbox_bus(Arc::clone(&t.torn))).collect();
+    let buses: Vec<_> = (0..8)
+        .map(|_| deployed_app(Arc::clone(&t.torn)).bus)
+        .collect();
     let orders: Vec<String> = (0..48).map(|i| format!("{}-{i:02}", unique("o"))).collect();
     let tasks: Vec<_> = (0..64)
         .map(|i| {
@@ -231,7 +237,7 @@ async fn a_shrink_on_a_lagging_index_is_refused_and_retried_on_fresh_lines() {
     let (sku, batch, later) = (unique("LAG"), unique("b"), unique("b"));
     add_batch(&t.plain, &batch, &sku, 10, false).await;
     add_batch(&t.plain, &later, &sku, 10, true).await;
-    let plain = outbox_bus(Arc::clone(&t.plain));
+    let plain = deployed_app(Arc::clone(&t.plain)).bus;
     let orders = ["o-1", "o-2", "o-3"].map(|o| format!("{}-{o}", unique("order")));
     for order in &orders {
         plain
@@ -259,7 +265,8 @@ async fn a_shrink_on_a_lagging_index_is_refused_and_retried_on_fresh_lines() {
     // The next shrink reads the index as it was before the first: o-3 still in the batch.
     t.interposer
         .lag_index(&batch_lines_pk(&batch), before_shrink, 1);
-    outbox_bus(Arc::clone(&t.torn))
+    deployed_app(Arc::clone(&t.torn))
+        .bus
         .handle(&ChangeBatchQuantity::new(batch.clone(), 2).unwrap(), None)
         .await
         .unwrap();
@@ -286,7 +293,7 @@ async fn a_shrink_on_an_index_missing_lines_is_retried() {
     let t = table().await;
     let (sku, batch) = (unique("LAG"), unique("b"));
     add_batch(&t.plain, &batch, &sku, 10, false).await;
-    let plain = outbox_bus(Arc::clone(&t.plain));
+    let plain = deployed_app(Arc::clone(&t.plain)).bus;
     let orders = ["o-1", "o-2"].map(|o| format!("{}-{o}", unique("order")));
     for order in &orders {
         plain
@@ -297,7 +304,8 @@ async fn a_shrink_on_an_index_missing_lines_is_retried() {
     // The index has not shown the batch's lines yet: the lines run out before the batch's total.
     t.interposer
         .lag_index(&batch_lines_pk(&batch), Vec::new(), 1);
-    outbox_bus(Arc::clone(&t.torn))
+    deployed_app(Arc::clone(&t.torn))
+        .bus
         .handle(&ChangeBatchQuantity::new(batch.clone(), 4).unwrap(), None)
         .await
         .unwrap();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::lambda_adapters::{
-    add_batch, allocate, bus, call_http, context, out_of_stock, sample, stream_event,
+    add_batch, allocate, app, call_http, context, out_of_stock, sample, stream_event,
     stream_record, FakeMarks, FakePublisher,
 };
 use allocation::entrypoints::lambda::{metrics, sqs, streams};
@@ -102,15 +102,15 @@ fn signed(mut event: Value, user_arn: &str, request_id: &str) -> Value {
 async fn each_http_invocation_emits_its_metrics_and_logs_its_caller() {
     let captured = Captured::default();
     let _guard = captured.install();
-    let (_, bus) = bus();
+    let (_, app) = app();
     let alice = "arn:aws:iam::123456789012:user/alice";
     assert_eq!(
-        call_http(&bus, &signed(add_batch("b1", "LAMP", 2), alice, "req-a"))
+        call_http(&app, &signed(add_batch("b1", "LAMP", 2), alice, "req-a"))
             .await
             .status,
         201
     );
-    let allocated = call_http(&bus, &signed(allocate("o1", "LAMP", 2), alice, "req-b")).await;
+    let allocated = call_http(&app, &signed(allocate("o1", "LAMP", 2), alice, "req-b")).await;
     assert_eq!(allocated.status, 201);
     assert_eq!(
         allocated.headers["x-request-id"], "req-b",
@@ -119,7 +119,7 @@ async fn each_http_invocation_emits_its_metrics_and_logs_its_caller() {
     let mut refused = allocate("o2", "LAMP", 1);
     refused["requestContext"]["authorizer"] =
         json!({"jwt": {"claims": {"sub": "buyer-7", "scope": "allocation/write"}, "scopes": null}});
-    assert_eq!(call_http(&bus, &refused).await.status, 409);
+    assert_eq!(call_http(&app, &refused).await.status, 409);
 
     let documents = captured.documents();
     assert_eq!(documents.len(), 3, "one document per invocation");
@@ -178,9 +178,9 @@ async fn each_http_invocation_emits_its_metrics_and_logs_its_caller() {
 async fn queue_and_stream_invocations_emit_their_failures_and_publications() {
     let captured = Captured::default();
     let _guard = captured.install();
-    let (_, bus) = bus();
+    let (_, app) = app();
     let event: SqsEvent = serde_json::from_value(sample("reallocate.json")).unwrap();
-    let response = sqs::handle(&bus, LambdaEvent::new(event, context("q")))
+    let response = sqs::handle(&app, LambdaEvent::new(event, context("q")))
         .await
         .unwrap();
     assert_eq!(response.batch_item_failures.len(), 2, "unknown SKU");

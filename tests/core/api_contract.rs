@@ -5,19 +5,19 @@ use std::sync::Arc;
 
 use crate::support::memory_store::InMemoryStore;
 use allocation::entrypoints::http::{handle, HttpRequest, HttpResponse};
-use allocation::service::{outbox_bus, Bus};
+use allocation::service::{deployed_app, App};
 use serde_json::{json, Value};
 
-fn app() -> Bus<InMemoryStore> {
-    outbox_bus(Arc::new(InMemoryStore::new()))
+fn app() -> App<InMemoryStore> {
+    deployed_app(Arc::new(InMemoryStore::new()))
 }
 
-async fn call(bus: &Bus<InMemoryStore>, method: &str, path: &str, body: &str) -> (u16, Value) {
+async fn call(bus: &App<InMemoryStore>, method: &str, path: &str, body: &str) -> (u16, Value) {
     call_with(bus, method, path, Some("application/json"), body).await
 }
 
 async fn call_with(
-    bus: &Bus<InMemoryStore>,
+    bus: &App<InMemoryStore>,
     method: &str,
     path: &str,
     content_type: Option<&str>,
@@ -37,12 +37,12 @@ async fn call_with(
     )
 }
 
-async fn post(bus: &Bus<InMemoryStore>, path: &str, body: Value) -> (u16, Value) {
+async fn post(bus: &App<InMemoryStore>, path: &str, body: Value) -> (u16, Value) {
     call(bus, "POST", path, &body.to_string()).await
 }
 
 /// Given a batch: `POST /add_batch` answers 201.
-async fn add_batch(bus: &Bus<InMemoryStore>, body: Value) {
+async fn add_batch(bus: &App<InMemoryStore>, body: Value) {
     let (status, answer) = post(bus, "/add_batch", body).await;
     assert_eq!(status, 201, "{answer}");
 }

@@ -9,8 +9,7 @@ use std::time::Duration;
 use crate::support::memory_store::InMemoryStore;
 use allocation::domain::{Allocate, CreateBatch};
 use allocation::service::{
-    Bootstrap, ProductWrite, RetryPolicy, ServiceError, Store, StoreError, UnitOfWork,
-    UnitOfWorkFactory,
+    Bootstrap, ProductRepository, ProductWrite, RetryPolicy, ServiceError, StoreError,
 };
 
 /// The in-memory store with a network-like delay before each commit, so racing units of work load
@@ -18,8 +17,8 @@ use allocation::service::{
 #[derive(Default)]
 struct SlowCommits(InMemoryStore);
 
-impl Store for SlowCommits {
-    crate::delegate_reads!(0);
+impl ProductRepository for SlowCommits {
+    crate::delegate_loads!(0);
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         tokio::time::sleep(Duration::from_millis(1)).await;
         self.0.commit(writes).await
@@ -69,7 +68,7 @@ async fn concurrent_allocations_on_one_sku_never_oversell_and_conflicts_are_retr
         }
     }
 
-    let mut uow = bus.uows().begin(None);
+    let mut uow = bus.unit_of_work(None);
     let product = uow.get("HOT", &[]).await.unwrap().unwrap();
     let batch = product.batch("b1").unwrap();
     assert_eq!(

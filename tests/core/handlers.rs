@@ -12,9 +12,9 @@ use allocation::domain::{
 };
 use allocation::service::notifications::NotifyFuture;
 use allocation::service::{
-    handlers, AllocationView, Bootstrap, Bus, EventWiring, NotificationError, Notifications,
-    ProductWrite, RetryPolicy, ServiceError, Store, StoreError, StoreUnitOfWorkFactory, UnitOfWork,
-    UnitOfWorkFactory,
+    handlers, AllocationView, AllocationsView, Bootstrap, EventWiring, MessageBus,
+    NotificationError, Notifications, OutboxAudit, ProductRepository, ProductWrite, RetryPolicy,
+    ServiceError, StoreError, UnitOfWork,
 };
 use chrono::NaiveDate;
 
@@ -41,13 +41,13 @@ impl Notifications for FakeNotifications {
     }
 }
 
-struct Fixture<S: Store> {
+struct Fixture<S: ProductRepository> {
     store: Arc<S>,
     notifications: Arc<FakeNotifications>,
-    bus: Bus<S>,
+    bus: MessageBus<S>,
 }
 
-impl<S: Store> Fixture<S> {
+impl<S: ProductRepository> Fixture<S> {
     /// Given a batch (the command succeeds).
     async fn add_batch(&self, reference: &str, sku: &str, qty: u32, eta: Option<NaiveDate>) {
         let cmd = create_batch(reference, sku, qty, eta);
@@ -55,7 +55,7 @@ impl<S: Store> Fixture<S> {
     }
 }
 
-fn bootstrap_with<S: Store>(
+fn bootstrap_with<S: ProductRepository>(
     store: S,
     wiring: EventWiring,
     notifications: FakeNotifications,
@@ -96,8 +96,8 @@ fn allocate(orderid: &str, sku: &str, qty: u32) -> Allocate {
     Allocate::new(orderid, sku, qty).unwrap()
 }
 
-async fn product<S: Store>(fx: &Fixture<S>, sku: &str) -> Product {
-    let mut uow = fx.bus.uows().begin(None);
+async fn product<S: ProductRepository>(fx: &Fixture<S>, sku: &str) -> Product {
+    let mut uow = fx.bus.unit_of_work(None);
     uow.get(sku, &[])
         .await
         .unwrap()
@@ -376,8 +376,7 @@ mod change_batch_quantity {
         // The handler alone, with the bus's event handling out of the picture: the events it raises are
         // what the bus would be given, and nothing is reallocated.
         let store = Arc::new(InMemoryStore::new());
-        let uows = StoreUnitOfWorkFactory::new(Arc::clone(&store), EventWiring::outbox());
-        let mut uow = uows.begin(None);
+        let mut uow = UnitOfWork::new(Arc::clone(&store), EventWiring::outbox(), None);
         let product = uow.add(Product::new("INDIFFERENT-TABLE").unwrap());
         for (reference, eta) in [("batch1", None), ("batch2", today())] {
             product
@@ -482,7 +481,7 @@ mod message_bus {
             ["TWIN-LAMP:3:0", "TWIN-LAMP:3:1"],
             "Allocated, OutOfStock"
         );
-        let mut uow = fx.bus.uows().begin(None);
+        let mut uow = fx.bus.unit_of_work(None);
         let product = uow.get("TWIN-LAMP", &["o2", "o3"]).await.unwrap().unwrap();
         assert!(matches!(
             product.line_status("o2"),
@@ -563,8 +562,8 @@ mod message_bus {
     #[derive(Default)]
     struct AlwaysConflicting(InMemoryStore);
 
-    impl Store for AlwaysConflicting {
-        crate::delegate_reads!(0);
+    impl ProductRepository for AlwaysConflicting {
+        crate::delegate_loads!(0);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             Err(StoreError::VersionConflict {
                 sku: writes[0].product.sku().to_owned(),
@@ -614,8 +613,8 @@ mod change_batch_quantity_in_chunks {
         reallocated: Mutex<Vec<(String, Option<String>)>>,
     }
 
-    impl Store for ReallocatingBetweenChunks {
-        crate::delegate_reads!(inner);
+    impl ProductRepository for ReallocatingBetweenChunks {
+        crate::delegate_loads!(inner);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             self.inner.commit(writes).await?;
             if self.reallocating.swap(true, Ordering::SeqCst) {
@@ -653,6 +652,8 @@ mod change_batch_quantity_in_chunks {
         }
     }
 
+    crate::delegate_views!(ReallocatingBetweenChunks, inner);
+
     /// Refuses one commit (a version conflict, writing nothing) once armed, `skip` commits later.
     #[derive(Default)]
     struct ConflictOnLaterChunk {
@@ -661,8 +662,8 @@ mod change_batch_quantity_in_chunks {
         skip: AtomicUsize,
     }
 
-    impl Store for ConflictOnLaterChunk {
-        crate::delegate_reads!(inner);
+    impl ProductRepository for ConflictOnLaterChunk {
+        crate::delegate_loads!(inner);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             let left = self.skip.load(Ordering::SeqCst);
             if left != usize::MAX {
@@ -680,7 +681,9 @@ mod change_batch_quantity_in_chunks {
         }
     }
 
-    async fn six_lines_on_b_now<S: Store>(fx: &Fixture<S>) {
+    crate::delegate_views!(ConflictOnLaterChunk, inner);
+
+    async fn six_lines_on_b_now<S: ProductRepository + AllocationsView>(fx: &Fixture<S>) {
         fx.add_batch("b-now", "SHELF", 6, None).await;
         fx.add_batch("b-later", "SHELF", 10, later()).await;
         for n in 0..6 {
@@ -697,7 +700,10 @@ mod change_batch_quantity_in_chunks {
         NaiveDate::from_ymd_opt(2027, 3, 1)
     }
 
-    async fn lines_on<S: Store>(fx: &Fixture<S>, batch: &str) -> usize {
+    async fn lines_on<S: ProductRepository + AllocationsView>(
+        fx: &Fixture<S>,
+        batch: &str,
+    ) -> usize {
         let mut on = 0;
         for n in 0..6 {
             let views = fx
@@ -787,8 +793,8 @@ mod retries_within_a_time_budget {
         }
     }
 
-    impl Store for SlowThrottled {
-        crate::delegate_reads!(inner);
+    impl ProductRepository for SlowThrottled {
+        crate::delegate_loads!(inner);
         async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
             self.commits.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(self.commit_time).await;

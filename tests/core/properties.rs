@@ -5,9 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::support::memory_store::InMemoryStore;
 use allocation::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Product};
-use allocation::service::{
-    Bootstrap, EventWiring, ProductWrite, Store, StoreError, UnitOfWork, UnitOfWorkFactory,
-};
+use allocation::service::{Bootstrap, EventWiring, ProductRepository, ProductWrite, StoreError};
 use chrono::NaiveDate;
 use proptest::prelude::*;
 
@@ -22,8 +20,8 @@ struct RecordingStore {
     commits: Mutex<Vec<(String, Option<u64>, u64)>>,
 }
 
-impl Store for RecordingStore {
-    crate::delegate_reads!(inner);
+impl ProductRepository for RecordingStore {
+    crate::delegate_loads!(inner);
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         self.inner.commit(writes).await?;
         let mut commits = self.commits.lock().unwrap();
@@ -106,7 +104,7 @@ proptest! {
                     Command::Allocate(cmd) => bus.handle(cmd, None).await.map(|_| ()),
                     Command::ChangeBatchQuantity(cmd) => bus.handle(cmd, None).await,
                 };
-                let mut uow = bus.uows().begin(None);
+                let mut uow = bus.unit_of_work(None);
                 let orders = all_orders();
                 let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
                 for sku in SKUS {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use allocation::adapters::embedded::{EmbeddedOptions, EmbeddedStore, ReadMode};
-use allocation::service::{ProductWrite, Store, StoreError};
+use allocation::service::{ProductRepository, ProductWrite, StoreError};
 use tempfile::TempDir;
 
 /// An embedded store that owns its temporary directory: the store is closed first (fields drop in
@@ -24,8 +24,8 @@ async fn fresh_store_with(options: EmbeddedOptions) -> Arc<TempStore> {
     Arc::new(TempStore { store, _dir: dir })
 }
 
-impl Store for TempStore {
-    crate::delegate_reads!(store);
+impl ProductRepository for TempStore {
+    crate::delegate_loads!(store);
 
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         self.store.commit(writes).await
@@ -35,6 +35,8 @@ impl Store for TempStore {
         self.store.max_lines_per_commit()
     }
 }
+
+crate::delegate_views!(TempStore, store);
 
 crate::contract_suite!(fresh_store());
 

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use allocation::adapters::embedded::{EmbeddedStore, DATABASE_FILE};
 use allocation::domain::{Allocate, CreateBatch, Event, EventEnvelope};
 use allocation::service::{
-    EventWiring, OutboxFeed, ServiceError, Store, StoreError, StoreUnitOfWorkFactory,
+    AllocationsView, EventWiring, OutboxAudit, OutboxFeed, ProductRepository, ServiceError,
+    StoreError,
 };
 
-type Bus = allocation::service::Bus<EmbeddedStore>;
+type Bus = allocation::service::MessageBus<EmbeddedStore>;
 
 /// Set in the re-executed child: the directory of its store.
 const CHILD_DIR: &str = "EMBEDDED_DURABILITY_CHILD_DIR";
@@ -603,17 +604,13 @@ async fn a_file_of_layout_2_is_migrated_on_open_and_keeps_every_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_commit_in_a_group_writes_nothing_and_the_others_land() {
     use allocation::domain::{Batch, Product};
-    use allocation::service::{UnitOfWork, UnitOfWorkFactory};
+    use allocation::service::UnitOfWork;
 
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let uows = Arc::new(StoreUnitOfWorkFactory::new(
-        Arc::clone(&store),
-        EventWiring::outbox(),
-    ));
     let tasks: Vec<_> = (0..24)
         .map(|n| {
-            let uows = Arc::clone(&uows);
+            let store = Arc::clone(&store);
             tokio::spawn(async move {
                 // 0..8: the same SKU; 8..16: the same batch reference on distinct SKUs; 16..24: unique.
                 let (sku, reference) = match n {
@@ -621,7 +618,7 @@ async fn a_refused_commit_in_a_group_writes_nothing_and_the_others_land() {
                     8..16 => (format!("SKU-{n}"), "same-ref".to_owned()),
                     _ => (format!("SKU-{n}"), format!("b{n}")),
                 };
-                let mut uow = uows.begin(None);
+                let mut uow = UnitOfWork::new(store, EventWiring::outbox(), None);
                 let product = uow.add(Product::new(&sku).unwrap());
                 product
                     .add_batch(Batch::new(&reference, &sku, 10, None).unwrap())

@@ -14,8 +14,8 @@ use allocation::entrypoints::local::{
     Ack, Consumer, DeliveryPolicy, EventFlow, FlowConfig, QueuedEvent, Routes, Worker,
 };
 use allocation::service::{
-    out_of_stock_message, Bootstrap, Bus, DeadLetter, Notifications, OutboxFeed, ProductWrite,
-    Store, StoreError,
+    out_of_stock_message, AllocationsView, App, Bootstrap, DeadLetter, Notifications, OutboxFeed,
+    ProductRepository, ProductWrite, StoreError,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -66,31 +66,35 @@ fn config() -> FlowConfig {
     config
 }
 
-/// The local server's bus: its out-of-stock emails go to `dir/mailbox.txt`.
-fn bus(store: &Arc<MemoryFeedStore>, dir: &std::path::Path) -> Arc<Bus<MemoryFeedStore>> {
+/// The local server's app: its out-of-stock emails go to `dir/mailbox.txt`.
+fn app(store: &Arc<MemoryFeedStore>, dir: &std::path::Path) -> App<MemoryFeedStore> {
     let mailbox = Mailbox::new(dir.join("mailbox.txt"));
-    let bus = Bootstrap::new(Arc::clone(store)).notifications(Arc::new(mailbox));
-    Arc::new(bus.build())
+    Bootstrap::new(Arc::clone(store))
+        .notifications(Arc::new(mailbox))
+        .app()
 }
 
 #[tokio::test]
 async fn events_committed_before_start_are_delivered_and_reallocated() {
     let dir = temp_dir();
     let store = Arc::new(MemoryFeedStore::new());
-    let bus = bus(&store, &dir);
-    bus.handle(&batch("b1", 10), None).await.unwrap();
-    bus.handle(&batch("b2", 10), None).await.unwrap();
-    assert_eq!(bus.handle(&allocate("o1", 8), None).await.unwrap(), "b1");
+    let app = app(&store, &dir);
+    app.bus.handle(&batch("b1", 10), None).await.unwrap();
+    app.bus.handle(&batch("b2", 10), None).await.unwrap();
+    assert_eq!(
+        app.bus.handle(&allocate("o1", 8), None).await.unwrap(),
+        "b1"
+    );
     let change = ChangeBatchQuantity::new("b1", 5).unwrap();
-    bus.handle(&change, Some("req-1")).await.unwrap();
-    assert!(bus.handle(&allocate("o2", 50), None).await.is_err());
+    app.bus.handle(&change, Some("req-1")).await.unwrap();
+    assert!(app.bus.handle(&allocate("o2", 50), None).await.is_err());
     assert_eq!(
         store.pending_count(),
         3,
         "Allocated, AllocationRequired, OutOfStock: pending"
     );
 
-    let flow = EventFlow::start(Arc::clone(&bus), &config());
+    let flow = EventFlow::start(&app, &config());
     eventually("the reallocation", async || {
         let views = store.allocations_for_order("o1").await.unwrap();
         views.len() == 1 && views[0].batchref.as_deref() == Some("b2")
@@ -119,8 +123,8 @@ async fn events_committed_before_start_are_delivered_and_reallocated() {
 async fn a_reallocation_that_keeps_failing_is_dead_lettered_and_not_redelivered() {
     let dir = temp_dir();
     let store = Arc::new(MemoryFeedStore::new());
-    let bus = bus(&store, &dir);
-    let flow = EventFlow::start(Arc::clone(&bus), &config());
+    let app = app(&store, &dir);
+    let flow = EventFlow::start(&app, &config());
     // An AllocationRequired for a SKU that does not exist: reallocating it fails every time.
     let event = EventEnvelope {
         id: "GHOST:1:0".into(),
@@ -166,15 +170,16 @@ async fn an_event_waiting_to_be_retried_does_not_hold_back_later_ones() {
     let dir = temp_dir();
     std::fs::create_dir_all(dir.join("mailbox.txt")).unwrap(); // a directory: emails fail
     let store = Arc::new(MemoryFeedStore::new());
-    let bus = bus(&store, &dir);
+    let app = app(&store, &dir);
     let mut config = FlowConfig::default();
     config.delivery.base_delay = Duration::from_secs(60);
     config.relay_batch = 2;
-    let flow = EventFlow::start(Arc::clone(&bus), &config);
-    bus.handle(&batch("b1", 10), None).await.unwrap();
-    assert!(bus.handle(&allocate("o1", 50), None).await.is_err()); // OutOfStock, stuck
+    let flow = EventFlow::start(&app, &config);
+    app.bus.handle(&batch("b1", 10), None).await.unwrap();
+    assert!(app.bus.handle(&allocate("o1", 50), None).await.is_err()); // OutOfStock, stuck
     for i in 0..5 {
-        bus.handle(&allocate(&format!("o{i}-ok"), 1), None)
+        app.bus
+            .handle(&allocate(&format!("o{i}-ok"), 1), None)
             .await
             .unwrap();
     }

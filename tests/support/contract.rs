@@ -10,8 +10,7 @@ use allocation::domain::{
     Allocate, Batch, ChangeBatchQuantity, CreateBatch, Event, OrderLine, Product,
 };
 use allocation::service::{
-    Bootstrap, Bus, EventWiring, RetryPolicy, ServiceError, Store, StoreError,
-    StoreUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory,
+    Bootstrap, EventWiring, MessageBus, RetryPolicy, ServiceError, Store, StoreError, UnitOfWork,
 };
 use chrono::NaiveDate;
 
@@ -27,7 +26,7 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-pub fn bus<S: Store>(store: Arc<S>) -> Bus<S> {
+pub fn bus<S: Store>(store: Arc<S>) -> MessageBus<S> {
     // Generous: the racing cases must end by retrying, and moto serializes every request.
     let retry = RetryPolicy {
         max_attempts: 100,
@@ -37,8 +36,8 @@ pub fn bus<S: Store>(store: Arc<S>) -> Bus<S> {
     Bootstrap::new(store).retry(retry).build()
 }
 
-fn uows<S: Store>(store: &Arc<S>) -> StoreUnitOfWorkFactory<S> {
-    StoreUnitOfWorkFactory::new(Arc::clone(store), EventWiring::outbox())
+fn unit_of_work<S: Store>(store: &Arc<S>, correlation_id: Option<&str>) -> UnitOfWork<S> {
+    UnitOfWork::new(Arc::clone(store), EventWiring::outbox(), correlation_id)
 }
 
 fn date(y: i32, m: u32, d: u32) -> Option<NaiveDate> {
@@ -63,7 +62,7 @@ pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
     let sku = unique("RETRO-CLOCK");
     let (b1, b2) = (unique("b1"), unique("b2"));
     let order = unique("o1");
-    let mut uow = uows(&store).begin(Some("corr-1"));
+    let mut uow = unit_of_work(&store, Some("corr-1"));
     let product = uow.add(Product::new(&sku).unwrap());
     product
         .add_batch(Batch::new(&b1, &sku, 100, None).unwrap())
@@ -78,7 +77,7 @@ pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
     );
     uow.commit().await.unwrap();
 
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow
         .get(&sku, &[&order])
         .await
@@ -135,14 +134,14 @@ pub async fn uncommitted_work_is_rolled_back_by_default<S: Store>(store: Arc<S>)
     let sku = unique("SOFA");
     let batch = unique("b");
     {
-        let mut uow = uows(&store).begin(None);
+        let mut uow = unit_of_work(&store, None);
         let product = uow.add(Product::new(&sku).unwrap());
         product
             .add_batch(Batch::new(&batch, &sku, 10, None).unwrap())
             .unwrap();
         // dropped without commit
     }
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     assert!(uow.get(&sku, &[]).await.unwrap().is_none());
     assert!(store.sku_of_batch(&batch).await.unwrap().is_none());
     assert!(store.outbox(&sku).await.unwrap().is_empty());
@@ -153,7 +152,7 @@ pub async fn work_is_rolled_back_when_the_handler_fails<S: Store>(store: Arc<S>)
     let batch = unique("b");
     create_batch(&store, &batch, &sku, 10, None).await;
     // The first line allocates in memory, the second is invalid: the handler fails before commit.
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let (first, second) = (unique("o"), unique("o"));
     let failure: Result<(), ServiceError> = async {
         let product = uow.get(&sku, &[&first, &second]).await?.expect("stored");
@@ -165,7 +164,7 @@ pub async fn work_is_rolled_back_when_the_handler_fails<S: Store>(store: Arc<S>)
     .await;
     assert!(failure.is_err());
     drop(uow);
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     assert_eq!(product.batch(&batch).unwrap().available_quantity(), 10);
     assert_eq!(product.version_number(), 1);
@@ -176,8 +175,8 @@ pub async fn a_stale_commit_is_a_version_conflict<S: Store>(store: Arc<S>) {
     let batch = unique("b");
     create_batch(&store, &batch, &sku, 10, None).await;
     let (o1, o2) = (unique("o1"), unique("o2"));
-    let mut first = uows(&store).begin(None);
-    let mut second = uows(&store).begin(None);
+    let mut first = unit_of_work(&store, None);
+    let mut second = unit_of_work(&store, None);
     first
         .get(&sku, &[&o1])
         .await
@@ -199,7 +198,7 @@ pub async fn a_stale_commit_is_a_version_conflict<S: Store>(store: Arc<S>) {
         Err(StoreError::VersionConflict { sku: sku.clone() })
     );
 
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow.get(&sku, &[&o1, &o2]).await.unwrap().unwrap();
     assert_eq!(product.version_number(), 2);
     assert!(product.allocation_of(&o1).is_some());
@@ -218,8 +217,8 @@ pub async fn a_stale_commit_is_a_version_conflict<S: Store>(store: Arc<S>) {
 
 pub async fn two_new_products_with_one_sku_conflict<S: Store>(store: Arc<S>) {
     let sku = unique("CHAIR");
-    let mut first = uows(&store).begin(None);
-    let mut second = uows(&store).begin(None);
+    let mut first = unit_of_work(&store, None);
+    let mut second = unit_of_work(&store, None);
     first
         .add(Product::new(&sku).unwrap())
         .add_batch(Batch::new(unique("b"), &sku, 1, None).unwrap())
@@ -239,7 +238,7 @@ pub async fn batch_references_are_unique_across_skus<S: Store>(store: Arc<S>) {
     let batch = unique("shared-ref");
     let (sku1, sku2) = (unique("MUG"), unique("CUP"));
     create_batch(&store, &batch, &sku1, 10, None).await;
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     uow.add(Product::new(&sku2).unwrap())
         .add_batch(Batch::new(&batch, &sku2, 5, None).unwrap())
         .unwrap();
@@ -247,7 +246,7 @@ pub async fn batch_references_are_unique_across_skus<S: Store>(store: Arc<S>) {
         uow.commit().await,
         Err(StoreError::DuplicateBatchReference(batch.clone()))
     );
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     assert!(
         uow.get(&sku2, &[]).await.unwrap().is_none(),
         "nothing of the failed commit is stored"
@@ -296,7 +295,7 @@ pub async fn concurrent_identical_batches_are_created_once_and_a_different_one_r
             .all(|m| m == &format!("batch {batch} already exists with sku {winner}, not {loser}")),
         "{refused:?}"
     );
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     assert!(uow.get(loser, &[]).await.unwrap().is_none());
     let product = uow.get(&winner, &[]).await.unwrap().unwrap();
     assert_eq!(product.batches().len(), 1);
@@ -346,7 +345,7 @@ pub async fn the_outbox_is_written_with_the_state_it_describes<S: Store>(store: 
     // The first refusal opens the stock-out episode: a new version, 3, recorded on the product.
     assert_eq!(outbox[1].id, format!("{sku}:3:0"));
     assert!(outbox[1].occurred_at.is_some());
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     assert_eq!(product.version_number(), 3);
     assert_eq!(product.out_of_stock_since(), Some(3));
@@ -360,7 +359,7 @@ pub async fn an_idempotent_allocation_writes_nothing<S: Store>(store: Arc<S>) {
     let cmd = Allocate::new(unique("o"), sku.clone(), 2).unwrap();
     assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
     assert_eq!(bus.handle(&cmd, None).await.unwrap(), batch);
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     assert_eq!(product.version_number(), 2);
     assert_eq!(product.batch(&batch).unwrap().available_quantity(), 8);
@@ -382,7 +381,7 @@ pub async fn a_quantity_change_persists_the_deallocations<S: Store>(store: Arc<S
         .await
         .unwrap();
 
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
     let product = uow.get(&sku, &ids).await.unwrap().unwrap();
     let stored = product.batch(&batch).unwrap();
@@ -424,7 +423,7 @@ pub async fn a_large_deallocation_ends_consistent<S: Store>(store: Arc<S>) {
     bus.handle(&ChangeBatchQuantity::new(batch.clone(), 0).unwrap(), None)
         .await
         .unwrap();
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     let stored = product.batch(&batch).unwrap();
     assert_eq!(
@@ -470,7 +469,7 @@ pub async fn concurrent_allocators_never_oversell<S: Store>(store: Arc<S>) {
         }
     }
     assert_eq!((allocated, out_of_stock), (stock, allocators - stock));
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     assert_eq!(
         product.batch(&batch).unwrap().allocated_quantity(),
@@ -545,7 +544,7 @@ pub async fn a_shrink_reads_about_the_lines_it_frees<S: Store>(store: Arc<S>) {
     // The lines deallocated are the greatest order ids, as in every process.
     orders.sort();
     let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow.get(&sku, &ids).await.unwrap().unwrap();
     let gone: Vec<&str> = ids
         .iter()
@@ -567,8 +566,8 @@ pub async fn a_refusal_during_a_stock_out_does_not_invalidate_a_concurrent_alloc
         .handle(&Allocate::new(first, sku.clone(), 50).unwrap(), None)
         .await;
     assert_eq!(refused, Err(ServiceError::OutOfStock(sku.clone())));
-    let mut allocating = uows(&store).begin(None);
-    let mut refusing = uows(&store).begin(None);
+    let mut allocating = unit_of_work(&store, None);
+    let mut refusing = unit_of_work(&store, None);
     let product = allocating.get(&sku, &[&small]).await.unwrap().unwrap();
     assert!(product
         .allocate(&OrderLine::new(&small, &sku, 2).unwrap())
@@ -600,7 +599,7 @@ pub async fn a_refusal_on_a_state_that_moved_is_a_version_conflict<S: Store>(sto
     let sku = unique("MOVING");
     create_batch(&store, &unique("b"), &sku, 5, None).await;
     let (small, large) = (unique("o"), unique("o"));
-    let mut refusing = uows(&store).begin(None);
+    let mut refusing = unit_of_work(&store, None);
     let product = refusing.get(&sku, &[&large]).await.unwrap().unwrap();
     assert_eq!(
         product
@@ -706,7 +705,7 @@ pub async fn concurrent_allocations_of_one_order_end_with_one_line<S: Store>(sto
     for task in tasks {
         assert_eq!(task.await.expect("task ran").unwrap(), batch);
     }
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow.get(&sku, &[&order]).await.unwrap().unwrap();
     assert_eq!(product.batch(&batch).unwrap().allocated_quantity(), 5);
     assert_eq!(store.allocations_for_order(&order).await.unwrap().len(), 1);
@@ -852,7 +851,7 @@ pub async fn a_line_a_shrink_gives_up_waits_for_stock<S: Store>(store: Arc<S>) {
     bus.handle(&last, None).await.unwrap();
     let views = store.allocations_for_order(&o2).await.unwrap();
     assert_eq!(views[0].batchref.as_deref(), Some(b2.as_str()));
-    let mut uow = uows(&store).begin(None);
+    let mut uow = unit_of_work(&store, None);
     let product = uow.get(&sku, &[]).await.unwrap().unwrap();
     assert_eq!(product.batch(&b2).unwrap().allocated_quantity(), 10);
 }
@@ -888,7 +887,7 @@ pub async fn redelivering_and_replaying_every_event_changes_nothing_twice<S: Sto
     let state = |store: Arc<S>| {
         let (sku, orders) = (sku.clone(), [o1.clone(), o2.clone(), o3.clone()]);
         async move {
-            let mut uow = uows(&store).begin(None);
+            let mut uow = unit_of_work(&store, None);
             let ids: Vec<&str> = orders.iter().map(String::as_str).collect();
             let product = uow.get(&sku, &ids).await.unwrap().unwrap();
             let lines: Vec<_> = orders

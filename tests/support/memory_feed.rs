@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::support::memory_store::InMemoryStore;
 use allocation::domain::EventEnvelope;
-use allocation::service::{DeadLetter, OutboxFeed, ProductWrite, Store, StoreError};
+use allocation::service::{DeadLetter, OutboxFeed, ProductRepository, ProductWrite, StoreError};
 use chrono::Utc;
 use tokio::sync::watch;
 
@@ -61,8 +61,8 @@ impl MemoryFeedStore {
     }
 }
 
-impl Store for MemoryFeedStore {
-    crate::delegate_reads!(inner);
+impl ProductRepository for MemoryFeedStore {
+    crate::delegate_loads!(inner);
 
     async fn commit(&self, writes: &[ProductWrite<'_>]) -> Result<(), StoreError> {
         self.inner.commit(writes).await?;
@@ -81,6 +81,8 @@ impl Store for MemoryFeedStore {
         Ok(())
     }
 }
+
+crate::delegate_views!(MemoryFeedStore, inner);
 
 impl OutboxFeed for MemoryFeedStore {
     async fn pending_outbox(&self, limit: usize) -> Result<Vec<(u64, EventEnvelope)>, StoreError> {

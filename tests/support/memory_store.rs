@@ -11,7 +11,10 @@ use allocation::adapters::records::{
     LinesToFree, OutboxRecord, ProductRecord, RecordWrite, WaitingLines,
 };
 use allocation::domain::{EventEnvelope, Product};
-use allocation::service::{AllocationView, ProductWrite, Store, StoreError};
+use allocation::service::{
+    AllocationView, AllocationsView, OutboxAudit, ProductRepository, ProductWrite, RecordsRead,
+    StoreError,
+};
 
 #[derive(Debug, Default)]
 struct StoredProduct {
@@ -191,7 +194,7 @@ impl State {
     }
 }
 
-impl Store for InMemoryStore {
+impl ProductRepository for InMemoryStore {
     async fn load(&self, sku: &str, orderids: &[&str]) -> Result<Option<Product>, StoreError> {
         // Yield once, as a networked store would, so concurrent units of work interleave in tests.
         tokio::task::yield_now().await;
@@ -293,7 +296,9 @@ impl Store for InMemoryStore {
         }
         Ok(())
     }
+}
 
+impl AllocationsView for InMemoryStore {
     async fn allocations_for_order(
         &self,
         orderid: &str,
@@ -312,7 +317,15 @@ impl Store for InMemoryStore {
             })
             .unwrap_or_default())
     }
+}
 
+impl RecordsRead for InMemoryStore {
+    fn records_read(&self) -> u64 {
+        self.records_read.load(Ordering::Relaxed)
+    }
+}
+
+impl OutboxAudit for InMemoryStore {
     async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
         let state = self.state();
         Ok(state
@@ -321,9 +334,5 @@ impl Store for InMemoryStore {
             .take_while(|((record_sku, _, _), _)| record_sku == sku)
             .map(|(_, record)| record.envelope.clone())
             .collect())
-    }
-
-    fn records_read(&self) -> u64 {
-        self.records_read.load(Ordering::Relaxed)
     }
 }

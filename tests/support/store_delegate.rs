@@ -1,8 +1,10 @@
-//! `delegate_reads!(field)`: every method of a test `Store` wrapper but `commit` (and
-//! `max_lines_per_commit`), passed to the wrapped store, so a wrapper writes only what it changes.
+//! Delegation for the tests' store wrappers, which change one thing (usually `commit`) and pass the
+//! rest to the store they wrap: `delegate_loads!(field)` inside `impl ProductRepository`, and
+//! `delegate_views!(Wrapper, field)` for the ports beside the repository, where a wrapper must be a
+//! whole `Store` (the contract suite).
 
 #[macro_export]
-macro_rules! delegate_reads {
+macro_rules! delegate_loads {
     ($inner:tt) => {
         async fn load(
             &self,
@@ -36,26 +38,40 @@ macro_rules! delegate_reads {
         ) -> Result<(), allocation::service::StoreError> {
             self.$inner.load_waiting_lines(product, max_lines).await
         }
-        fn records_read(&self) -> u64 {
-            self.$inner.records_read()
-        }
         async fn sku_of_batch(
             &self,
             reference: &str,
         ) -> Result<Option<String>, allocation::service::StoreError> {
             self.$inner.sku_of_batch(reference).await
         }
-        async fn allocations_for_order(
-            &self,
-            orderid: &str,
-        ) -> Result<Vec<allocation::service::AllocationView>, allocation::service::StoreError> {
-            self.$inner.allocations_for_order(orderid).await
+    };
+}
+
+#[macro_export]
+macro_rules! delegate_views {
+    ($wrapper:ty, $inner:tt) => {
+        impl allocation::service::AllocationsView for $wrapper {
+            async fn allocations_for_order(
+                &self,
+                orderid: &str,
+            ) -> Result<Vec<allocation::service::AllocationView>, allocation::service::StoreError>
+            {
+                self.$inner.allocations_for_order(orderid).await
+            }
         }
-        async fn outbox(
-            &self,
-            sku: &str,
-        ) -> Result<Vec<allocation::domain::EventEnvelope>, allocation::service::StoreError> {
-            self.$inner.outbox(sku).await
+        impl allocation::service::RecordsRead for $wrapper {
+            fn records_read(&self) -> u64 {
+                self.$inner.records_read()
+            }
+        }
+        impl allocation::service::OutboxAudit for $wrapper {
+            async fn outbox(
+                &self,
+                sku: &str,
+            ) -> Result<Vec<allocation::domain::EventEnvelope>, allocation::service::StoreError>
+            {
+                self.$inner.outbox(sku).await
+            }
         }
     };
 }

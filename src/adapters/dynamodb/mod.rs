@@ -2,7 +2,7 @@
 //!
 //! Layout and behaviour: `docs/storage.md`. `keys` names the keys, `items` maps records to items,
 //! `commit` turns a commit into transaction actions, `outbox` records which outbox items were
-//! published, `notified` which notifications were sent, `errors` maps SDK errors, `store` implements the `Store` port. (The tests create
+//! published, `notified` which notifications were sent, `errors` maps SDK errors, `store` implements the store ports (`service::Store`). (The tests create
 //! the table as the template declares it: `tests/support/dynamodb_table.rs`.)
 
 pub mod commit;

@@ -1,4 +1,4 @@
-//! `DynamoDbStore`: the `Store` port over one DynamoDB table (a load is one round of point reads, a
+//! `DynamoDbStore`: the store ports (`service::Store`) over one DynamoDB table (a load is one round of point reads, a
 //! commit one transaction).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,10 @@ use crate::adapters::records::{
     restore_lines, restore_product, AllocationRecord, LineCollector, LinesToFree, WaitingLines,
 };
 use crate::domain::{EventEnvelope, Product};
-use crate::service::{exponential_backoff, AllocationView, ProductWrite, Store, StoreError};
+use crate::service::{
+    exponential_backoff, AllocationView, AllocationsView, OutboxAudit, ProductRepository,
+    ProductWrite, RecordsRead, StoreError,
+};
 
 /// How many times a `BatchGetItem` asks again for the keys DynamoDB left unprocessed (it does so
 /// under load), pausing 10 ms doubling in between (about 0.3 s in all) before the load fails as
@@ -235,7 +238,7 @@ async fn all_pages(query: QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
     Ok(found)
 }
 
-impl Store for DynamoDbStore {
+impl ProductRepository for DynamoDbStore {
     async fn load(&self, sku: &str, orderids: &[&str]) -> Result<Option<Product>, StoreError> {
         // The product item and the lines at the same time: two requests DynamoDB does not isolate
         // from each other, so a line may be older or newer than the product read. A line newer than
@@ -327,6 +330,12 @@ impl Store for DynamoDbStore {
         }
     }
 
+    fn max_lines_per_commit(&self) -> Option<usize> {
+        Some(MAX_LINES_PER_COMMIT)
+    }
+}
+
+impl AllocationsView for DynamoDbStore {
     async fn allocations_for_order(
         &self,
         orderid: &str,
@@ -346,17 +355,17 @@ impl Store for DynamoDbStore {
         views.sort();
         Ok(views)
     }
+}
 
-    async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-        let found = self.query_partition(keys::outbox_pk(sku), None).await?;
-        found.iter().map(items::parse_outbox).collect()
-    }
-
+impl RecordsRead for DynamoDbStore {
     fn records_read(&self) -> u64 {
         self.records_read.load(Ordering::Relaxed)
     }
+}
 
-    fn max_lines_per_commit(&self) -> Option<usize> {
-        Some(MAX_LINES_PER_COMMIT)
+impl OutboxAudit for DynamoDbStore {
+    async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
+        let found = self.query_partition(keys::outbox_pk(sku), None).await?;
+        found.iter().map(items::parse_outbox).collect()
     }
 }

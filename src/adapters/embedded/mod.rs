@@ -35,7 +35,10 @@ pub use tables::DATABASE_FILE;
 
 use crate::adapters::records::record_writes;
 use crate::domain::{EventEnvelope, Product};
-use crate::service::{AllocationView, ProductWrite, Store, StoreError};
+use crate::service::{
+    AllocationView, AllocationsView, OutboxAudit, ProductRepository, ProductWrite, RecordsRead,
+    StoreError,
+};
 use slot::DbSlot;
 use tables::{unavailable, Op};
 use writer::{Counters, Request, Shared, Writer};
@@ -290,7 +293,7 @@ impl Drop for EmbeddedStore {
     }
 }
 
-impl Store for EmbeddedStore {
+impl ProductRepository for EmbeddedStore {
     async fn load(&self, sku: &str, orderids: &[&str]) -> Result<Option<Product>, StoreError> {
         let sku = sku.to_owned();
         let orderids: Vec<String> = orderids.iter().map(|o| (*o).to_owned()).collect();
@@ -355,7 +358,9 @@ impl Store for EmbeddedStore {
         self.request(|reply| Request::Commit { ops, reply }).await?;
         Ok(())
     }
+}
 
+impl AllocationsView for EmbeddedStore {
     async fn allocations_for_order(
         &self,
         orderid: &str,
@@ -364,13 +369,17 @@ impl Store for EmbeddedStore {
         self.read(move |db| read::allocations_for_order(db, &orderid))
             .await
     }
+}
 
+impl RecordsRead for EmbeddedStore {
+    fn records_read(&self) -> u64 {
+        self.records_read.load(Ordering::Relaxed)
+    }
+}
+
+impl OutboxAudit for EmbeddedStore {
     async fn outbox(&self, sku: &str) -> Result<Vec<EventEnvelope>, StoreError> {
         let sku = sku.to_owned();
         self.read(move |db| read::outbox(db, &sku)).await
-    }
-
-    fn records_read(&self) -> u64 {
-        self.records_read.load(Ordering::Relaxed)
     }
 }

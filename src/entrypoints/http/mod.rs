@@ -24,7 +24,7 @@ pub fn valid_request_id(id: &str) -> Option<&str> {
         .then_some(id)
 }
 
-use crate::service::{Bus, Store};
+use crate::service::{AllocationsView, App, ProductRepository};
 
 /// A request, as any HTTP front end received it.
 #[derive(Debug, Clone, Copy)]
@@ -62,10 +62,14 @@ impl HttpResponse {
     }
 }
 
-/// Routes the request, validates its input, runs the command on the bus and maps the outcome.
-pub async fn handle<S: Store>(bus: &Bus<S>, request: &HttpRequest<'_>) -> HttpResponse {
+/// Routes the request, validates its input, runs the command on the bus (or reads the view) and
+/// maps the outcome.
+pub async fn handle<S: ProductRepository + AllocationsView>(
+    app: &App<S>,
+    request: &HttpRequest<'_>,
+) -> HttpResponse {
     let response = match route(request.method, request.path) {
-        Ok(route) => dispatch(bus, route, request).await,
+        Ok(route) => dispatch(app, route, request).await,
         Err(response) => response,
     };
     if response.status >= 500 {
@@ -86,7 +90,12 @@ pub async fn handle<S: Store>(bus: &Bus<S>, request: &HttpRequest<'_>) -> HttpRe
     response
 }
 
-async fn dispatch<S: Store>(bus: &Bus<S>, route: Route, request: &HttpRequest<'_>) -> HttpResponse {
+async fn dispatch<S: ProductRepository + AllocationsView>(
+    app: &App<S>,
+    route: Route,
+    request: &HttpRequest<'_>,
+) -> HttpResponse {
+    let App { bus, store } = app;
     let correlation_id = request.request_id;
     let outcome: Result<HttpResponse, HttpResponse> = async {
         match route {
@@ -109,7 +118,7 @@ async fn dispatch<S: Store>(bus: &Bus<S>, route: Route, request: &HttpRequest<'_
             }
             Route::Allocations { orderid } => {
                 let orderid = input::path_order_id(&orderid)?;
-                let views = bus.uows().store().allocations_for_order(&orderid).await?;
+                let views = store.allocations_for_order(&orderid).await?;
                 if views.is_empty() {
                     Ok(HttpResponse::message(404, "not found"))
                 } else {

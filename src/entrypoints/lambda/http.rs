@@ -19,7 +19,7 @@ use super::init;
 use super::metrics::BusCounts;
 use crate::entrypoints::http::{self as contract, HttpRequest, HttpResponse, REQUEST_ID_HEADER};
 use crate::entrypoints::logging::{self, LogFormat};
-use crate::service::{Bus, Store};
+use crate::service::{AllocationsView, App, ProductRepository, RecordsRead};
 
 /// The whole `main` of an HTTP function: JSON logs, the bus over `TABLE_NAME` built once at cold
 /// start, then every request through [`handle`], several at once where the execution environment
@@ -29,18 +29,18 @@ use crate::service::{Bus, Store};
 /// they differ in name only.
 pub async fn run() -> Result<(), lambda_http::Error> {
     logging::init(LogFormat::Json);
-    let bus = init::bus_from_env().await?;
+    let app = init::app_from_env().await?;
     lambda_http::run_concurrent(lambda_http::service_fn(move |request| {
-        let bus = bus.clone();
-        async move { handle(&bus, request).await }
+        let app = app.clone();
+        async move { handle(&app, request).await }
     }))
     .await
 }
 
 /// Answers one API Gateway request: the function every HTTP binary runs under
 /// `lambda_http::run_concurrent`.
-pub async fn handle<S: Store>(
-    bus: &Bus<S>,
+pub async fn handle<S: ProductRepository + AllocationsView + RecordsRead>(
+    app: &App<S>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
     let invocation = request.lambda_context_ref().cloned().unwrap_or_default();
@@ -80,10 +80,10 @@ pub async fn handle<S: Store>(
         trace_id = invocation.xray_trace_id.as_deref().unwrap_or_default(),
         caller = %caller,
     );
-    let before = BusCounts::of(bus);
+    let before = BusCounts::of(app);
     // The contract logs the request (method, path, status) inside the span: with its caller.
-    let response = contract::handle(bus, &http_request).instrument(span).await;
-    BusCounts::of(bus).since(before).emit(&invocation);
+    let response = contract::handle(app, &http_request).instrument(span).await;
+    BusCounts::of(app).since(before).emit(&invocation);
     let mut response = to_lambda_response(response);
     if let Some(id) = correlation_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response

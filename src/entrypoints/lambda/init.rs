@@ -1,5 +1,5 @@
 //! Cold start of every function: settings from the environment, the AWS configuration and clients,
-//! the store and bus or the SNS publisher, each built once per execution environment.
+//! the app (store and bus) or the SNS publisher, each built once per execution environment.
 //!
 //! Settings are read before anything else, so a missing variable fails the start with a clear message
 //! (never a panic inside a request). The AWS configuration makes no network call here: Lambda sets the
@@ -16,7 +16,7 @@ use super::republish::Republisher;
 use crate::adapters::dynamodb::{DynamoDbOutbox, DynamoDbStore, NotificationLog};
 use crate::adapters::email::EmailNotifications;
 use crate::adapters::sns::SnsPublisher;
-use crate::service::{outbox_bus, Bootstrap, Bus};
+use crate::service::{deployed_app, App, Bootstrap};
 
 /// The table of products, batches, allocations and outbox (template.yaml: `!Ref Table`).
 pub const TABLE_NAME: &str = "TABLE_NAME";
@@ -74,41 +74,42 @@ pub async fn aws_config() -> SdkConfig {
         .await
 }
 
-/// The bus over the DynamoDB table named by `TABLE_NAME` (every function but `publish_events`).
-pub async fn bus_from_env() -> Result<Bus<DynamoDbStore>, InitError> {
+/// The app (bus and store) over the DynamoDB table named by `TABLE_NAME` (the HTTP functions and
+/// `reallocate`).
+pub async fn app_from_env() -> Result<App<DynamoDbStore>, InitError> {
     let table_name = required_env(TABLE_NAME).inspect_err(log_init_error)?;
     let config = aws_config().await;
-    Ok(bus_over(&config, table_name))
+    Ok(app_over(&config, table_name))
 }
 
-/// The bus over this table, with a DynamoDB client of this configuration.
-pub fn bus_over(config: &SdkConfig, table_name: impl Into<String>) -> Bus<DynamoDbStore> {
+/// The app over this table, with a DynamoDB client of this configuration.
+pub fn app_over(config: &SdkConfig, table_name: impl Into<String>) -> App<DynamoDbStore> {
     let client = aws_sdk_dynamodb::Client::new(config);
-    outbox_bus(Arc::new(DynamoDbStore::new(client, table_name)))
+    deployed_app(Arc::new(DynamoDbStore::new(client, table_name)))
 }
 
-/// The bus of `notify_out_of_stock`: over the table named by `TABLE_NAME`, sending each delivered
-/// `OutOfStock` once, by email, to the topic named by `EMAIL_TOPIC_ARN`.
-pub async fn notifier_bus_from_env() -> Result<Bus<DynamoDbStore>, InitError> {
+/// The app of `notify_out_of_stock`: over the table named by `TABLE_NAME`, its bus sending each
+/// delivered `OutOfStock` once, by email, to the topic named by `EMAIL_TOPIC_ARN`.
+pub async fn notifier_app_from_env() -> Result<App<DynamoDbStore>, InitError> {
     let table_name = required_env(TABLE_NAME).inspect_err(log_init_error)?;
     let topic_arn = required_env(EMAIL_TOPIC_ARN).inspect_err(log_init_error)?;
     let config = aws_config().await;
-    Ok(notifier_bus_over(&config, table_name, topic_arn))
+    Ok(notifier_app_over(&config, table_name, topic_arn))
 }
 
-/// The notifier's bus over this table and email topic, with clients of this configuration.
-pub fn notifier_bus_over(
+/// The notifier's app over this table and email topic, with clients of this configuration.
+pub fn notifier_app_over(
     config: &SdkConfig,
     table_name: impl Into<String>,
     email_topic_arn: impl Into<String>,
-) -> Bus<DynamoDbStore> {
+) -> App<DynamoDbStore> {
     let table_name = table_name.into();
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let log = NotificationLog::new(dynamodb.clone(), &table_name);
     let email = EmailNotifications::new(aws_sdk_sns::Client::new(config), email_topic_arn, log);
     Bootstrap::new(Arc::new(DynamoDbStore::new(dynamodb, table_name)))
         .notifications(Arc::new(email))
-        .build()
+        .app()
 }
 
 /// The relay's parts (`publish_events`): the SNS publisher to the topic named by `TOPIC_ARN`, and the

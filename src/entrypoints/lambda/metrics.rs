@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use lambda_runtime::Context;
 use serde_json::{json, Map, Value};
 
-use crate::service::{Bus, Store};
+use crate::service::{App, ProductRepository, RecordsRead};
 
 /// The CloudWatch namespace of the service's metrics when `METRICS_NAMESPACE` is not set.
 pub const NAMESPACE: &str = "Allocation";
@@ -89,13 +89,13 @@ pub struct BusCounts {
 
 impl BusCounts {
     /// The counters of the bus and of its store's loads.
-    pub fn of<S: Store>(bus: &Bus<S>) -> Self {
-        let stats = bus.stats();
+    pub fn of<S: ProductRepository + RecordsRead>(app: &App<S>) -> Self {
+        let stats = app.bus.stats();
         Self {
             allocations: stats.allocations.load(Ordering::Relaxed),
             out_of_stock: stats.out_of_stock.load(Ordering::Relaxed),
             retries: stats.conflict_retries.load(Ordering::Relaxed),
-            records_read: bus.uows().store().records_read(),
+            records_read: app.store.records_read(),
         }
     }
 

@@ -16,7 +16,7 @@ use tracing::{error, field, info, info_span, Instrument, Span};
 
 use super::metrics::{BusCounts, InvocationMetrics};
 use crate::domain::EventEnvelope;
-use crate::service::{Bus, ServiceError, Store};
+use crate::service::{App, MessageBus, ProductRepository, RecordsRead, ServiceError};
 
 /// Why a record failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
 /// Whether work that may take the bus's whole retry budget can still end before the invocation's
 /// deadline (with the margin). A context without a deadline (0: tests, emulators) sets no limit.
-fn time_left_for<S: Store>(bus: &Bus<S>, context: &Context) -> bool {
+fn time_left_for<S: ProductRepository>(bus: &MessageBus<S>, context: &Context) -> bool {
     if context.deadline == 0 {
         return true;
     }
@@ -54,12 +54,13 @@ fn time_left_for<S: Store>(bus: &Bus<S>, context: &Context) -> bool {
 /// reported per message: a group that cannot commit fails each of its messages. A batch that could
 /// not end before the invocation's deadline is not started: its records are reported as failures and
 /// the queue redelivers them, so a slow batch never times out as a whole.
-pub async fn handle<S: Store>(
-    bus: &Bus<S>,
+pub async fn handle<S: ProductRepository + RecordsRead>(
+    app: &App<S>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let (event, context) = event.into_parts();
-    let before = BusCounts::of(bus);
+    let before = BusCounts::of(app);
+    let bus = &app.bus;
     let started = time_left_for(bus, &context);
     let handled = event.records.iter().map(|record| {
         let span = record_span(&context, record);
@@ -99,7 +100,7 @@ pub async fn handle<S: Store>(
     }
     InvocationMetrics {
         reallocation_failures: response.batch_item_failures.len() as u64,
-        ..BusCounts::of(bus).since(before)
+        ..BusCounts::of(app).since(before)
     }
     .emit(&context);
     Ok(response)

@@ -2,16 +2,14 @@
 //! queue-triggered functions do (`AllocationRequired` → reallocate; `OutOfStock` → the bus's
 //! notifications, the mailbox file); `Allocated` is published for other systems and only logged.
 
-use std::sync::Arc;
-
 use super::worker::Consumer;
 use crate::domain::EventEnvelope;
-use crate::service::{Bus, Store};
+use crate::service::{MessageBus, ProductRepository};
 
 /// Hands each delivered event to the bus.
-pub struct BusHandler<S: Store>(pub Arc<Bus<S>>);
+pub struct BusHandler<S: ProductRepository>(pub MessageBus<S>);
 
-impl<S: Store> Consumer for BusHandler<S> {
+impl<S: ProductRepository> Consumer for BusHandler<S> {
     async fn consume(&self, envelope: &EventEnvelope) -> Result<(), String> {
         let handled = self.0.handle(envelope, None).await;
         handled.map_err(|error| error.to_string())

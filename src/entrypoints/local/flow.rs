@@ -10,7 +10,7 @@ use super::consumers::{BusHandler, EventLog};
 use super::relay::{Relay, RelayStats};
 use super::routes::{Queue, Routes, EVENT_LOG, MAILBOX, REALLOCATION_QUEUE};
 use super::worker::{Consumer, DeliveryPolicy, Worker};
-use crate::service::{Bus, OutboxFeed, Store};
+use crate::service::{App, OutboxFeed, ProductRepository};
 
 /// Reallocations run at once, at most, like the queue's function working on a few batches at a time
 /// (chosen, not tuned: the product queues serialise each SKU's anyway). The mailbox and the event log
@@ -45,8 +45,8 @@ pub struct EventFlow {
 impl EventFlow {
     /// Starts the relay (which delivers what is pending at once) and the consumers' workers. The
     /// bus handles the reallocations and sends the emails (its notifications: the mailbox locally).
-    pub fn start<S: Store + OutboxFeed>(bus: Arc<Bus<S>>, config: &FlowConfig) -> Self {
-        let store = Arc::clone(bus.uows().store());
+    pub fn start<S: ProductRepository + OutboxFeed>(app: &App<S>, config: &FlowConfig) -> Self {
+        let store = Arc::clone(&app.store);
         let (shutdown, stopping) = watch::channel(false);
         let mut workers = Workers {
             feed: Arc::clone(&store),
@@ -54,7 +54,7 @@ impl EventFlow {
             stopping: stopping.clone(),
             running: Vec::new(),
         };
-        let handler = || BusHandler(Arc::clone(&bus));
+        let handler = || BusHandler(app.bus.clone());
         let routes = Routes {
             reallocations: workers.start(REALLOCATION_QUEUE, handler(), REALLOCATIONS_AT_ONCE),
             emails: workers.start(MAILBOX, handler(), 1),

@@ -26,6 +26,6 @@ pub use flow::{EventFlow, FlowConfig};
 pub use relay::{Relay, RelayStats};
 pub use routes::{Ack, QueuedEvent, Routes, EVENT_LOG, MAILBOX, REALLOCATION_QUEUE};
 pub use server::{
-    router, serve, shutdown_signal, url, App, DEAD_LETTERS_PATH, REQUEST_ID_HEADER, SHUTDOWN_GRACE,
+    router, serve, shutdown_signal, url, DEAD_LETTERS_PATH, REQUEST_ID_HEADER, SHUTDOWN_GRACE,
 };
 pub use worker::{Consumer, DeliveryPolicy, Worker};

@@ -9,7 +9,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody};
@@ -25,20 +24,14 @@ use super::flow::{EventFlow, FlowConfig};
 use super::relay::RelayStats;
 
 use crate::entrypoints::http::{self, HttpRequest, HttpResponse, MAX_BODY_BYTES};
-use crate::service::OutboxFeed;
-use crate::service::{Bus, Store};
+use crate::service::{AllocationsView, App, OutboxFeed, ProductRepository};
 
 /// The local-only admin route listing the dead letters.
 pub const DEAD_LETTERS_PATH: &str = "/admin/dead-letters";
 pub use crate::entrypoints::http::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER};
 
-/// What the handler needs.
-pub struct App<S: Store> {
-    pub bus: Arc<Bus<S>>,
-}
-
 /// The router: everything goes to [`handle`].
-pub fn router<S: Store + OutboxFeed>(app: Arc<App<S>>) -> Router {
+pub fn router<S: ProductRepository + AllocationsView + OutboxFeed>(app: App<S>) -> Router {
     Router::new().fallback(handle::<S>).with_state(app)
 }
 
@@ -47,18 +40,15 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves the HTTP API on `listener` with the event flow, until `shutdown` resolves; then finishes
 /// the requests in flight (bounded by [`SHUTDOWN_GRACE`]) and flushes the event flow.
-pub async fn serve<S: Store + OutboxFeed>(
-    bus: Arc<Bus<S>>,
+pub async fn serve<S: ProductRepository + AllocationsView + OutboxFeed>(
+    app: App<S>,
     listener: TcpListener,
     flow: &FlowConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<RelayStats> {
     use axum::serve::ListenerExt;
 
-    let events = EventFlow::start(Arc::clone(&bus), flow);
-    let app = Arc::new(App {
-        bus: Arc::clone(&bus),
-    });
+    let events = EventFlow::start(&app, flow);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
@@ -152,8 +142,8 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, axum::Error>
     Ok(bytes)
 }
 
-async fn handle<S: Store + OutboxFeed>(
-    State(app): State<Arc<App<S>>>,
+async fn handle<S: ProductRepository + AllocationsView + OutboxFeed>(
+    State(app): State<App<S>>,
     request: Request,
 ) -> Response {
     let started = Instant::now();
@@ -187,7 +177,7 @@ async fn handle<S: Store + OutboxFeed>(
             body: &body,
             request_id: Some(&request_id),
         };
-        http::handle(&app.bus, &request).await
+        http::handle(&app, &request).await
     }
     .instrument(span)
     .await;
@@ -197,7 +187,10 @@ async fn handle<S: Store + OutboxFeed>(
 }
 
 /// `GET /admin/dead-letters`: every dead letter, oldest first, as a JSON array.
-async fn dead_letters<S: Store + OutboxFeed>(app: &App<S>, method: &str) -> HttpResponse {
+async fn dead_letters<S: OutboxFeed + ProductRepository>(
+    app: &App<S>,
+    method: &str,
+) -> HttpResponse {
     if method != "GET" {
         let mut response = HttpResponse::message(
             405,
@@ -206,7 +199,7 @@ async fn dead_letters<S: Store + OutboxFeed>(app: &App<S>, method: &str) -> Http
         response.headers.push(("allow", "GET".to_owned()));
         return response;
     }
-    match app.bus.uows().store().dead_letters().await {
+    match app.store.dead_letters().await {
         Ok(letters) => HttpResponse::json(200, &serde_json::json!(letters)),
         Err(error) => http::error_response(&error.into()),
     }
