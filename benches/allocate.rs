@@ -39,7 +39,7 @@ fn empty() -> Product {
 fn with_lines_in_memory(lines: u64) -> Product {
     let mut product = empty();
     for n in 0..lines {
-        let line = OrderLine::new(format!("prefill-{n}"), SKU, 1).expect("valid line");
+        let line = OrderLine::parse(format!("prefill-{n}"), SKU, 1).expect("valid line");
         product.allocate(&line).expect("same sku");
     }
     product.take_events();
@@ -49,7 +49,7 @@ fn with_lines_in_memory(lines: u64) -> Product {
 
 fn lines(iters: u64) -> Vec<OrderLine> {
     (0..iters)
-        .map(|n| OrderLine::new(format!("order-{n}"), SKU, 3).expect("valid line"))
+        .map(|n| OrderLine::parse(format!("order-{n}"), SKU, 3).expect("valid line"))
         .collect()
 }
 

@@ -324,7 +324,7 @@ fn embedded_load(c: &mut Criterion) {
                 let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let product = uow.get(&sku, &refs).await.expect("load").expect("product");
                 for id in &ids {
-                    let line = OrderLine::new(id, &sku, 1).expect("line");
+                    let line = OrderLine::parse(id, &sku, 1).expect("line");
                     product.allocate(&line).expect("allocate");
                 }
                 uow.commit().await.expect("commit");

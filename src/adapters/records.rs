@@ -208,7 +208,8 @@ fn record_line(product: &Product, record: &AllocationRecord) -> Result<OrderLine
             format!("line {} is of sku {}", record.orderid, record.sku),
         ));
     }
-    OrderLine::new(&record.orderid, &record.sku, record.qty).map_err(|e| corrupt(product.sku(), e))
+    OrderLine::parse(&record.orderid, &record.sku, record.qty)
+        .map_err(|e| corrupt(product.sku(), e))
 }
 
 /// Adds the lines loaded for a command: for each order asked for, its line (a record found) or the

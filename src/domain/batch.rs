@@ -19,8 +19,20 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// A new, empty batch. `eta` is `None` for stock already in the warehouse.
-    pub fn new(
+    /// A new, empty batch of parsed values (as `CreateBatch` carries them). `eta` is `None` for
+    /// stock already in the warehouse.
+    pub fn new(reference: BatchRef, sku: Sku, qty: Quantity, eta: Option<NaiveDate>) -> Self {
+        Self {
+            reference: reference.into(),
+            sku: sku.into(),
+            eta,
+            purchased_quantity: qty.get(),
+            allocated_quantity: 0,
+        }
+    }
+
+    /// A new, empty batch of raw values, each parsed (tests).
+    pub fn parse(
         reference: impl AsRef<str>,
         sku: impl AsRef<str>,
         qty: u32,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{DomainError, OrderId, Quantity, Sku};
+use super::{DomainError, OrderId, Quantity, Sku, MAX_QUANTITY};
 
 /// One line of a customer order. A value object: two lines with the same fields are the same line.
 /// Identifiers are shared (`Arc<str>`), so the product's line index and the events it records hold
@@ -15,17 +15,33 @@ pub struct OrderLine {
 }
 
 impl OrderLine {
-    /// A line of parsed values (`values.rs`): valid identifiers and a quantity of at least 1.
-    pub fn new(
+    /// A line of parsed values (`values.rs`, as a command carries them): no parse again, only the
+    /// line's own rule, a quantity of at least 1.
+    pub fn new(orderid: OrderId, sku: Sku, qty: Quantity) -> Result<Self, DomainError> {
+        if qty.get() == 0 {
+            return Err(DomainError::QuantityOutOfRange {
+                min: 1,
+                max: MAX_QUANTITY,
+            });
+        }
+        Ok(Self {
+            orderid: orderid.into(),
+            sku: sku.into(),
+            qty: qty.get(),
+        })
+    }
+
+    /// A line of raw values, each parsed (tests, and records read back from a store).
+    pub fn parse(
         orderid: impl AsRef<str>,
         sku: impl AsRef<str>,
         qty: u32,
     ) -> Result<Self, DomainError> {
-        Ok(Self {
-            orderid: OrderId::parse(orderid)?.into(),
-            sku: Sku::parse(sku)?.into(),
-            qty: Quantity::positive(qty.into())?.get(),
-        })
+        Self::new(
+            OrderId::parse(orderid)?,
+            Sku::parse(sku)?,
+            Quantity::positive(qty.into())?,
+        )
     }
 
     /// A line rebuilt from the product's own (already validated) data.

@@ -17,7 +17,7 @@ pub async fn add_batch<R: ProductRepository>(
     cmd: &CreateBatch,
     uow: &mut UnitOfWork<R>,
 ) -> Result<(), ServiceError> {
-    let batch = Batch::new(&cmd.reference, &cmd.sku, cmd.qty.get(), cmd.eta)?;
+    let batch = Batch::new(cmd.reference.clone(), cmd.sku.clone(), cmd.qty, cmd.eta);
     // The same batch again (a retry whose answer was lost) is answered as the first time; another
     // batch under its reference is a conflict naming what differs.
     if let Some(product) = uow.get_by_batchref(&cmd.reference).await? {
@@ -26,7 +26,7 @@ pub async fn add_batch<R: ProductRepository>(
         }
     }
     if uow.get(&cmd.sku, &[]).await?.is_none() {
-        uow.add(Product::new(&cmd.sku)?);
+        uow.add(Product::new(cmd.sku.clone()));
     }
     let product = uow
         .get(&cmd.sku, &[])
@@ -110,12 +110,13 @@ impl QueuedAllocation {
         }
     }
 
+    /// The line the command asks for, of the values it carries (parsed once, at the edge).
     fn line(&self) -> Result<OrderLine, DomainError> {
         let (orderid, sku, qty) = match &self.command {
             AllocationCommand::Allocate(cmd) => (&cmd.orderid, &cmd.sku, cmd.qty),
             AllocationCommand::Reallocate(cmd) => (&cmd.orderid, &cmd.sku, cmd.qty),
         };
-        OrderLine::new(orderid.as_str(), sku.as_str(), qty.get())
+        OrderLine::new(orderid.clone(), sku.clone(), qty)
     }
 }
 

@@ -266,7 +266,7 @@ fn offline_allocation(n: &Names) -> Vec<commit::Action> {
     let mut product = Product::restore(&n.sku, 1, vec![batch], None).unwrap();
     product.restore_no_line(&n.order);
     product
-        .allocate(&OrderLine::new(&n.order, &n.sku, 3).unwrap())
+        .allocate(&OrderLine::parse(&n.order, &n.sku, 3).unwrap())
         .unwrap();
     let outbox: Vec<EventEnvelope> = product
         .take_events()

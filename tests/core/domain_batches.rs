@@ -1,18 +1,20 @@
 //! Batches (book ch. 1/5): available quantity, what can be allocated, idempotent allocation.
 
-use allocation::domain::{Batch, DomainError, OrderLine, Product, MAX_QUANTITY};
+use allocation::domain::{
+    Allocate, Batch, CreateBatch, DomainError, OrderLine, Product, Quantity, MAX_QUANTITY,
+};
 use chrono::NaiveDate;
 
 fn make_batch_and_line(sku: &str, batch_qty: u32, line_qty: u32) -> (Batch, OrderLine) {
     (
-        Batch::new(
+        Batch::parse(
             "batch-001",
             sku,
             batch_qty,
             NaiveDate::from_ymd_opt(2026, 11, 21),
         )
         .unwrap(),
-        OrderLine::new("order-123", sku, line_qty).unwrap(),
+        OrderLine::parse("order-123", sku, line_qty).unwrap(),
     )
 }
 
@@ -43,8 +45,8 @@ fn test_can_allocate_if_available_equal_to_required() {
 
 #[test]
 fn test_cannot_allocate_if_skus_do_not_match() {
-    let batch = Batch::new("batch-001", "UNCOMFORTABLE-CHAIR", 100, None).unwrap();
-    let different_sku_line = OrderLine::new("order-123", "EXPENSIVE-TOASTER", 10).unwrap();
+    let batch = Batch::parse("batch-001", "UNCOMFORTABLE-CHAIR", 100, None).unwrap();
+    let different_sku_line = OrderLine::parse("order-123", "EXPENSIVE-TOASTER", 10).unwrap();
     assert!(!batch.can_allocate(&different_sku_line));
 }
 
@@ -83,29 +85,29 @@ fn test_a_stored_batch_keeps_its_allocated_total() {
 #[test]
 fn test_order_lines_need_a_positive_quantity_and_identifiers() {
     assert_eq!(
-        OrderLine::new("o1", "SKU", 0),
+        OrderLine::parse("o1", "SKU", 0),
         Err(DomainError::QuantityOutOfRange {
             min: 1,
             max: MAX_QUANTITY
         })
     );
     assert_eq!(
-        Batch::new("b1", "SKU", 1_000_000_001, None).map(|b| b.purchased_quantity()),
+        Batch::parse("b1", "SKU", 1_000_000_001, None).map(|b| b.purchased_quantity()),
         Err(DomainError::QuantityOutOfRange {
             min: 0,
             max: MAX_QUANTITY
         })
     );
     assert_eq!(
-        OrderLine::new("", "SKU", 1),
+        OrderLine::parse("", "SKU", 1),
         Err(DomainError::EmptyIdentifier("orderid"))
     );
     assert_eq!(
-        OrderLine::new("o1", "  ", 1),
+        OrderLine::parse("o1", "  ", 1),
         Err(DomainError::EmptyIdentifier("sku"))
     );
     assert!(matches!(
-        OrderLine::new("o".repeat(129), "SKU", 1),
+        OrderLine::parse("o".repeat(129), "SKU", 1),
         Err(DomainError::IdentifierTooLong {
             field: "orderid",
             ..
@@ -115,9 +117,27 @@ fn test_order_lines_need_a_positive_quantity_and_identifiers() {
 
 #[test]
 fn test_batches_may_hold_zero_but_need_a_reference() {
-    assert!(Batch::new("b1", "SKU", 0, None).is_ok());
+    assert!(Batch::parse("b1", "SKU", 0, None).is_ok());
     assert_eq!(
-        Batch::new("", "SKU", 5, None),
+        Batch::parse("", "SKU", 5, None),
         Err(DomainError::EmptyIdentifier("ref"))
     );
+}
+
+#[test]
+fn test_a_line_and_a_batch_are_made_of_the_values_a_command_carries() {
+    let cmd = Allocate::new("o1", "SKU", 3).unwrap();
+    let line = OrderLine::new(cmd.orderid.clone(), cmd.sku.clone(), cmd.qty).unwrap();
+    assert_eq!((line.orderid(), line.sku(), line.qty()), ("o1", "SKU", 3));
+    // The line's own rule holds whatever carried the quantity.
+    assert_eq!(
+        OrderLine::new(cmd.orderid, cmd.sku, Quantity::new(0).unwrap()),
+        Err(DomainError::QuantityOutOfRange {
+            min: 1,
+            max: MAX_QUANTITY
+        })
+    );
+    let create = CreateBatch::new("b1", "SKU", 0, None).unwrap();
+    let batch = Batch::new(create.reference, create.sku, create.qty, create.eta);
+    assert_eq!((batch.reference(), batch.purchased_quantity()), ("b1", 0));
 }

@@ -17,13 +17,13 @@ fn later() -> Option<NaiveDate> {
 fn product(sku: &str, batches: &[(&str, u32, Option<NaiveDate>)]) -> Product {
     let batches = batches
         .iter()
-        .map(|(reference, qty, eta)| Batch::new(*reference, sku, *qty, *eta).unwrap())
+        .map(|(reference, qty, eta)| Batch::parse(*reference, sku, *qty, *eta).unwrap())
         .collect();
     Product::with_batches(sku, batches).unwrap()
 }
 
 fn line(orderid: &str, sku: &str, qty: u32) -> OrderLine {
-    OrderLine::new(orderid, sku, qty).unwrap()
+    OrderLine::parse(orderid, sku, qty).unwrap()
 }
 
 #[test]
@@ -218,7 +218,7 @@ fn test_adding_or_raising_stock_ends_the_stock_out() {
     let mut product = product("SHORT", &[("b1", 1, None)]);
     product.allocate(&line("o1", "SHORT", 5)).unwrap();
     product
-        .add_batch(Batch::new("b2", "SHORT", 1, None).unwrap())
+        .add_batch(Batch::parse("b2", "SHORT", 1, None).unwrap())
         .unwrap();
     assert_eq!(product.out_of_stock_since(), None);
     product.allocate(&line("o2", "SHORT", 5)).unwrap();
@@ -295,7 +295,7 @@ fn test_new_stock_is_offered_to_waiting_lines_oldest_first() {
     product.take_events();
     // 5 units: o3 (2) and o2 (3) fit, oldest first; o1 (4) would not.
     product
-        .add_batch(Batch::new("b2", "QUEUE", 5, None).unwrap())
+        .add_batch(Batch::parse("b2", "QUEUE", 5, None).unwrap())
         .unwrap();
     assert_eq!(product.offer_waiting_lines(), 2);
     let offered: Vec<_> = product
@@ -327,7 +327,7 @@ fn test_an_older_line_that_does_not_fit_is_not_overtaken() {
     product.take_events();
     // o2 (5) has waited longest; 1 unit would fit o1 but not o2: nothing is offered.
     product
-        .add_batch(Batch::new("b2", "FAIR", 1, None).unwrap())
+        .add_batch(Batch::parse("b2", "FAIR", 1, None).unwrap())
         .unwrap();
     assert_eq!(product.offer_waiting_lines(), 0);
     assert!(product.events().is_empty());
@@ -461,7 +461,7 @@ fn test_deallocation_takes_the_greatest_order_ids_first() {
 #[test]
 fn test_batch_references_are_unique_within_a_product() {
     let mut product = product("DUP", &[("b1", 1, None)]);
-    let again = Batch::new("b1", "DUP", 5, None).unwrap();
+    let again = Batch::parse("b1", "DUP", 5, None).unwrap();
     assert_eq!(
         product.add_batch(again),
         Err(DomainError::DuplicateBatch("b1".into()))
@@ -471,7 +471,7 @@ fn test_batch_references_are_unique_within_a_product() {
 #[test]
 fn test_a_batch_of_another_sku_is_refused() {
     let mut product = product("ONE", &[]);
-    let other = Batch::new("b1", "TWO", 5, None).unwrap();
+    let other = Batch::parse("b1", "TWO", 5, None).unwrap();
     assert!(matches!(
         product.add_batch(other),
         Err(DomainError::SkuMismatch { .. })

@@ -377,11 +377,11 @@ mod change_batch_quantity {
         // what the bus would be given, and nothing is reallocated.
         let store = Arc::new(InMemoryStore::new());
         let mut uow = UnitOfWork::new(Arc::clone(&store), EventWiring::outbox(), None);
-        let product = uow.add(Product::new("INDIFFERENT-TABLE").unwrap());
+        let product = uow.add(Product::parse("INDIFFERENT-TABLE").unwrap());
         for (reference, eta) in [("batch1", None), ("batch2", today())] {
             product
                 .add_batch(
-                    allocation::domain::Batch::new(reference, "INDIFFERENT-TABLE", 50, eta)
+                    allocation::domain::Batch::parse(reference, "INDIFFERENT-TABLE", 50, eta)
                         .unwrap(),
                 )
                 .unwrap();
@@ -389,7 +389,7 @@ mod change_batch_quantity {
         for order in ["order1", "order2"] {
             product
                 .allocate(
-                    &allocation::domain::OrderLine::new(order, "INDIFFERENT-TABLE", 20).unwrap(),
+                    &allocation::domain::OrderLine::parse(order, "INDIFFERENT-TABLE", 20).unwrap(),
                 )
                 .unwrap();
         }
@@ -628,7 +628,7 @@ mod change_batch_quantity_in_chunks {
                 };
                 let mut product = self.inner.load(sku, &[orderid]).await?.unwrap();
                 let loaded = product.version_number();
-                let line = OrderLine::new(orderid, sku, *qty).unwrap();
+                let line = OrderLine::parse(orderid, sku, *qty).unwrap();
                 let batch = product.allocate(&line).unwrap();
                 if batch.is_some() {
                     let write = ProductWrite {

@@ -619,9 +619,9 @@ async fn a_refused_commit_in_a_group_writes_nothing_and_the_others_land() {
                     _ => (format!("SKU-{n}"), format!("b{n}")),
                 };
                 let mut uow = UnitOfWork::new(store, EventWiring::outbox(), None);
-                let product = uow.add(Product::new(&sku).unwrap());
+                let product = uow.add(Product::parse(&sku).unwrap());
                 product
-                    .add_batch(Batch::new(&reference, &sku, 10, None).unwrap())
+                    .add_batch(Batch::parse(&reference, &sku, 10, None).unwrap())
                     .unwrap();
                 (n, sku, reference, uow.commit().await)
             })

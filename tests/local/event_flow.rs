@@ -136,9 +136,9 @@ async fn a_reallocation_that_keeps_failing_is_dead_lettered_and_not_redelivered(
             qty: 1,
         }),
     };
-    let mut ghost = Product::new("GHOST").unwrap();
+    let mut ghost = Product::parse("GHOST").unwrap();
     ghost
-        .add_batch(Batch::new("g1", "GHOST", 1, None).unwrap())
+        .add_batch(Batch::parse("g1", "GHOST", 1, None).unwrap())
         .unwrap();
     store
         .commit(&[ProductWrite {

@@ -63,14 +63,14 @@ pub async fn a_committed_product_reads_back_the_same<S: Store>(store: Arc<S>) {
     let (b1, b2) = (unique("b1"), unique("b2"));
     let order = unique("o1");
     let mut uow = unit_of_work(&store, Some("corr-1"));
-    let product = uow.add(Product::new(&sku).unwrap());
+    let product = uow.add(Product::parse(&sku).unwrap());
     product
-        .add_batch(Batch::new(&b1, &sku, 100, None).unwrap())
+        .add_batch(Batch::parse(&b1, &sku, 100, None).unwrap())
         .unwrap();
     product
-        .add_batch(Batch::new(&b2, &sku, 50, date(2026, 12, 24)).unwrap())
+        .add_batch(Batch::parse(&b2, &sku, 50, date(2026, 12, 24)).unwrap())
         .unwrap();
-    let line = OrderLine::new(&order, &sku, 10).unwrap();
+    let line = OrderLine::parse(&order, &sku, 10).unwrap();
     assert_eq!(
         product.allocate(&line).unwrap().as_deref(),
         Some(b1.as_str())
@@ -135,9 +135,9 @@ pub async fn uncommitted_work_is_rolled_back_by_default<S: Store>(store: Arc<S>)
     let batch = unique("b");
     {
         let mut uow = unit_of_work(&store, None);
-        let product = uow.add(Product::new(&sku).unwrap());
+        let product = uow.add(Product::parse(&sku).unwrap());
         product
-            .add_batch(Batch::new(&batch, &sku, 10, None).unwrap())
+            .add_batch(Batch::parse(&batch, &sku, 10, None).unwrap())
             .unwrap();
         // dropped without commit
     }
@@ -156,8 +156,8 @@ pub async fn work_is_rolled_back_when_the_handler_fails<S: Store>(store: Arc<S>)
     let (first, second) = (unique("o"), unique("o"));
     let failure: Result<(), ServiceError> = async {
         let product = uow.get(&sku, &[&first, &second]).await?.expect("stored");
-        product.allocate(&OrderLine::new(&first, &sku, 5)?)?;
-        product.allocate(&OrderLine::new(&second, &sku, 0)?)?;
+        product.allocate(&OrderLine::parse(&first, &sku, 5)?)?;
+        product.allocate(&OrderLine::parse(&second, &sku, 0)?)?;
         uow.commit().await?;
         Ok(())
     }
@@ -182,14 +182,14 @@ pub async fn a_stale_commit_is_a_version_conflict<S: Store>(store: Arc<S>) {
         .await
         .unwrap()
         .unwrap()
-        .allocate(&OrderLine::new(&o1, &sku, 4).unwrap())
+        .allocate(&OrderLine::parse(&o1, &sku, 4).unwrap())
         .unwrap();
     second
         .get(&sku, &[&o2])
         .await
         .unwrap()
         .unwrap()
-        .allocate(&OrderLine::new(&o2, &sku, 4).unwrap())
+        .allocate(&OrderLine::parse(&o2, &sku, 4).unwrap())
         .unwrap();
     first.commit().await.unwrap();
     let conflict = second.commit().await;
@@ -220,12 +220,12 @@ pub async fn two_new_products_with_one_sku_conflict<S: Store>(store: Arc<S>) {
     let mut first = unit_of_work(&store, None);
     let mut second = unit_of_work(&store, None);
     first
-        .add(Product::new(&sku).unwrap())
-        .add_batch(Batch::new(unique("b"), &sku, 1, None).unwrap())
+        .add(Product::parse(&sku).unwrap())
+        .add_batch(Batch::parse(unique("b"), &sku, 1, None).unwrap())
         .unwrap();
     second
-        .add(Product::new(&sku).unwrap())
-        .add_batch(Batch::new(unique("b"), &sku, 2, None).unwrap())
+        .add(Product::parse(&sku).unwrap())
+        .add_batch(Batch::parse(unique("b"), &sku, 2, None).unwrap())
         .unwrap();
     first.commit().await.unwrap();
     assert_eq!(
@@ -239,8 +239,8 @@ pub async fn batch_references_are_unique_across_skus<S: Store>(store: Arc<S>) {
     let (sku1, sku2) = (unique("MUG"), unique("CUP"));
     create_batch(&store, &batch, &sku1, 10, None).await;
     let mut uow = unit_of_work(&store, None);
-    uow.add(Product::new(&sku2).unwrap())
-        .add_batch(Batch::new(&batch, &sku2, 5, None).unwrap())
+    uow.add(Product::parse(&sku2).unwrap())
+        .add_batch(Batch::parse(&batch, &sku2, 5, None).unwrap())
         .unwrap();
     assert_eq!(
         uow.commit().await,
@@ -570,13 +570,13 @@ pub async fn a_refusal_during_a_stock_out_does_not_invalidate_a_concurrent_alloc
     let mut refusing = unit_of_work(&store, None);
     let product = allocating.get(&sku, &[&small]).await.unwrap().unwrap();
     assert!(product
-        .allocate(&OrderLine::new(&small, &sku, 2).unwrap())
+        .allocate(&OrderLine::parse(&small, &sku, 2).unwrap())
         .unwrap()
         .is_some());
     let product = refusing.get(&sku, &[&large]).await.unwrap().unwrap();
     assert_eq!(
         product
-            .allocate(&OrderLine::new(&large, &sku, 50).unwrap())
+            .allocate(&OrderLine::parse(&large, &sku, 50).unwrap())
             .unwrap(),
         None
     );
@@ -603,7 +603,7 @@ pub async fn a_refusal_on_a_state_that_moved_is_a_version_conflict<S: Store>(sto
     let product = refusing.get(&sku, &[&large]).await.unwrap().unwrap();
     assert_eq!(
         product
-            .allocate(&OrderLine::new(&large, &sku, 50).unwrap())
+            .allocate(&OrderLine::parse(&large, &sku, 50).unwrap())
             .unwrap(),
         None
     );

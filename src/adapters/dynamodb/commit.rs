@@ -262,12 +262,12 @@ mod tests {
 
     #[test]
     fn a_new_product_checks_absence_its_batch_reference_and_its_line() {
-        let mut product = Product::new("LAMP").unwrap();
+        let mut product = Product::parse("LAMP").unwrap();
         product
-            .add_batch(Batch::new("b1", "LAMP", 10, None).unwrap())
+            .add_batch(Batch::parse("b1", "LAMP", 10, None).unwrap())
             .unwrap();
         product
-            .allocate(&OrderLine::new("o1", "LAMP", 2).unwrap())
+            .allocate(&OrderLine::parse("o1", "LAMP", 2).unwrap())
             .unwrap();
         let write = ProductWrite {
             product: &product,
@@ -308,10 +308,10 @@ mod tests {
             waiting_since: None,
         };
         product
-            .restore_line(&OrderLine::new("o2", "LAMP", 2).unwrap(), "b1")
+            .restore_line(&OrderLine::parse("o2", "LAMP", 2).unwrap(), "b1")
             .unwrap();
         product
-            .restore_line(&OrderLine::new("o3", "LAMP", 3).unwrap(), "b1")
+            .restore_line(&OrderLine::parse("o3", "LAMP", 3).unwrap(), "b1")
             .unwrap();
         product.change_batch_quantity("b1", 2).unwrap();
         let write = ProductWrite {

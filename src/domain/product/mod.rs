@@ -17,57 +17,38 @@ use foldhash::fast::RandomState;
 
 use super::{Batch, Changes, DomainError, Event, OrderLine, Sku};
 
+/// Where an order's line of this product is, in the product's own terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineState {
+    /// The order has no line here.
+    Absent,
+    /// In the batch at this index of `Product::batches`.
+    Allocated { batch: u32, qty: u32 },
+    /// Waiting for stock (a back-order) since the product's version `since`.
+    Waiting { since: u64, qty: u32 },
+}
+
 /// What the product knows of one order's line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct KnownLine {
-    /// Index in `Product::batches` of the batch holding it; `None`: not allocated.
-    batch: Option<u32>,
-    /// For a line that is not allocated: `Some(version)` when it waits for stock (a back-order) since
-    /// the product's `version`; `None` when the order has no line here.
-    waiting_since: Option<u64>,
-    qty: u32,
+    /// Where the line is now.
+    state: LineState,
+    /// Where the store held it when it was loaded (or last committed): a store whose reads are not
+    /// one snapshot writes each line on condition that it is still this (`docs/storage.md`).
+    stored: LineState,
     /// Already listed in `Changes::lines`.
     changed: bool,
-    /// The line as the store held it when it was loaded (or last committed): a store whose reads are
-    /// not one snapshot writes each line on condition that it is still this (`docs/storage.md`).
-    stored: LineState,
-}
-
-/// Where a line is: the fields of [`KnownLine`] that say it, copied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LineState {
-    batch: Option<u32>,
-    waiting_since: Option<u64>,
-    qty: u32,
-}
-
-impl LineState {
-    const ABSENT: LineState = LineState {
-        batch: None,
-        waiting_since: None,
-        qty: 0,
-    };
 }
 
 impl KnownLine {
-    const ABSENT: KnownLine = KnownLine::stored(LineState::ABSENT);
+    const ABSENT: KnownLine = KnownLine::stored(LineState::Absent);
 
     /// A line as the store holds it.
     const fn stored(state: LineState) -> KnownLine {
         KnownLine {
-            batch: state.batch,
-            waiting_since: state.waiting_since,
-            qty: state.qty,
-            changed: false,
+            state,
             stored: state,
-        }
-    }
-
-    fn current(&self) -> LineState {
-        LineState {
-            batch: self.batch,
-            waiting_since: self.waiting_since,
-            qty: self.qty,
+            changed: false,
         }
     }
 }
@@ -117,9 +98,9 @@ pub struct Product {
 
 impl Product {
     /// A new product with no batches, at version 0.
-    pub fn new(sku: impl AsRef<str>) -> Result<Self, DomainError> {
-        Ok(Self {
-            sku: Sku::parse(sku)?.into(),
+    pub fn new(sku: Sku) -> Self {
+        Self {
+            sku: sku.into(),
             batches: Vec::new(),
             batch_states: Vec::new(),
             version_number: 0,
@@ -128,12 +109,17 @@ impl Product {
             knows_all_lines: true,
             events: Vec::new(),
             changes: Changes::default(),
-        })
+        }
+    }
+
+    /// A new product of a raw SKU, parsed (tests).
+    pub fn parse(sku: impl AsRef<str>) -> Result<Self, DomainError> {
+        Ok(Self::new(Sku::parse(sku)?))
     }
 
     /// A product at version 0 with these (empty) batches and no lines: every line is known.
     pub fn with_batches(sku: impl AsRef<str>, batches: Vec<Batch>) -> Result<Self, DomainError> {
-        let mut product = Self::new(sku)?;
+        let mut product = Self::parse(sku)?;
         for batch in batches {
             product.insert_batch(batch)?;
         }
@@ -177,7 +163,7 @@ impl Product {
 
     /// This order's line, allocated or waiting, if the product knows one: where it is and its quantity.
     pub fn line_status(&self, orderid: &str) -> Option<(LineStatus<'_>, u32)> {
-        self.status_of(self.lines.get(orderid)?.current())
+        self.status_of(self.lines.get(orderid)?.state)
     }
 
     /// This order's line as the store held it when the product was loaded or last committed (`None`:
@@ -187,13 +173,13 @@ impl Product {
     }
 
     fn status_of(&self, state: LineState) -> Option<(LineStatus<'_>, u32)> {
-        match (state.batch, state.waiting_since) {
-            (Some(index), _) => {
-                let batch = self.batches.get(usize::try_from(index).ok()?)?;
-                Some((LineStatus::Allocated(batch), state.qty))
+        match state {
+            LineState::Allocated { batch, qty } => {
+                let batch = self.batches.get(usize::try_from(batch).ok()?)?;
+                Some((LineStatus::Allocated(batch), qty))
             }
-            (None, Some(since)) => Some((LineStatus::Waiting { since }, state.qty)),
-            (None, None) => None,
+            LineState::Waiting { since, qty } => Some((LineStatus::Waiting { since }, qty)),
+            LineState::Absent => None,
         }
     }
 
@@ -216,7 +202,7 @@ impl Product {
         for orderid in std::mem::take(&mut self.changes.lines) {
             if let Some(known) = self.lines.get_mut(&orderid) {
                 known.changed = false;
-                known.stored = known.current();
+                known.stored = known.state;
             }
         }
         self.batch_states.fill(BatchState::Unchanged);
@@ -265,24 +251,24 @@ impl Product {
         let new_version = self.version_number + 1;
         // One probe of the line index serves both the idempotency check and the insert.
         let known = match self.lines.entry(Arc::clone(line.shared_orderid())) {
-            Entry::Occupied(slot) => {
-                let known = slot.get();
-                let has_line = known.batch.is_some() || known.waiting_since.is_some();
-                if has_line && known.qty != line.qty() {
+            Entry::Occupied(slot) => match slot.get().state {
+                LineState::Allocated { qty, .. } | LineState::Waiting { qty, .. }
+                    if qty != line.qty() =>
+                {
                     return Err(DomainError::OrderLineDiffers {
                         orderid: line.orderid().to_owned(),
                         sku: self.sku.to_string(),
-                        qty: known.qty,
+                        qty,
                         requested: line.qty(),
                     });
                 }
-                if let Some(index) = known.batch {
+                LineState::Allocated { batch, .. } => {
                     return Ok(Some(Arc::clone(
-                        self.batches[index as usize].shared_reference(),
+                        self.batches[batch as usize].shared_reference(),
                     )));
                 }
-                slot.into_mut()
-            }
+                LineState::Waiting { .. } | LineState::Absent => slot.into_mut(),
+            },
             Entry::Vacant(_) if !self.knows_all_lines => {
                 return Err(DomainError::LineNotLoaded(line.orderid().to_owned()));
             }
@@ -290,9 +276,11 @@ impl Product {
         };
         let Some(index) = self.batches.iter().position(|b| b.can_allocate(line)) else {
             let mut changed = false;
-            if keep_waiting && known.waiting_since.is_none() {
-                known.waiting_since = Some(new_version);
-                known.qty = line.qty();
+            if keep_waiting && known.state == LineState::Absent {
+                known.state = LineState::Waiting {
+                    since: new_version,
+                    qty: line.qty(),
+                };
                 if !known.changed {
                     known.changed = true;
                     self.changes.lines.push(Arc::clone(line.shared_orderid()));
@@ -316,9 +304,10 @@ impl Product {
         let batch = &mut self.batches[index];
         batch.allocate(line);
         let reference = Arc::clone(batch.shared_reference());
-        known.batch = Some(index_u32(index));
-        known.waiting_since = None;
-        known.qty = line.qty();
+        known.state = LineState::Allocated {
+            batch: index_u32(index),
+            qty: line.qty(),
+        };
         if !known.changed {
             known.changed = true;
             self.changes.lines.push(Arc::clone(line.shared_orderid()));
@@ -357,9 +346,11 @@ impl Product {
         self.batch_states.insert(at, BatchState::Unchanged);
         let shifted = index_u32(at);
         for known in self.lines.values_mut() {
-            for index in [&mut known.batch, &mut known.stored.batch] {
-                if let Some(index) = index.as_mut().filter(|i| **i >= shifted) {
-                    *index += 1;
+            for state in [&mut known.state, &mut known.stored] {
+                if let LineState::Allocated { batch, .. } = state {
+                    if *batch >= shifted {
+                        *batch += 1;
+                    }
                 }
             }
         }

@@ -36,9 +36,8 @@ impl Product {
         }
         self.lines
             .entry(Arc::clone(line.shared_orderid()))
-            .or_insert(KnownLine::stored(LineState {
-                batch: Some(index_u32(index)),
-                waiting_since: None,
+            .or_insert(KnownLine::stored(LineState::Allocated {
+                batch: index_u32(index),
                 qty: line.qty(),
             }));
         Ok(())
@@ -59,9 +58,8 @@ impl Product {
         }
         self.lines
             .entry(Arc::clone(line.shared_orderid()))
-            .or_insert(KnownLine::stored(LineState {
-                batch: None,
-                waiting_since: Some(since),
+            .or_insert(KnownLine::stored(LineState::Waiting {
+                since,
                 qty: line.qty(),
             }));
         Ok(())

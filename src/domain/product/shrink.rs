@@ -3,7 +3,7 @@
 use crate::domain::AllocationRequired;
 use std::sync::Arc;
 
-use super::{index_u32, mark_changed, Product};
+use super::{index_u32, mark_changed, LineState, Product};
 use crate::domain::{DomainError, Event, OrderLine};
 
 impl Product {
@@ -82,8 +82,10 @@ impl Product {
         let mut held: Vec<(&Arc<str>, u32)> = self
             .lines
             .iter()
-            .filter(|(_, known)| known.batch == Some(index))
-            .map(|(orderid, known)| (orderid, known.qty))
+            .filter_map(|(orderid, known)| match known.state {
+                LineState::Allocated { batch, qty } if batch == index => Some((orderid, qty)),
+                _ => None,
+            })
             .collect();
         held.sort_unstable_by(|a, b| b.0.cmp(a.0));
         let mut freed = 0u64;
@@ -104,9 +106,13 @@ impl Product {
         let Some(known) = self.lines.get_mut(&orderid) else {
             return;
         };
-        let qty = known.qty;
-        known.batch = None;
-        known.waiting_since = Some(new_version);
+        let LineState::Allocated { qty, .. } = known.state else {
+            return;
+        };
+        known.state = LineState::Waiting {
+            since: new_version,
+            qty,
+        };
         if !known.changed {
             known.changed = true;
             self.changes.lines.push(Arc::clone(&orderid));

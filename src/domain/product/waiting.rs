@@ -3,7 +3,7 @@
 use crate::domain::AllocationRequired;
 use std::sync::Arc;
 
-use super::Product;
+use super::{LineState, Product};
 use crate::domain::{Batch, Event};
 
 impl Product {
@@ -16,8 +16,10 @@ impl Product {
         let mut waiting: Vec<(u64, &Arc<str>, u32)> = self
             .lines
             .iter()
-            .filter(|(_, known)| known.batch.is_none())
-            .filter_map(|(orderid, known)| Some((known.waiting_since?, orderid, known.qty)))
+            .filter_map(|(orderid, known)| match known.state {
+                LineState::Waiting { since, qty } => Some((since, orderid, qty)),
+                _ => None,
+            })
             .collect();
         waiting.sort_unstable();
         let mut spare: Vec<i64> = self.batches.iter().map(Batch::available_quantity).collect();
