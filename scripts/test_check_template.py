@@ -643,6 +643,22 @@ class LanguageExtensions(unittest.TestCase):
             self.assertIn(f"ERROR [dead-letter-alarm] {queue}Queue: ", output)
         self.assertIn("4 error(s)", output)
 
+    def test_a_mapping_a_lookup_left_to_cloudformation_reads_stays(self):
+        # Keyed by a parameter, the lookup is CloudFormation's: the mapping it reads stays, in
+        # Globals too (SAM copies it into each function); one only the transform read goes.
+        template = {
+            "Transform": ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"],
+            "Parameters": {"Level": {"Type": "String", "Default": "INFO"}},
+            "Mappings": {"Filters": {"INFO": {"Filter": "info"}}, "Names": {"A": {"Name": "a"}}},
+            "Globals": {"Function": {"Environment": {"Variables": {
+                "FILTER": {"Fn::FindInMap": ["Filters", {"Ref": "Level"}, "Filter"]}}}}},
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic",
+                                    "Properties": {"DisplayName": {"Fn::FindInMap": ["Names", "A", "Name"]}}}},
+        }
+        expanded = expand_language_extensions(template)
+        self.assertEqual(expanded["Mappings"], {"Filters": {"INFO": {"Filter": "info"}}})
+        self.assertEqual(expanded["Resources"]["Topic"]["Properties"]["DisplayName"], "a")
+
     def test_what_the_check_does_not_expand_fails_it(self):
         from template_check.language_extensions import LanguageExtensionsError
 

@@ -52,8 +52,9 @@ def expand_language_extensions(template: dict) -> dict:
     for section in ("Conditions", "Resources", "Outputs"):
         if section in template:
             result[section] = resolve(loops(template[section], {}, section), mappings)
-    # A mapping that only the transform read is gone from what it hands on.
-    text = json.dumps([result.get(s) for s in ("Conditions", "Resources", "Outputs")])
+    # A mapping that only the transform read is gone from what it hands on; one that a lookup
+    # left for CloudFormation reads (in Globals too, which SAM copies into each function) stays.
+    text = json.dumps([result.get(s) for s in ("Conditions", "Resources", "Outputs", "Globals")])
     used = {m for m in mappings if f'{{"Fn::FindInMap": ["{m}"' in text}
     if "Mappings" in result:
         result["Mappings"] = {m: v for m, v in mappings.items() if m in used}
