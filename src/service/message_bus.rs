@@ -180,14 +180,6 @@ impl<R: ProductRepository> MessageBus<R> {
         self.queues().run_alone(self, sku, run, answered).await
     }
 
-    /// Queues an allocation in its product's queue and waits for its answer (the batch's reference).
-    pub(super) async fn queue_allocation(
-        &self,
-        allocation: QueuedAllocation,
-    ) -> Result<String, ServiceError> {
-        self.queues().allocate(self, allocation).await
-    }
-
     /// The SKU of the product holding batch `reference`, if any.
     pub(super) async fn sku_of_batch(
         &self,

@@ -66,7 +66,7 @@ impl Message for Allocate {
         correlation_id: Option<&str>,
     ) -> Result<String, ServiceError> {
         let allocation = QueuedAllocation::new(self.clone(), correlation_id);
-        bus.queue_allocation(allocation).await
+        bus.queues().allocate(bus, allocation).await
     }
 }
 
@@ -79,7 +79,7 @@ impl Message for Reallocate {
         correlation_id: Option<&str>,
     ) -> Result<(), ServiceError> {
         let allocation = QueuedAllocation::new(self.clone(), correlation_id);
-        reallocated(bus.queue_allocation(allocation).await)
+        reallocated(bus.queues().allocate(bus, allocation).await)
     }
 }
 

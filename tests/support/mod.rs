@@ -16,6 +16,7 @@ pub mod contract;
 pub mod dynamodb_local;
 #[cfg(feature = "aws")]
 pub mod dynamodb_table;
+pub mod fakes;
 #[cfg(feature = "aws")]
 pub mod interposer;
 #[cfg(feature = "local")]

@@ -1,16 +1,16 @@
 //! The HTTP contract (`docs/openapi.yaml`), independent of the server: the Lambda functions and the local
-//! server both turn their requests into an [`HttpRequest`] and answer the [`HttpResponse`] of [`handle`].
+//! server both turn their requests into an [`HttpRequest`] and answer the [`HttpResponse`] of [`handle`],
+//! which routes it ([`route`], the one place mapping method and path to an operation), parses its input
+//! (`input`), runs its command on the bus or reads the view, and maps the outcome (`errors`).
 
 mod errors;
 mod input;
-mod routes;
 
 use serde_json::json;
 use tracing::{info, warn};
 
 pub use errors::error_response;
 pub use input::MAX_BODY_BYTES;
-pub use routes::{route, Route};
 
 /// The request id header: a client's valid one is kept as the correlation id, else the front end's
 /// (the local server generates one; API Gateway has its own); the answer carries it.
@@ -129,4 +129,43 @@ async fn dispatch<S: ProductRepository + AllocationsView>(
     }
     .await;
     outcome.unwrap_or_else(|error| error)
+}
+
+/// An operation of the API: the route table below maps each method and path to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    AddBatch,
+    Allocate,
+    ChangeBatchQuantity,
+    /// `orderid` is still percent-encoded as it appeared in the path.
+    Allocations {
+        orderid: String,
+    },
+}
+
+/// Maps a request line to its route, or answers 404 (unknown path) / 405 (known path, other method).
+pub fn route(method: &str, path: &str) -> Result<Route, HttpResponse> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let (allowed, route) = match segments.as_slice() {
+        ["add_batch"] => ("POST", Route::AddBatch),
+        ["allocate"] => ("POST", Route::Allocate),
+        ["change_batch_quantity"] => ("POST", Route::ChangeBatchQuantity),
+        ["allocations", orderid] => (
+            "GET",
+            Route::Allocations {
+                orderid: (*orderid).to_owned(),
+            },
+        ),
+        _ => return Err(HttpResponse::message(404, format!("no route for {path}"))),
+    };
+    if method.eq_ignore_ascii_case(allowed) {
+        Ok(route)
+    } else {
+        let mut response = HttpResponse::message(
+            405,
+            format!("method {method} not allowed on {path}; use {allowed}"),
+        );
+        response.headers.push(("allow", allowed.to_owned()));
+        Err(response)
+    }
 }
