@@ -269,7 +269,6 @@ class Fleet:
             # The template's Globals.Environment.
             "TABLE_NAME": self.context.table_name,
             "TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:standin-events",
-            "RUST_LOG": self.settings.rust_log,
             "METRICS_NAMESPACE": "Allocation/standin",
         }
         if self.concurrency > 1:

@@ -101,16 +101,15 @@ class FunctionSettings:
 
     memory_mb: int
     timeout_s: int
+    # The functions' application log level (AWS_LAMBDA_LOG_LEVEL), which the binaries also filter
+    # their logs by (no RUST_LOG: the template sets none).
     log_level: str
-    rust_log: str
 
     @classmethod
     def of(cls, template: dict, log_level: str | None) -> "FunctionSettings":
         function = template["Globals"]["Function"]
         level = log_level or template["Parameters"]["LogLevel"]["Default"]
-        # RUST_LOG: !FindInMap [RustLog, !Ref LogLevel, Filter]: the map's entry for the level.
-        rust_log = template["Mappings"]["RustLog"][level]["Filter"]
-        return cls(int(function["MemorySize"]), int(function["Timeout"]), level, rust_log)
+        return cls(int(function["MemorySize"]), int(function["Timeout"]), level)
 
 
 def create_table(client, template: dict, table_name: str) -> None:

@@ -11,7 +11,7 @@ CloudFormation deploys):
   Fn::FindInMap whose map name and keys are then literal strings: the mapping's value.
   Ref and Fn::GetAtt whose argument is such an intrinsic function: the string it resolves to.
 An Fn::Sub left without any ${...} is that string. Every other intrinsic function is left to
-CloudFormation (a FindInMap keyed by a parameter, RustLog's, stays as it is), and so are the
+CloudFormation (a FindInMap keyed by a parameter stays as it is), and so are the
 mappings it reads; those that only the transform read are left out of its result.
 """
 
