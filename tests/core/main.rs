@@ -15,4 +15,5 @@ mod handlers;
 mod message_bus;
 mod messages;
 mod properties;
+mod specifications;
 mod template_check;
