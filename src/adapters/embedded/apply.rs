@@ -17,6 +17,8 @@ use crate::service::StoreError;
 
 /// What one group's transaction did, once it is durable.
 pub(super) struct Applied {
+    /// Per request, in order: its outcome (how many were pending for `MarkDelivered`, the id for
+    /// `DeadLetter`, 0 for the others), or the error that concerns it alone.
     pub outcomes: Vec<Result<u64, StoreError>>,
     pub next_seq: u64,
     pub next_dead_letter: u64,

@@ -51,7 +51,7 @@ impl OutboxFeed for EmbeddedStore {
             return Ok(0);
         }
         let seqs = seqs.to_vec();
-        self.request(|reply| Request::MarkDelivered { seqs, reply })
+        self.request(|pending| Request::MarkDelivered { seqs, pending })
             .await
     }
 
@@ -72,8 +72,7 @@ impl OutboxFeed for EmbeddedStore {
                 attempts,
             },
         )?;
-        self.request(|reply| Request::DeadLetter { value, reply })
-            .await
+        self.request(|id| Request::DeadLetter { value, id }).await
     }
 
     /// Every dead letter, oldest first.

@@ -184,16 +184,14 @@ impl EmbeddedStore {
     /// Finishes the writes already sent, then stops the writer: later writes answer `Unavailable`,
     /// reads still work. Dropping the store does the same (and waits for the thread).
     pub async fn shutdown(&self) -> Result<(), StoreError> {
-        self.request(|reply| Request::Shutdown { reply })
-            .await
-            .map(|_| ())
+        self.request(|done| Request::Shutdown { done }).await
     }
 
     /// Sends a request to the writer thread and waits for its answer (after its group's fsync).
-    async fn request(
+    async fn request<T>(
         &self,
-        make: impl FnOnce(writer::Reply) -> Request,
-    ) -> Result<u64, StoreError> {
+        make: impl FnOnce(writer::Answer<T>) -> Request,
+    ) -> Result<T, StoreError> {
         let stopped =
             || StoreError::Unavailable("embedded store: the writer thread has stopped".into());
         let (reply, answer) = oneshot::channel();
@@ -355,8 +353,7 @@ impl ProductRepository for EmbeddedStore {
                 ops.push(Op::encode(record)?);
             }
         }
-        self.request(|reply| Request::Commit { ops, reply }).await?;
-        Ok(())
+        self.request(|done| Request::Commit { ops, done }).await
     }
 }
 

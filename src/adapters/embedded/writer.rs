@@ -55,38 +55,57 @@ impl Failing {
     }
 }
 
-/// The answer to a request: a number whose meaning depends on the request.
-pub(super) type Reply = oneshot::Sender<Result<u64, StoreError>>;
+/// Where a request's caller waits for its answer (after its group's fsync).
+pub(super) type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// What the writer thread does for callers.
 pub(super) enum Request {
-    /// Check and write one commit's operations (answers 0).
-    Commit { ops: Vec<Op>, reply: Reply },
-    /// Remove these sequence numbers from the pending outbox (answers how many were pending).
-    MarkDelivered { seqs: Vec<u64>, reply: Reply },
-    /// Store a dead letter, already encoded (answers its id).
-    DeadLetter { value: Vec<u8>, reply: Reply },
-    /// Finish the current group, then stop (answers 0). Later requests answer `Unavailable`.
-    Shutdown { reply: Reply },
+    /// Check and write one commit's operations.
+    Commit { ops: Vec<Op>, done: Answer<()> },
+    /// Remove these sequence numbers from the pending outbox; answers how many were pending.
+    MarkDelivered {
+        seqs: Vec<u64>,
+        pending: Answer<u64>,
+    },
+    /// Store a dead letter, already encoded; answers its id.
+    DeadLetter { value: Vec<u8>, id: Answer<u64> },
+    /// Finish the current group, then stop. Later requests answer `Unavailable`.
+    Shutdown { done: Answer<()> },
 }
 
 impl Request {
     /// A request rebuilt from the journal (nobody waits for its answer).
     pub(super) fn replayed(entry: Entry) -> Self {
-        let reply = oneshot::channel().0;
         match entry {
-            Entry::Commit(ops) => Request::Commit { ops, reply },
-            Entry::MarkDelivered(seqs) => Request::MarkDelivered { seqs, reply },
-            Entry::DeadLetter(value) => Request::DeadLetter { value, reply },
+            Entry::Commit(ops) => Request::Commit {
+                ops,
+                done: oneshot::channel().0,
+            },
+            Entry::MarkDelivered(seqs) => Request::MarkDelivered {
+                seqs,
+                pending: oneshot::channel().0,
+            },
+            Entry::DeadLetter(value) => Request::DeadLetter {
+                value,
+                id: oneshot::channel().0,
+            },
         }
     }
 
-    fn into_reply(self) -> Reply {
+    /// Answers the caller with the outcome of applying the request (`apply::Applied::outcomes`:
+    /// the count or the id, for the requests that answer one).
+    fn answer(self, outcome: Result<u64, StoreError>) {
+        // The caller may have stopped waiting; what was applied stands all the same.
         match self {
-            Request::Commit { reply, .. }
-            | Request::MarkDelivered { reply, .. }
-            | Request::DeadLetter { reply, .. }
-            | Request::Shutdown { reply } => reply,
+            Request::Commit { done, .. } | Request::Shutdown { done } => {
+                let _ = done.send(outcome.map(|_| ()));
+            }
+            Request::MarkDelivered { pending, .. } => {
+                let _ = pending.send(outcome);
+            }
+            Request::DeadLetter { id, .. } => {
+                let _ = id.send(outcome);
+            }
         }
     }
 }
@@ -390,7 +409,7 @@ impl Writer {
                 Request::Shutdown { .. } => Ok(0),
                 _ => Err(error.clone()),
             };
-            let _ = request.into_reply().send(answer);
+            request.answer(answer);
         }
         true
     }
@@ -433,8 +452,7 @@ impl Writer {
                         }
                         _ => {}
                     }
-                    // The caller may have stopped waiting; its commit stands all the same.
-                    let _ = request.into_reply().send(outcome);
+                    request.answer(outcome);
                 }
             }
             Err(error) => {
@@ -442,7 +460,7 @@ impl Writer {
                 tracing::error!(%error, requests = size, "embedded store: group commit failed");
                 self.last_answered = 0;
                 for request in group {
-                    let _ = request.into_reply().send(Err(error.clone()));
+                    request.answer(Err(error.clone()));
                 }
                 self.recover(error);
             }

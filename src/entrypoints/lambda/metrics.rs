@@ -9,8 +9,8 @@
 //! and from its adapter (events published, failed records). The document is emitted as a `tracing`
 //! event with target [`EMF_TARGET`]; `logging::init` writes those events' `emf` field to stdout as
 //! is, beside the JSON logs, so the tests can read the documents with a subscriber of their own.
-//! (`metrics_cloudwatch_embedded` was considered: its process-global recorder cannot tell one bus's
-//! counts from another's in a test process, and one document per invocation is all that is needed.)
+//! The counts are the bus's own, not a process-global metrics recorder's, so each bus's are its own
+//! even when a test process runs several.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
