@@ -1,11 +1,26 @@
-//! One handler per message: load the product through the unit of work, apply the domain rule, commit.
+//! One handler per message (the book's `handlers.py`): each loads its product through the unit of
+//! work, applies the domain's rule and commits. A handler is a [`Handler`]: what the bus runs in a
+//! fresh unit of work, again after each version conflict. Which message reaches which handler, and
+//! through which queue, is `messages.rs`.
+
+use std::future::Future;
 
 use crate::domain::{
-    Allocate, Batch, ChangeBatchQuantity, CreateBatch, DomainError, EventEnvelope, OrderLine,
-    Product, Reallocate, Sku,
+    Allocate, Batch, ChangeBatchQuantity, CreateBatch, DomainError, Event, EventEnvelope,
+    OrderLine, Product, Reallocate, Sku,
 };
 
 use super::{Notifications, ProductRepository, ServiceError, StoreError, UnitOfWork};
+
+/// A handler, run in one unit of work, with its typed result.
+pub trait Handler: Send + Sync {
+    type Output: Send;
+
+    fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> impl Future<Output = Result<Self::Output, ServiceError>> + Send;
+}
 
 /// The most waiting lines one arrival of stock offers (each gets an `AllocationRequired` in the same
 /// commit); the others wait for the next arrival.
@@ -13,40 +28,44 @@ pub const MAX_LINES_OFFERED: usize = 256;
 
 /// `CreateBatch`: adds the batch, creating the product on its first batch, and offers the new stock
 /// to the product's waiting lines.
-pub async fn add_batch<R: ProductRepository>(
-    cmd: &CreateBatch,
-    uow: &mut UnitOfWork<R>,
-) -> Result<(), ServiceError> {
-    let batch = Batch::new(cmd.reference.clone(), cmd.sku.clone(), cmd.qty, cmd.eta);
-    // The same batch again (a retry whose answer was lost) is answered as the first time; another
-    // batch under its reference is a conflict naming what differs.
-    if let Some(product) = uow.get_by_batchref(&cmd.reference).await? {
+impl Handler for CreateBatch {
+    type Output = ();
+    async fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> Result<(), ServiceError> {
+        let cmd = self;
+        let batch = Batch::new(cmd.reference.clone(), cmd.sku.clone(), cmd.qty, cmd.eta);
+        // The same batch again (a retry whose answer was lost) is answered as the first time; another
+        // batch under its reference is a conflict naming what differs.
+        if let Some(product) = uow.get_by_batchref(&cmd.reference).await? {
+            if let Some(existing) = product.batch(&cmd.reference) {
+                return Ok(existing.check_same_as(&batch)?);
+            }
+        }
+        if uow.get(&cmd.sku, &[]).await?.is_none() {
+            uow.add(Product::new(cmd.sku.clone()));
+        }
+        let product = uow
+            .get(&cmd.sku, &[])
+            .await?
+            .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.to_string()))?;
+        // Created in between the two reads above, by a request just like this one or not.
         if let Some(existing) = product.batch(&cmd.reference) {
             return Ok(existing.check_same_as(&batch)?);
         }
-    }
-    if uow.get(&cmd.sku, &[]).await?.is_none() {
-        uow.add(Product::new(cmd.sku.clone()));
-    }
-    let product = uow
-        .get(&cmd.sku, &[])
-        .await?
-        .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.to_string()))?;
-    // Created in between the two reads above, by a request just like this one or not.
-    if let Some(existing) = product.batch(&cmd.reference) {
-        return Ok(existing.check_same_as(&batch)?);
-    }
-    product.add_batch(batch)?;
-    offer_waiting_lines(&cmd.sku, uow).await?;
-    match uow.commit().await {
-        // Another request took the reference between the check and the commit: try again, so the
-        // answer compares with the batch it made (the same request answers 201, another 409).
-        Err(StoreError::DuplicateBatchReference(_)) => {
-            Err(ServiceError::Store(StoreError::VersionConflict {
-                sku: cmd.sku.to_string(),
-            }))
+        product.add_batch(batch)?;
+        offer_waiting_lines(&cmd.sku, uow).await?;
+        match uow.commit().await {
+            // Another request took the reference between the check and the commit: try again, so the
+            // answer compares with the batch it made (the same request answers 201, another 409).
+            Err(StoreError::DuplicateBatchReference(_)) => {
+                Err(ServiceError::Store(StoreError::VersionConflict {
+                    sku: cmd.sku.to_string(),
+                }))
+            }
+            other => Ok(other?),
         }
-        other => Ok(other?),
     }
 }
 
@@ -120,6 +139,12 @@ impl QueuedAllocation {
     }
 }
 
+/// Allocations of one SKU applied together: `Allocate` and `Reallocate`'s one handler.
+pub struct AllocateGroup<'a> {
+    pub sku: &'a str,
+    pub allocations: &'a [QueuedAllocation],
+}
+
 /// `Allocate` and `Reallocate`, the one allocation handler: allocations of one SKU in ONE unit of
 /// work (a single allocation is a group of one). One load (the product with each order's line), each
 /// allocation in turn on the same product, one commit. Each gets its own answer: the batch's
@@ -127,53 +152,64 @@ impl QueuedAllocation {
 /// a stock-out episode, nothing at all during one; a `Reallocate` keeps its line waiting), or a
 /// domain error that concerns it alone. An `Err` of the whole is a load or commit failure that
 /// concerns them all (the bus retries a version conflict).
-pub async fn allocate<R: ProductRepository>(
-    sku: &str,
-    allocations: &[QueuedAllocation],
-    uow: &mut UnitOfWork<R>,
-) -> Result<Vec<Result<String, ServiceError>>, ServiceError> {
-    let lines: Vec<Result<OrderLine, ServiceError>> = allocations
-        .iter()
-        .map(|allocation| {
-            if allocation.sku().as_str() != sku {
-                return Err(ServiceError::InvalidSku(allocation.sku().to_string()));
-            }
-            allocation.line().map_err(ServiceError::from)
-        })
-        .collect();
-    let orderids: Vec<&str> = lines.iter().flatten().map(OrderLine::orderid).collect();
-    if uow.get(sku, &orderids).await?.is_none() {
-        return Ok(allocations
+impl Handler for AllocateGroup<'_> {
+    type Output = Vec<Result<String, ServiceError>>;
+    async fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> Result<Self::Output, ServiceError> {
+        let (sku, allocations) = (self.sku, self.allocations);
+        let lines: Vec<Result<OrderLine, ServiceError>> = allocations
             .iter()
-            .map(|a| Err(ServiceError::InvalidSku(a.sku().to_string())))
-            .collect());
+            .map(|allocation| {
+                if allocation.sku().as_str() != sku {
+                    return Err(ServiceError::InvalidSku(allocation.sku().to_string()));
+                }
+                allocation.line().map_err(ServiceError::from)
+            })
+            .collect();
+        let orderids: Vec<&str> = lines.iter().flatten().map(OrderLine::orderid).collect();
+        if uow.get(sku, &orderids).await?.is_none() {
+            return Ok(allocations
+                .iter()
+                .map(|a| Err(ServiceError::InvalidSku(a.sku().to_string())))
+                .collect());
+        }
+        let mut answers = Vec::with_capacity(allocations.len());
+        for (allocation, line) in allocations.iter().zip(lines) {
+            let line = match line {
+                Ok(line) => line,
+                Err(error) => {
+                    answers.push(Err(error));
+                    continue;
+                }
+            };
+            uow.set_correlation_id(allocation.correlation_id.as_deref());
+            let product = uow
+                .get(sku, &[])
+                .await?
+                .ok_or_else(|| ServiceError::InvalidSku(sku.to_owned()))?;
+            let allocated = match allocation.command {
+                AllocationCommand::Allocate(_) => product.allocate(&line),
+                AllocationCommand::Reallocate(_) => product.reallocate(&line),
+            };
+            answers.push(match allocated {
+                Ok(Some(reference)) => Ok(reference.to_string()),
+                Ok(None) => Err(ServiceError::OutOfStock(sku.to_owned())),
+                Err(error) => Err(error.into()),
+            });
+        }
+        uow.commit().await?;
+        Ok(answers)
     }
-    let mut answers = Vec::with_capacity(allocations.len());
-    for (allocation, line) in allocations.iter().zip(lines) {
-        let line = match line {
-            Ok(line) => line,
-            Err(error) => {
-                answers.push(Err(error));
-                continue;
-            }
-        };
-        uow.set_correlation_id(allocation.correlation_id.as_deref());
-        let product = uow
-            .get(sku, &[])
-            .await?
-            .ok_or_else(|| ServiceError::InvalidSku(sku.to_owned()))?;
-        let allocated = match allocation.command {
-            AllocationCommand::Allocate(_) => product.allocate(&line),
-            AllocationCommand::Reallocate(_) => product.reallocate(&line),
-        };
-        answers.push(match allocated {
-            Ok(Some(reference)) => Ok(reference.to_string()),
-            Ok(None) => Err(ServiceError::OutOfStock(sku.to_owned())),
-            Err(error) => Err(error.into()),
-        });
-    }
-    uow.commit().await?;
-    Ok(answers)
+}
+
+/// A quantity change, with the batch's SKU when the caller already knows it (looked up before the
+/// change joined the product's queue; a batch never moves to another SKU), or `None` to look the
+/// reference up.
+pub struct ChangeBatchQuantityOf {
+    pub sku: Option<String>,
+    pub cmd: ChangeBatchQuantity,
 }
 
 /// `ChangeBatchQuantity`: sets the quantity and deallocates what no longer fits, loading only the
@@ -182,52 +218,91 @@ pub async fn allocate<R: ProductRepository>(
 /// limits the size of a commit, lines are deallocated in chunks, each its own consistent commit that
 /// also lowers the quantity as far as it can (so the room it frees is never taken again before the
 /// change completes).
-pub async fn change_batch_quantity<R: ProductRepository>(
-    sku: Option<&str>,
-    cmd: &ChangeBatchQuantity,
-    uow: &mut UnitOfWork<R>,
-) -> Result<(), ServiceError> {
-    let limit = uow.max_lines_per_commit().unwrap_or(usize::MAX);
-    loop {
-        let product = match sku {
-            Some(sku) => uow
-                .get(sku, &[])
-                .await?
-                .filter(|product| product.batch(&cmd.reference).is_some()),
-            None => uow.get_by_batchref(&cmd.reference).await?,
-        }
-        .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.to_string()))?;
-        let sku = product.sku().to_owned();
-        let raised = product
-            .batch(&cmd.reference)
-            .is_some_and(|batch| cmd.qty.get() > batch.purchased_quantity());
-        let excess = product.excess(&cmd.reference, cmd.qty.get())?;
-        if excess > 0 {
-            uow.load_lines_to_free(&sku, &cmd.reference, excess, limit)
-                .await?;
-        }
-        let product = uow
-            .get(&sku, &[])
-            .await?
+impl Handler for ChangeBatchQuantityOf {
+    type Output = ();
+    async fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> Result<(), ServiceError> {
+        let (sku, cmd) = (self.sku.as_deref(), &self.cmd);
+        let limit = uow.max_lines_per_commit().unwrap_or(usize::MAX);
+        loop {
+            let product = match sku {
+                Some(sku) => uow
+                    .get(sku, &[])
+                    .await?
+                    .filter(|product| product.batch(&cmd.reference).is_some()),
+                None => uow.get_by_batchref(&cmd.reference).await?,
+            }
             .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.to_string()))?;
-        let complete =
-            product.change_batch_quantity_bounded(&cmd.reference, cmd.qty.get(), limit)?;
-        if raised {
-            offer_waiting_lines(&sku, uow).await?;
-        }
-        uow.commit().await?;
-        if complete {
-            return Ok(());
+            let sku = product.sku().to_owned();
+            let raised = product
+                .batch(&cmd.reference)
+                .is_some_and(|batch| cmd.qty.get() > batch.purchased_quantity());
+            let excess = product.excess(&cmd.reference, cmd.qty.get())?;
+            if excess > 0 {
+                uow.load_lines_to_free(&sku, &cmd.reference, excess, limit)
+                    .await?;
+            }
+            let product = uow
+                .get(&sku, &[])
+                .await?
+                .ok_or_else(|| ServiceError::UnknownBatch(cmd.reference.to_string()))?;
+            let complete =
+                product.change_batch_quantity_bounded(&cmd.reference, cmd.qty.get(), limit)?;
+            if raised {
+                offer_waiting_lines(&sku, uow).await?;
+            }
+            uow.commit().await?;
+            if complete {
+                return Ok(());
+            }
         }
     }
 }
 
-/// `OutOfStock`, when handled in process: tells the purchasing team (the envelope carries its id
-/// and time, which the notification names).
-pub async fn send_out_of_stock_notification(
-    envelope: &EventEnvelope,
-    notifications: &dyn Notifications,
-) -> Result<(), ServiceError> {
-    notifications.out_of_stock(envelope).await?;
-    Ok(())
+/// An event handled by its in-process handler, right after the commit that recorded it.
+pub struct HandleEvent<'a> {
+    pub envelope: &'a EventEnvelope,
+    pub notifications: &'a dyn Notifications,
+}
+
+impl Handler for HandleEvent<'_> {
+    type Output = ();
+    async fn handle<R: ProductRepository>(
+        &self,
+        uow: &mut UnitOfWork<R>,
+    ) -> Result<(), ServiceError> {
+        match &self.envelope.event {
+            // `Reallocate`, run here as a group of one rather than through the product's queue: the
+            // event may have been raised by the very group that holds the product's turn.
+            Event::AllocationRequired(required) => {
+                let cmd = Reallocate::try_from(required).map_err(ServiceError::Invalid)?;
+                let correlation_id = self.envelope.correlation_id.as_deref();
+                let sku = cmd.sku.to_string();
+                let group = [QueuedAllocation::new(cmd, correlation_id)];
+                let answer = AllocateGroup {
+                    sku: &sku,
+                    allocations: &group,
+                }
+                .handle(uow)
+                .await?
+                .pop();
+                answer.map_or(Ok(()), reallocated)
+            }
+            // `OutOfStock`: tells the purchasing team (the envelope carries its id and time, which
+            // the notification names).
+            Event::OutOfStock(_) => Ok(self.notifications.out_of_stock(self.envelope).await?),
+            // Published for other systems; nothing in this service reacts to it.
+            Event::Allocated(_) => Ok(()),
+        }
+    }
+}
+
+/// A reallocation's outcome: allocated, or kept waiting for stock (out of stock), are both done.
+pub(super) fn reallocated(answer: Result<String, ServiceError>) -> Result<(), ServiceError> {
+    match answer {
+        Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
+        Err(error) => Err(error),
+    }
 }

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 use super::handlers::QueuedAllocation;
-use super::messages::{AllocateGroup, HandleEvent, Handler, Message};
+use super::handlers::{AllocateGroup, HandleEvent, Handler};
+use super::messages::Message;
 use super::product_queue::{ProductQueues, RunAlone};
 use super::UnitOfWork;
 use super::{Delivery, EventWiring, Notifications, ProductRepository, RetryPolicy, ServiceError};

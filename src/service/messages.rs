@@ -1,16 +1,16 @@
-//! Which handler takes which message (the book's `HANDLERS` table), and how the bus runs it.
+//! Which handler takes which message, and by which way (the book's `HANDLERS` table).
 //!
 //! [`Message`] is what callers hand to `MessageBus::handle`, the bus's one entry: each command, and an
 //! event delivered from a queue. A command on a product goes through that product's queue
 //! (`product_queue`): `Allocate` and `Reallocate` wait there and are applied in groups by the one
-//! allocation handler (`handlers::allocate`; a single allocation is a group of one); `CreateBatch`
-//! and `ChangeBatchQuantity` take their turn alone. [`Handler`] is the other half: the handler a
-//! message runs in a fresh unit of work once its turn comes (the bus retries it on version conflicts).
+//! allocation handler (`handlers::AllocateGroup`; a single allocation is a group of one);
+//! `CreateBatch` and `ChangeBatchQuantity` take their turn alone. The handlers themselves, run in a
+//! fresh unit of work once the message's turn comes, are `handlers.rs`.
 
 use std::future::Future;
 
-use super::handlers::{self, QueuedAllocation};
-use super::{MessageBus, Notifications, ProductRepository, ServiceError, UnitOfWork};
+use super::handlers::{reallocated, ChangeBatchQuantityOf, QueuedAllocation};
+use super::{MessageBus, ProductRepository, ServiceError};
 use crate::domain::{Allocate, ChangeBatchQuantity, CreateBatch, Event, EventEnvelope, Reallocate};
 
 /// A message the bus accepts: `dispatch` says how it reaches its handler.
@@ -25,16 +25,6 @@ pub trait Message: Send + Sync {
     ) -> impl Future<Output = Result<Self::Output, ServiceError>> + Send;
 }
 
-/// A handler run in one unit of work, with its typed result.
-pub(super) trait Handler: Send + Sync {
-    type Output: Send;
-
-    fn handle<R: ProductRepository>(
-        &self,
-        uow: &mut UnitOfWork<R>,
-    ) -> impl Future<Output = Result<Self::Output, ServiceError>> + Send;
-}
-
 impl Message for CreateBatch {
     type Output = ();
     async fn dispatch<R: ProductRepository>(
@@ -44,16 +34,6 @@ impl Message for CreateBatch {
     ) -> Result<(), ServiceError> {
         bus.run_in_turn(self.sku.to_string(), self.clone(), correlation_id)
             .await
-    }
-}
-
-impl Handler for CreateBatch {
-    type Output = ();
-    async fn handle<R: ProductRepository>(
-        &self,
-        uow: &mut UnitOfWork<R>,
-    ) -> Result<(), ServiceError> {
-        handlers::add_batch(self, uow).await
     }
 }
 
@@ -92,41 +72,21 @@ impl Message for ChangeBatchQuantity {
     ) -> Result<(), ServiceError> {
         match bus.sku_of_batch(&self.reference).await? {
             Some(sku) => {
-                let message = ChangeBatchQuantityOf {
-                    sku: sku.clone(),
+                let change = ChangeBatchQuantityOf {
+                    sku: Some(sku.clone()),
                     cmd: self.clone(),
                 };
-                bus.run_in_turn(sku, message, correlation_id).await
+                bus.run_in_turn(sku, change, correlation_id).await
             }
             // No product holds the batch: nothing to queue behind; the handler answers.
-            None => bus.run(self, correlation_id).await,
+            None => {
+                let change = ChangeBatchQuantityOf {
+                    sku: None,
+                    cmd: self.clone(),
+                };
+                bus.run(&change, correlation_id).await
+            }
         }
-    }
-}
-
-impl Handler for ChangeBatchQuantity {
-    type Output = ();
-    async fn handle<R: ProductRepository>(
-        &self,
-        uow: &mut UnitOfWork<R>,
-    ) -> Result<(), ServiceError> {
-        handlers::change_batch_quantity(None, self, uow).await
-    }
-}
-
-/// A quantity change whose batch's SKU is already known (looked up before it joined the queue).
-pub(super) struct ChangeBatchQuantityOf {
-    pub sku: String,
-    pub cmd: ChangeBatchQuantity,
-}
-
-impl Handler for ChangeBatchQuantityOf {
-    type Output = ();
-    async fn handle<R: ProductRepository>(
-        &self,
-        uow: &mut UnitOfWork<R>,
-    ) -> Result<(), ServiceError> {
-        handlers::change_batch_quantity(Some(&self.sku), &self.cmd, uow).await
     }
 }
 
@@ -148,61 +108,5 @@ impl Message for EventEnvelope {
             }
             _ => bus.run(&bus.event_handler(self), correlation_id).await,
         }
-    }
-}
-
-/// Allocations of one SKU applied together: the one allocation handler.
-pub(super) struct AllocateGroup<'a> {
-    pub sku: &'a str,
-    pub allocations: &'a [QueuedAllocation],
-}
-
-impl Handler for AllocateGroup<'_> {
-    type Output = Vec<Result<String, ServiceError>>;
-    async fn handle<R: ProductRepository>(
-        &self,
-        uow: &mut UnitOfWork<R>,
-    ) -> Result<Self::Output, ServiceError> {
-        handlers::allocate(self.sku, self.allocations, uow).await
-    }
-}
-
-/// An event handled by its in-process handler, right after the commit that recorded it.
-pub(super) struct HandleEvent<'a> {
-    pub envelope: &'a EventEnvelope,
-    pub notifications: &'a dyn Notifications,
-}
-
-impl Handler for HandleEvent<'_> {
-    type Output = ();
-    async fn handle<R: ProductRepository>(
-        &self,
-        uow: &mut UnitOfWork<R>,
-    ) -> Result<(), ServiceError> {
-        match &self.envelope.event {
-            // Handled here, not through the product's queue: the event may have been raised by the
-            // very group that holds the product's turn.
-            Event::AllocationRequired(required) => {
-                let cmd = Reallocate::try_from(required).map_err(ServiceError::Invalid)?;
-                let correlation_id = self.envelope.correlation_id.as_deref();
-                let sku = cmd.sku.to_string();
-                let group = [QueuedAllocation::new(cmd, correlation_id)];
-                let answer = handlers::allocate(&sku, &group, uow).await?.pop();
-                answer.map_or(Ok(()), reallocated)
-            }
-            Event::OutOfStock(_) => {
-                handlers::send_out_of_stock_notification(self.envelope, self.notifications).await
-            }
-            // Published for other systems; nothing in this service reacts to it.
-            Event::Allocated(_) => Ok(()),
-        }
-    }
-}
-
-/// A reallocation's outcome: allocated, or kept waiting for stock (out of stock), are both done.
-fn reallocated(answer: Result<String, ServiceError>) -> Result<(), ServiceError> {
-    match answer {
-        Ok(_) | Err(ServiceError::OutOfStock(_)) => Ok(()),
-        Err(error) => Err(error),
     }
 }

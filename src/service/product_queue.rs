@@ -3,7 +3,7 @@
 //! Every command on a product joins that product's queue (`Allocate`, `Reallocate`, and the batch
 //! commands: `MessageBus::handle` puts them there). If the product has no drain task, one starts; it
 //! takes what is waiting, in arrival order, and applies each run of consecutive allocations as ONE
-//! group (one load, each allocation in turn, one commit: `handlers::allocate`; at most
+//! group (one load, each allocation in turn, one commit: `handlers::AllocateGroup`; at most
 //! `MessageBus::max_group` per group) and each other command alone, answers each caller, and repeats
 //! until the queue is empty. Commands on one product thus never race each other in this process,
 //! while other products' queues drain in parallel. Version conflicts come only from other processes, and the bus still retries them.

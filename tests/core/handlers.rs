@@ -7,9 +7,10 @@ use crate::fixture::*;
 use crate::support::fakes::*;
 use crate::support::memory_store::InMemoryStore;
 use allocation::domain::{ChangeBatchQuantity, Event, Product};
+use allocation::service::handlers::{ChangeBatchQuantityOf, Handler};
 use allocation::service::{
-    handlers, AllocationView, AllocationsView, EventWiring, OutboxAudit, ProductRepository,
-    ServiceError, UnitOfWork,
+    AllocationView, AllocationsView, EventWiring, OutboxAudit, ProductRepository, ServiceError,
+    UnitOfWork,
 };
 use chrono::NaiveDate;
 
@@ -304,13 +305,11 @@ mod change_batch_quantity {
         uow.commit().await.unwrap();
         uow.collect_new_events();
 
-        handlers::change_batch_quantity(
-            None,
-            &ChangeBatchQuantity::new("batch1", 25).unwrap(),
-            &mut uow,
-        )
-        .await
-        .unwrap();
+        let change = ChangeBatchQuantityOf {
+            sku: None,
+            cmd: ChangeBatchQuantity::new("batch1", 25).unwrap(),
+        };
+        change.handle(&mut uow).await.unwrap();
 
         let events: Vec<Event> = uow
             .collect_new_events()
