@@ -58,6 +58,12 @@ counts with both branches: a rule must hold whatever the parameters.
                       through the alias: an event source mapping, an invoke permission, an
                       API integration, an EventBridge target or a function URL that names the
                       function itself bypasses the gradual deployment (and the rollback).
+  deployment-role     the role of a CodeDeploy deployment group that shifts a function's alias
+                      (its ServiceRoleArn) is a role of this template whose Allow statements
+                      grant lambda: actions on that function only (its ARN, its alias's, its
+                      versions') and cloudwatch: actions on the group's rollback alarms only,
+                      and nothing else (no hooks, no triggers): each function's deployments
+                      have a role of their own.
   visibility-timeout  an SQS queue that feeds a Lambda function (event source mapping, to the
                       function or an alias of it) has a VisibilityTimeout of at least 6x that
                       function's Timeout.

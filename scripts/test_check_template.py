@@ -245,8 +245,57 @@ def read_model_role_writes(t):
     "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"
 )
 def deployments_with_the_role_sam_generates(t):
-    # Without a DeploymentPreference Role, SAM generates one with an AWS managed policy.
-    del t["Globals"]["Function"]["DeploymentPreference"]["Role"]
+    # Without a DeploymentPreference Role (one function without its own is enough), SAM
+    # generates one with an AWS managed policy.
+    del resource(t, "PublishEventsFunction")["DeploymentPreference"]["Role"]
+
+
+@case(
+    "ERROR [deployment-role] PublishEventsDeploymentRole: policy shift-live-alias, statement "
+    'ShiftTheLiveAlias: lambda:GetAlias, lambda:UpdateAlias on \'{"Fn::GetAtt": '
+    '["RepublishEventsFunction", "Arn"]}\': only on its function PublishEventsFunction, as the '
+    "role of PublishEventsFunctionDeploymentGroup"
+)
+def deployment_role_shifts_another_function(t):
+    # Each function's deployments have a role of their own, allowed on that function only.
+    statement(t, "PublishEventsDeploymentRole", "ShiftTheLiveAlias")["Resource"].append(
+        {"Fn::GetAtt": ["RepublishEventsFunction", "Arn"]}
+    )
+
+
+@case(
+    "ERROR [deployment-role] RepublishEventsDeploymentRole: policy shift-live-alias, statement "
+    'ReadTheRollbackAlarm: cloudwatch:DescribeAlarms on \'{"Fn::GetAtt": '
+    '["PublishEventsErrorsAlarm", "Arn"]}\': only on its alarms (RepublishEventsErrorsAlarm)'
+)
+def deployment_role_reads_another_functions_alarm(t):
+    statement(t, "RepublishEventsDeploymentRole", "ReadTheRollbackAlarm")["Resource"] = {
+        "Fn::GetAtt": ["PublishEventsErrorsAlarm", "Arn"]
+    }
+
+
+@case(
+    "ERROR [deployment-role] AddBatchDeploymentRole: policy shift-live-alias, statement "
+    'ShiftTheLiveAlias: lambda:GetAlias, lambda:UpdateAlias on \'{"Fn::GetAtt": '
+    '["AddBatchFunction", "Arn"]}\': only on its function AllocateFunction, as the role of '
+    "AllocateFunctionDeploymentGroup (ComputeType=Standard only)"
+)
+def deployment_role_shared_by_two_functions(t):
+    # AllocateFunction deployed with AddBatch's role (its twin keeps its own).
+    preference = resource(t, "AllocateFunction")["DeploymentPreference"]
+    preference["Role"] = {"Fn::GetAtt": ["AddBatchDeploymentRole", "Arn"]}
+
+
+@case(
+    "ERROR [deployment-role] NotifyOutOfStockDeploymentRole: policy shift-live-alias, statement "
+    "Trigger: sns:Publish: CodeDeploy's role of NotifyOutOfStockFunctionDeploymentGroup shifts "
+    "the alias of NotifyOutOfStockFunction and reads its alarms, nothing else"
+)
+def deployment_role_with_a_trigger(t):
+    resource(t, "NotifyOutOfStockDeploymentRole")["Policies"][0]["PolicyDocument"][
+        "Statement"
+    ].append({"Sid": "Trigger", "Effect": "Allow", "Action": "sns:Publish",
+              "Resource": {"Ref": "EventsTopic"}})
 
 
 @case(

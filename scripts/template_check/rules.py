@@ -21,6 +21,7 @@ from .values import (
     is_wildcard_resource,
     items,
     may_be_absent,
+    named_resources,
     named_unqualified,
     number,
     resources_of,
@@ -423,20 +424,25 @@ def write_actions(actions) -> list[str]:
     ]
 
 
-def policy_functions(template: dict, holder: str) -> list[str]:
-    """The functions a policy holder's statements apply to: those whose Role is the holder (a
-    role), or a role that an AWS::IAM::Policy or ManagedPolicy applies to (one of its Roles, or
-    a role that lists it in its ManagedPolicyArns). Users, groups and the roles of no function:
-    none."""
+def policy_roles(template: dict, holder: str) -> set[str]:
+    """The roles a policy holder's statements apply to: the holder itself (a role), or the roles
+    an AWS::IAM::Policy or ManagedPolicy applies to (one of its Roles, or a role that lists it in
+    its ManagedPolicyArns)."""
     resource = template.get("Resources", {}).get(holder, {})
-    roles = {holder}
-    if resource.get("Type") != "AWS::IAM::Role":
-        roles = {target(r) for r in items((resource.get("Properties") or {}).get("Roles", []))}
-        roles |= {
-            name
-            for name, props in resources_of(template, "AWS::IAM::Role")
-            if holder in {target(arn) for arn in items(props.get("ManagedPolicyArns", []))}
-        }
+    if resource.get("Type") == "AWS::IAM::Role":
+        return {holder}
+    roles = {target(r) for r in items((resource.get("Properties") or {}).get("Roles", []))}
+    return roles | {
+        name
+        for name, props in resources_of(template, "AWS::IAM::Role")
+        if holder in {target(arn) for arn in items(props.get("ManagedPolicyArns", []))}
+    }
+
+
+def policy_functions(template: dict, holder: str) -> list[str]:
+    """The functions a policy holder's statements apply to: those whose Role is one of its roles
+    (policy_roles). Users, groups and the roles of no function: none."""
+    roles = policy_roles(template, holder)
     return sorted(
         name
         for name, props in resources_of(template, "AWS::Lambda::Function")
@@ -529,6 +535,70 @@ def check_live_alias(template: dict):
             yield Finding("live-alias", name, message)
 
 
+# What CodeDeploy does with the role of a Lambda deployment group: shift the alias of the group's
+# function (lambda: actions, on that function, its alias and its versions) and read the group's
+# rollback alarms (cloudwatch:). No hooks, no triggers: nothing else.
+DEPLOYMENT_ROLE_SERVICES = ("lambda", "cloudwatch")
+
+
+def deployment_groups(template: dict) -> dict[str, str]:
+    """{deployment group: the function whose alias it shifts} (the alias's UpdatePolicy)."""
+    found = {}
+    for name, resource in template.get("Resources", {}).items():
+        if isinstance(resource, dict) and resource.get("Type") == "AWS::Lambda::Alias":
+            update = (resource.get("UpdatePolicy") or {}).get("CodeDeployLambdaAliasUpdate") or {}
+            group = target(update.get("DeploymentGroupName"))
+            function = function_of(template, {"Ref": name})
+            if group is not None and function is not None:
+                found[group] = function
+    return found
+
+
+def check_deployment_roles(template: dict):
+    resources = template.get("Resources", {})
+    groups = deployment_groups(template)
+    for group, props in resources_of(template, "AWS::CodeDeploy::DeploymentGroup"):
+        function = groups.get(group)
+        if function is None:
+            continue
+        alarm_config = props.get("AlarmConfiguration") or {}
+        alarms = {target((a or {}).get("Name")) for a in items(alarm_config.get("Alarms", []))}
+        alarms -= {None}
+        for arn in alternatives(props.get("ServiceRoleArn", MISSING)):
+            role = target(arn)
+            if resources.get(role, {}).get("Type") != "AWS::IAM::Role":
+                message = f"ServiceRoleArn {shown(arn)} is no role of this template: unchecked"
+                yield Finding("deployment-role", group, message)
+                continue
+            allowed = {
+                "lambda": ({function}, f"its function {function}"),
+                "cloudwatch": (alarms, f"its alarms ({', '.join(sorted(alarms)) or 'none'})"),
+            }
+            for holder, where, statement in allow_statements(template):
+                if role not in policy_roles(template, holder):
+                    continue
+                actions = [a for a in items(statement.get("Action", [])) if isinstance(a, str)]
+                for service in sorted({a.split(":", 1)[0].lower() for a in actions}):
+                    granted = ", ".join(a for a in actions if a.lower().startswith(f"{service}:"))
+                    if service not in DEPLOYMENT_ROLE_SERVICES:
+                        message = (
+                            f"{where}: {granted}: CodeDeploy's role of {group} shifts the alias "
+                            f"of {function} and reads its alarms, nothing else (no hooks, no "
+                            "triggers)"
+                        )
+                        yield Finding("deployment-role", holder, message)
+                        continue
+                    names, what = allowed[service]
+                    for resource in items(statement.get("Resource", [])):
+                        named = named_resources(resource)
+                        if not named or not named <= names:
+                            message = (
+                                f"{where}: {granted} on {shown(resource)!r}: only on {what}, "
+                                f"as the role of {group}"
+                            )
+                            yield Finding("deployment-role", holder, message)
+
+
 def check_topic_encryption(template: dict):
     for name, props in resources_of(template, "AWS::SNS::Topic"):
         if may_be_absent(props.get("KmsMasterKeyId", MISSING)):
@@ -612,6 +682,7 @@ RULES = (
     check_least_privilege,
     check_leading_keys,
     check_live_alias,
+    check_deployment_roles,
     check_visibility_timeouts,
     check_alarms,
     check_topic_encryption,

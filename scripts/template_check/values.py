@@ -124,3 +124,19 @@ def named_unqualified(value) -> set[str]:
         if isinstance(text, str):
             named |= set(re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}(?!:)", text))
     return named
+
+
+def named_resources(value) -> set[str]:
+    """The logical ids a value names, qualified or not: a Ref or GetAtt, or each ${Name} or
+    ${Name.Attr} of an Fn::Sub string (a variable of the Fn::Sub: what its value names)."""
+    named: set[str] = set()
+    for alt in alternatives(value):
+        named |= {target(alt)} - {None}
+        sub = alt.get("Fn::Sub") if isinstance(alt, dict) else None
+        text, variables = (sub[0], sub[1]) if isinstance(sub, list) and len(sub) == 2 else (sub, {})
+        if not isinstance(text, str):
+            continue
+        for name in re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}", text):
+            variables = variables if isinstance(variables, dict) else {}
+            named |= named_resources(variables[name]) if name in variables else {name}
+    return named
