@@ -148,7 +148,7 @@ def xray_statement_with_more_than_the_write_actions(t):
 
 
 @case(
-    "ERROR [least-privilege] PublishEventsRole: policy publish-events, statement ListTables: "
+    "ERROR [least-privilege] PublishEventsRole: policy publish_events, statement ListTables: "
     "dynamodb:ListTables takes no resource in IAM (it applies to '*' only): drop it"
 )
 def action_that_takes_no_resource(t):
