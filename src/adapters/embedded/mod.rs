@@ -145,6 +145,7 @@ impl EmbeddedStore {
             dir: dir.to_owned(),
             replay_pending: false,
             database_file: std::fs::File::open(&path).ok(),
+            writeback_started: std::time::Instant::now(),
         };
         let writer = std::thread::Builder::new()
             .name("embedded-store-writer".into())

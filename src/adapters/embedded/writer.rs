@@ -1,7 +1,7 @@
 //! The writer thread: owns the write side and group-commits every waiting request in one fsync.
 //!
 //! Callers send a [`Request`] with a oneshot reply. The thread takes the first waiting request, drains
-//! all others that are waiting (up to [`MAX_GROUP`]), under load waits briefly for the callers it just
+//! all others that are waiting (up to [`MAX_REQUESTS_PER_GROUP`]), under load waits briefly for the callers it just
 //! answered (`Writer::gather`), and applies them in ONE redb write transaction:
 //! each commit's conditions are checked against the state including the earlier requests of the group,
 //! and only a commit whose checks all pass writes anything. Then the group's applied writes are
@@ -30,10 +30,16 @@ use super::tables::Op;
 use crate::service::{exponential_backoff, StoreError};
 
 /// The most requests applied in one transaction (bounds a group's latency).
-pub(super) const MAX_GROUP: usize = 512;
+pub(super) const MAX_REQUESTS_PER_GROUP: usize = 512;
 
 /// The longest a group waits for more requests (see `Writer::gather`).
 const MAX_LINGER: Duration = Duration::from_millis(2);
+/// The database's writeback is started at most this often. Each group's journal fdatasync also
+/// flushes whatever of the database the disk is writing at that moment, so starting the writeback
+/// after every group made every fdatasync carry that group's pages; at most every 10 ms, most
+/// fdatasyncs carry only their journal record, and a checkpoint still finds most pages written
+/// (measured in `docs/performance.md`, "The commit journal").
+const WRITEBACK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// After a storage failure, how long writes are answered `Unavailable` before one is tried again:
 /// doubling from the first to the last.
@@ -152,6 +158,8 @@ pub(super) struct Writer {
     pub replay_pending: bool,
     /// The database file, opened a second time to start its writeback (`start_writeback`).
     pub database_file: Option<std::fs::File>,
+    /// When the writeback was last started.
+    pub writeback_started: Instant,
 }
 
 /// The requests of one transaction.
@@ -176,9 +184,9 @@ impl Group {
         self.requests.push(request);
     }
 
-    /// Takes every request already waiting (up to [`MAX_GROUP`]).
+    /// Takes every request already waiting (up to [`MAX_REQUESTS_PER_GROUP`]).
     fn drain(&mut self, requests: &Receiver<Request>) {
-        while !self.stop && self.requests.len() < MAX_GROUP {
+        while !self.stop && self.requests.len() < MAX_REQUESTS_PER_GROUP {
             match requests.try_recv() {
                 Ok(request) => self.push(request),
                 Err(_) => break,
@@ -208,11 +216,16 @@ impl Writer {
             // Callers are queueing behind the disk, or several were answered together: gather.
             if waiting || self.last_answered > 1 {
                 let waited = if waiting { group.requests.len() } else { 0 };
-                self.gather(&mut group, (waited + self.last_answered).min(MAX_GROUP));
+                self.gather(
+                    &mut group,
+                    (waited + self.last_answered).min(MAX_REQUESTS_PER_GROUP),
+                );
             }
             let stop = group.stop;
             self.commit_group(group.requests);
-            self.start_writeback();
+            if self.writeback_started.elapsed() >= WRITEBACK_INTERVAL {
+                self.start_writeback();
+            }
             if stop {
                 self.checkpoint();
                 return;
@@ -223,11 +236,12 @@ impl Writer {
         }
     }
 
-    /// Asks the kernel to start writing the database's dirty pages now, without waiting: the group
-    /// just committed wrote its pages without syncing them, and a checkpoint that found them all
+    /// Asks the kernel to start writing the database's dirty pages now, without waiting: the groups
+    /// committed since wrote their pages without syncing them, and a checkpoint that found them all
     /// still in memory would hold the writer (and every caller) for the whole flush.
-    fn start_writeback(&self) {
+    fn start_writeback(&mut self) {
         use std::os::fd::AsRawFd;
+        self.writeback_started = Instant::now();
         if let Some(file) = &self.database_file {
             // SAFETY: a plain system call on a file descriptor this struct owns; it only hints
             // the kernel (an error changes nothing: the checkpoint's fsync still writes it all).
