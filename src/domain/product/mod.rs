@@ -242,12 +242,7 @@ impl Product {
         line: &OrderLine,
         keep_waiting: bool,
     ) -> Result<Option<Arc<str>>, DomainError> {
-        if *line.sku() != *self.sku {
-            return Err(DomainError::LineSkuMismatch {
-                line_sku: line.sku().to_owned(),
-                product_sku: self.sku.to_string(),
-            });
-        }
+        self.check_line_sku(line)?;
         let new_version = self.version_number + 1;
         // One probe of the line index serves both the idempotency check and the insert.
         let known = match self.lines.entry(Arc::clone(line.shared_orderid())) {
@@ -321,6 +316,17 @@ impl Product {
         }));
         self.version_number = new_version;
         Ok(Some(reference))
+    }
+
+    /// A line, allocated or restored, must be of this product's SKU.
+    fn check_line_sku(&self, line: &OrderLine) -> Result<(), DomainError> {
+        if *line.sku() != *self.sku {
+            return Err(DomainError::LineSkuMismatch {
+                line_sku: line.sku().to_owned(),
+                product_sku: self.sku.to_string(),
+            });
+        }
+        Ok(())
     }
 
     fn batch_index(&self, reference: &str) -> Option<usize> {

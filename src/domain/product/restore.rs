@@ -28,12 +28,7 @@ impl Product {
         let index = self
             .batch_index(batchref)
             .ok_or_else(|| DomainError::UnknownBatch(batchref.to_owned()))?;
-        if *line.sku() != *self.sku {
-            return Err(DomainError::LineSkuMismatch {
-                line_sku: line.sku().to_owned(),
-                product_sku: self.sku.to_string(),
-            });
-        }
+        self.check_line_sku(line)?;
         self.lines
             .entry(Arc::clone(line.shared_orderid()))
             .or_insert(KnownLine::stored(LineState::Allocated {
@@ -50,12 +45,7 @@ impl Product {
         line: &OrderLine,
         since: u64,
     ) -> Result<(), DomainError> {
-        if *line.sku() != *self.sku {
-            return Err(DomainError::LineSkuMismatch {
-                line_sku: line.sku().to_owned(),
-                product_sku: self.sku.to_string(),
-            });
-        }
+        self.check_line_sku(line)?;
         self.lines
             .entry(Arc::clone(line.shared_orderid()))
             .or_insert(KnownLine::stored(LineState::Waiting {
