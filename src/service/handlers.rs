@@ -34,34 +34,33 @@ impl Handler for CreateBatch {
         &self,
         uow: &mut UnitOfWork<R>,
     ) -> Result<(), ServiceError> {
-        let cmd = self;
-        let batch = Batch::new(cmd.reference.clone(), cmd.sku.clone(), cmd.qty, cmd.eta);
+        let batch = Batch::new(self.reference.clone(), self.sku.clone(), self.qty, self.eta);
         // The same batch again (a retry whose answer was lost) is answered as the first time; another
         // batch under its reference is a conflict naming what differs.
-        if let Some(product) = uow.get_by_batchref(&cmd.reference).await? {
-            if let Some(existing) = product.batch(&cmd.reference) {
+        if let Some(product) = uow.get_by_batchref(&self.reference).await? {
+            if let Some(existing) = product.batch(&self.reference) {
                 return Ok(existing.check_same_as(&batch)?);
             }
         }
-        if uow.get(&cmd.sku, &[]).await?.is_none() {
-            uow.add(Product::new(cmd.sku.clone()));
+        if uow.get(&self.sku, &[]).await?.is_none() {
+            uow.add(Product::new(self.sku.clone()));
         }
         let product = uow
-            .get(&cmd.sku, &[])
+            .get(&self.sku, &[])
             .await?
-            .ok_or_else(|| ServiceError::InvalidSku(cmd.sku.to_string()))?;
+            .ok_or_else(|| ServiceError::InvalidSku(self.sku.to_string()))?;
         // Created in between the two reads above, by a request just like this one or not.
-        if let Some(existing) = product.batch(&cmd.reference) {
+        if let Some(existing) = product.batch(&self.reference) {
             return Ok(existing.check_same_as(&batch)?);
         }
         product.add_batch(batch)?;
-        offer_waiting_lines(&cmd.sku, uow).await?;
+        offer_waiting_lines(&self.sku, uow).await?;
         match uow.commit().await {
             // Another request took the reference between the check and the commit: try again, so the
             // answer compares with the batch it made (the same request answers 201, another 409).
             Err(StoreError::DuplicateBatchReference(_)) => {
                 Err(ServiceError::Store(StoreError::VersionConflict {
-                    sku: cmd.sku.to_string(),
+                    sku: self.sku.to_string(),
                 }))
             }
             other => Ok(other?),
