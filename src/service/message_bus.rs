@@ -186,7 +186,7 @@ impl<R: ProductRepository> MessageBus<R> {
         &self,
         reference: &str,
     ) -> Result<Option<String>, ServiceError> {
-        Ok(self.unit_of_work(None).sku_of_batch(reference).await?)
+        Ok(self.inner.products.sku_of_batch(reference).await?)
     }
 
     /// Applies allocations of one SKU together (the product's queue calls it with each group),

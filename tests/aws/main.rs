@@ -14,6 +14,7 @@ mod dynamodb_cost;
 mod dynamodb_size;
 mod functions_events;
 mod lambda_adapters;
+mod lambda_events;
 mod notifications;
 mod relay_drill;
 mod snapshot_reads;
